@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class StudiesConfig(AppConfig):
+    name = "turingtest.studies"
+    verbose_name = "Studies"
+    default_auto_field = "django.db.models.BigAutoField"

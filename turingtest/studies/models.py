@@ -1,0 +1,388 @@
+"""The data of a visual Turing test.
+
+Invariants live in the database (constraints), not in ``save()``. Writes go
+through ``services.py``; reads through ``selectors.py``.
+"""
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+def new_token() -> str:
+    """An opaque public identifier: 128 random bits, URL-safe."""
+    return secrets.token_urlsafe(16)
+
+
+def new_seed() -> int:
+    return secrets.randbits(31)
+
+
+def new_reader_code() -> str:
+    return "R" + secrets.token_hex(4).upper()
+
+
+class Source(models.TextChoices):
+    REAL = "real", "Real"
+    SYNTHETIC = "synthetic", "Synthetic"
+
+
+KL_GRADES = range(0, 5)
+
+
+class Generator(models.Model):
+    """A trained checkpoint that can make synthetic images."""
+
+    name = models.SlugField(max_length=80, unique=True)
+    checkpoint = models.CharField(max_length=500, help_text="Path to the checkpoint file.")
+    sha256 = models.CharField(max_length=64)
+    config = models.JSONField(default=dict, blank=True)
+    training_data = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class GenerationJob(models.Model):
+    """A request to fill the synthetic pool from a generator, run on a GPU worker."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    generator = models.ForeignKey(Generator, on_delete=models.PROTECT, related_name="jobs")
+    per_grade = models.JSONField(help_text='Images to make per KL grade, e.g. {"0": 10, "4": 10}.')
+    status = models.CharField(max_length=10, choices=Status, default=Status.PENDING)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(done__lte=models.F("total")), name="job_done_le_total"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.generator} job {self.pk} ({self.status} {self.done}/{self.total})"
+
+
+class Image(models.Model):
+    """One image of the pool, shared across studies, in canonical form."""
+
+    source = models.CharField(max_length=10, choices=Source)
+    kl_grade = models.PositiveSmallIntegerField("reference KL grade")
+    token = models.CharField(max_length=32, unique=True, default=new_token, editable=False)
+    file = models.FileField(upload_to="pool/", max_length=200)
+    sha256 = models.CharField(max_length=64, unique=True, help_text="Of the canonical file.")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    original = models.FileField(upload_to="originals/", max_length=200, blank=True)
+    origin = models.TextField(blank=True, help_text="Where it came from; never shown to readers.")
+    generator = models.ForeignKey(
+        Generator, null=True, blank=True, on_delete=models.PROTECT, related_name="images"
+    )
+    seed = models.BigIntegerField(null=True, blank=True)
+    job = models.ForeignKey(
+        GenerationJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="images"
+    )
+    job_index = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(kl_grade__lte=4), name="image_kl_grade_0_4"),
+            models.CheckConstraint(
+                condition=Q(source="synthetic") | Q(generator__isnull=True, seed__isnull=True),
+                name="image_real_has_no_generator",
+            ),
+            # A retried generation task finds its images instead of making more.
+            models.UniqueConstraint(fields=["job", "job_index"], name="image_unique_job_index"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} KL{self.kl_grade} {self.sha256[:10]}"
+
+
+class Study(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    class EditPolicy(models.TextChoices):
+        NONE = "none", "No changes once answered"
+        UNTIL_PHASE_END = "until_phase_end", "Changes allowed until the phase ends"
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    status = models.CharField(max_length=10, choices=Status, default=Status.DRAFT)
+    instructions = models.TextField(blank=True, help_text="Markdown, shown to readers before consent.")
+    consent_text = models.TextField(
+        blank=True,
+        default="I agree to take part in this reader study. My answers will be stored "
+        "under a pseudonym and analysed together with other readers' answers.",
+    )
+    seed = models.BigIntegerField(default=new_seed)
+    edit_policy = models.CharField(max_length=20, choices=EditPolicy, default=EditPolicy.NONE)
+    show_score = models.BooleanField(default=False, help_text="Show readers their own score at the end.")
+    practice_count = models.PositiveSmallIntegerField(default=4)
+    created_at = models.DateTimeField(auto_now_add=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "studies"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Phase(models.Model):
+    """One pass over the study's cases; phases run in order of ``index``."""
+
+    class Kind(models.TextChoices):
+        GRADING = "grading", "Grading (KL grade only)"
+        DETECTION = "detection", "Detection (real or synthetic)"
+        COMBINED = "combined", "Combined (real or synthetic, and KL grade)"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="phases")
+    index = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=10, choices=Kind)
+    asks_grade_in_detection = models.BooleanField(
+        default=False, help_text="In a detection phase, also ask for the KL grade."
+    )
+
+    class Meta:
+        ordering = ["study", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "index"], name="phase_unique_index"),
+            models.UniqueConstraint(fields=["study", "kind"], name="phase_unique_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study.slug} phase {self.index + 1}: {self.kind}"
+
+    @property
+    def asks_realism(self) -> bool:
+        return self.kind != self.Kind.GRADING
+
+    @property
+    def asks_grade(self) -> bool:
+        return self.kind != self.Kind.DETECTION or self.asks_grade_in_detection
+
+
+class Case(models.Model):
+    class Role(models.TextChoices):
+        MAIN = "main", "Main"
+        PRACTICE = "practice", "Practice"
+        ATTENTION = "attention", "Attention check"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="cases")
+    image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="cases")
+    role = models.CharField(max_length=10, choices=Role, default=Role.MAIN)
+    number = models.PositiveIntegerField(help_text="Stable case label within the study.")
+
+    class Meta:
+        ordering = ["study", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "image"], name="case_unique_image"),
+            models.UniqueConstraint(fields=["study", "number"], name="case_unique_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study.slug} case {self.number}"
+
+
+class Reader(models.Model):
+    class Profession(models.TextChoices):
+        RADIOLOGIST = "radiologist", "Radiologist"
+        RADIOLOGY_RESIDENT = "radiology_resident", "Radiology resident"
+        ORTHOPAEDIC_SURGEON = "orthopaedic_surgeon", "Orthopaedic surgeon"
+        ORTHOPAEDIC_RESIDENT = "orthopaedic_resident", "Orthopaedic resident"
+        RADIOGRAPHER = "radiographer", "Radiographer"
+        OTHER_CLINICIAN = "other_clinician", "Other clinician"
+        RESEARCHER = "researcher", "Researcher"
+        OTHER = "other", "Other"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reader")
+    code = models.CharField(max_length=16, unique=True, default=new_reader_code, editable=False)
+    name = models.CharField(max_length=200)
+    profession = models.CharField(max_length=30, choices=Profession)
+    experience_years = models.PositiveSmallIntegerField()
+    subspecialty = models.CharField(max_length=200, blank=True)
+    simulated = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(condition=Q(experience_years__lte=70), name="reader_experience_plausible"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.name})"
+
+
+class Invitation(models.Model):
+    """A single-use, expiring link. Only the token's hash is stored."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="invitations")
+    token_hash = models.CharField(max_length=64, unique=True)
+    email = models.EmailField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    used_by = models.ForeignKey(Reader, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(used_at__isnull=True) | Q(used_by__isnull=False),
+                name="invitation_used_by_someone",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"invitation to {self.study.slug} ({self.email or 'anyone'})"
+
+
+class Enrollment(models.Model):
+    reader = models.ForeignKey(Reader, on_delete=models.CASCADE, related_name="enrollments")
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="enrollments")
+    enrolled_at = models.DateTimeField(auto_now_add=True)
+    consented_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["study", "enrolled_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["reader", "study"], name="enrollment_unique"),
+            models.CheckConstraint(
+                condition=Q(completed_at__isnull=True) | Q(consented_at__isnull=False),
+                name="enrollment_completed_after_consent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reader.code} in {self.study.slug}"
+
+
+class ReadingSession(models.Model):
+    """One reader's pass over one phase (``phase`` null: the practice round).
+
+    ``order`` is the stored permutation of case ids this reader sees, drawn
+    from ``seed``, so any reader's exact sequence can be reproduced.
+    """
+
+    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="sessions")
+    phase = models.ForeignKey(Phase, null=True, blank=True, on_delete=models.CASCADE, related_name="sessions")
+    seed = models.BigIntegerField()
+    order = models.JSONField()
+    started_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    served_position = models.IntegerField(null=True, blank=True)
+    served_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["enrollment", "started_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["enrollment", "phase"], name="session_unique_phase"),
+            models.UniqueConstraint(
+                fields=["enrollment"], condition=Q(phase__isnull=True), name="session_unique_practice"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.enrollment} {'practice' if self.phase_id is None else self.phase.kind}"
+
+    @property
+    def is_practice(self) -> bool:
+        return self.phase_id is None
+
+
+class Answer(models.TextChoices):
+    REAL = "real", "Real"
+    SYNTHETIC = "synthetic", "Synthetic"
+
+
+# The 6-point detection scale: one click gives the decision and its confidence.
+# 1-3 say real, 4-6 say synthetic; the number orders "how synthetic" for ROC.
+DETECTION_SCALE = [
+    (1, "Definitely real"),
+    (2, "Probably real"),
+    (3, "Possibly real"),
+    (4, "Possibly synthetic"),
+    (5, "Probably synthetic"),
+    (6, "Definitely synthetic"),
+]
+
+_ANSWER_FIELDS_VALID = (
+    (Q(answer__isnull=True) & Q(confidence__isnull=True))
+    | (Q(answer="real") & Q(confidence__gte=1) & Q(confidence__lte=3))
+    | (Q(answer="synthetic") & Q(confidence__gte=4) & Q(confidence__lte=6))
+) & (Q(kl_grade__isnull=True) | Q(kl_grade__lte=4))
+
+
+class Judgment(models.Model):
+    """A reader's first answer to a case in a session. Never overwritten."""
+
+    session = models.ForeignKey(ReadingSession, on_delete=models.CASCADE, related_name="judgments")
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="judgments")
+    position = models.PositiveIntegerField()
+    answer = models.CharField(max_length=10, choices=Answer, null=True, blank=True)
+    confidence = models.PositiveSmallIntegerField(choices=DETECTION_SCALE, null=True, blank=True)
+    kl_grade = models.PositiveSmallIntegerField(null=True, blank=True)
+    served_at = models.DateTimeField()
+    answered_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["session", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "case"], name="judgment_unique_case"),
+            models.UniqueConstraint(fields=["session", "position"], name="judgment_unique_position"),
+            models.CheckConstraint(condition=_ANSWER_FIELDS_VALID, name="judgment_answer_valid"),
+            models.CheckConstraint(
+                condition=Q(answer__isnull=False) | Q(kl_grade__isnull=False), name="judgment_not_empty"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session} #{self.position}"
+
+
+class JudgmentRevision(models.Model):
+    """A later change to a judgment, where the study allows edits."""
+
+    judgment = models.ForeignKey(Judgment, on_delete=models.CASCADE, related_name="revisions")
+    revision = models.PositiveSmallIntegerField()
+    answer = models.CharField(max_length=10, choices=Answer, null=True, blank=True)
+    confidence = models.PositiveSmallIntegerField(choices=DETECTION_SCALE, null=True, blank=True)
+    kl_grade = models.PositiveSmallIntegerField(null=True, blank=True)
+    answered_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["judgment", "revision"]
+        constraints = [
+            models.UniqueConstraint(fields=["judgment", "revision"], name="revision_unique"),
+            models.CheckConstraint(condition=Q(revision__gte=1), name="revision_after_first"),
+            models.CheckConstraint(condition=_ANSWER_FIELDS_VALID, name="revision_answer_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.judgment} rev {self.revision}"
