@@ -1,0 +1,745 @@
+"""Writes to the image pool: one image from pixels, or a whole import.
+
+Every file that enters the pool goes through :func:`_image_store`: the
+canonical PNG is written under its SHA-256 first, then the row is created in
+its own transaction; any failure (including an interrupt) deletes the files
+this call wrote, so an import leaves either a row with its file or nothing.
+A hard kill between the write and the commit can still leave a file without
+a row; :func:`pool_orphans_remove` sweeps those.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import re
+import stat
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path, PurePosixPath
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from turingtest.imaging.canonical import CanonicalSpec, canonicalise
+from turingtest.imaging.decode import ImageRejected, Limits, decode, sniff
+from turingtest.studies.models import GenerationJob, Generator, Image, Source
+
+POOL_DIR = "pool"
+ORIGINALS_DIR = "originals"
+EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "DICOM": ".dcm"}
+# Files next to a dataset that are not images (readmes, manifests) are skipped
+# when they sit at the top of the imported folder.
+DOC_SUFFIXES = {".csv", ".txt", ".md", ".json", ".pdf", ".html", ".rst", ".yaml"}
+IGNORED_NAMES = {"thumbs.db", "desktop.ini", "__macosx"}
+MANIFEST_COLUMNS = ("path", "kl_grade")
+
+
+class ImportRefused(ValueError):
+    """The import as a whole cannot go ahead; nothing was written."""
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """One file of an import: where it came from and what happened to it."""
+
+    file: str
+    reason: str = ""
+    image: Image | None = None
+
+
+@dataclass
+class ImportResult:
+    imported: list[FileOutcome] = field(default_factory=list)
+    duplicates: list[FileOutcome] = field(default_factory=list)
+    rejected: list[FileOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """Nothing could be imported and something was rejected."""
+        return not self.imported and bool(self.rejected)
+
+    @property
+    def total(self) -> int:
+        return len(self.imported) + len(self.duplicates) + len(self.rejected)
+
+    def extend(self, other: ImportResult) -> None:
+        self.imported += other.imported
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.imported)} imported, {len(self.duplicates)} duplicates "
+            f"skipped, {len(self.rejected)} rejected"
+        )
+
+
+@dataclass(frozen=True)
+class ImportLimits:
+    max_file_bytes: int
+    max_archive_bytes: int
+    max_archive_ratio: float
+    max_archive_entries: int
+
+    @classmethod
+    def from_settings(cls) -> ImportLimits:
+        conf = getattr(settings, "TURINGTEST", {})
+        upload = conf.get("MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
+        return cls(
+            max_file_bytes=conf.get("MAX_IMAGE_BYTES", upload),
+            max_archive_bytes=conf.get("MAX_ARCHIVE_BYTES", 4 * upload),
+            max_archive_ratio=conf.get("MAX_ARCHIVE_RATIO", 200.0),
+            max_archive_entries=conf.get("MAX_ARCHIVE_ENTRIES", 200_000),
+        )
+
+
+def _keep_originals() -> bool:
+    return bool(getattr(settings, "TURINGTEST", {}).get("KEEP_ORIGINALS", True))
+
+
+def _canonical_by_default() -> bool:
+    return bool(getattr(settings, "TURINGTEST", {}).get("CANONICALISE", True))
+
+
+# --------------------------------------------------------------------------
+# One image
+# --------------------------------------------------------------------------
+
+
+def _storage():
+    return Image._meta.get_field("file").storage
+
+
+def _write(name: str, data: bytes, written: list[str]) -> str:
+    storage = _storage()
+    if storage.exists(name):
+        with storage.open(name, "rb") as fh:
+            if fh.read() == data:
+                return name  # left by an earlier run; content-addressed, so reuse it
+        storage.delete(name)
+    saved = storage.save(name, ContentFile(data))
+    written.append(saved)
+    return saved
+
+
+def _discard(names: list[str]) -> None:
+    storage = _storage()
+    for name in names:
+        try:
+            storage.delete(name)
+        except OSError:
+            pass
+
+
+def _existing(sha256: str, job: GenerationJob | None, job_index: int | None):
+    image = Image.objects.filter(sha256=sha256).first()
+    if image is None and job is not None and job_index is not None:
+        image = Image.objects.filter(job=job, job_index=job_index).first()
+    return image
+
+
+def _original_suffix(data: bytes, name: str) -> str:
+    kind = sniff(data)
+    if kind in EXTENSIONS:
+        return EXTENSIONS[kind]
+    suffix = Path(name).suffix.lower()
+    return suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ".bin"
+
+
+def _image_store(
+    *,
+    stored: bytes,
+    sha256: str,
+    suffix: str,
+    width: int,
+    height: int,
+    source: str,
+    kl_grade: int,
+    origin: str,
+    generator: Generator | None,
+    seed: int | None,
+    job: GenerationJob | None,
+    job_index: int | None,
+    original_bytes: bytes | None,
+    original_name: str,
+) -> tuple[Image, bool]:
+    """The image with this content: found, or written and created."""
+    existing = _existing(sha256, job, job_index)
+    if existing is not None:
+        return existing, False
+    written: list[str] = []
+    try:
+        file_name = _write(f"{POOL_DIR}/{sha256}{suffix}", stored, written)
+        original = ""
+        if original_bytes is not None and _keep_originals():
+            ext = _original_suffix(original_bytes, original_name)
+            original = _write(f"{ORIGINALS_DIR}/{sha256}{ext}", original_bytes, written)
+        image = Image(
+            source=source,
+            kl_grade=kl_grade,
+            file=file_name,
+            sha256=sha256,
+            width=width,
+            height=height,
+            original=original,
+            origin=origin,
+            generator=generator,
+            seed=seed,
+            job=job,
+            job_index=job_index,
+        )
+        with transaction.atomic():
+            image.full_clean()
+            image.save()
+        return image, True
+    except (IntegrityError, ValidationError):
+        _discard(written)
+        # Someone else stored the same content (or job slot) in the meantime.
+        existing = _existing(sha256, job, job_index)
+        if existing is not None:
+            return existing, False
+        raise
+    except BaseException:
+        _discard(written)
+        raise
+
+
+@transaction.atomic
+def image_create(
+    *,
+    pixels,
+    source: str,
+    kl_grade: int,
+    origin: str = "",
+    generator: Generator | None = None,
+    seed: int | None = None,
+    job: GenerationJob | None = None,
+    job_index: int | None = None,
+    original_bytes: bytes | None = None,
+    original_name: str = "",
+) -> Image:
+    """Put one image into the pool in canonical form.
+
+    ``pixels``: a 2-D uint8 (or uint16) array, or a PIL image. Returns the
+    existing image when the same canonical content, or the same
+    ``(job, job_index)``, is already in the pool, so a retried generation
+    task does not duplicate.
+    """
+    canon = canonicalise(pixels, CanonicalSpec.from_settings())
+    image, _ = _image_store(
+        stored=canon.png,
+        sha256=canon.sha256,
+        suffix=".png",
+        width=canon.width,
+        height=canon.height,
+        source=source,
+        kl_grade=kl_grade,
+        origin=origin,
+        generator=generator,
+        seed=seed,
+        job=job,
+        job_index=job_index,
+        original_bytes=original_bytes,
+        original_name=original_name,
+    )
+    return image
+
+
+# --------------------------------------------------------------------------
+# Imports: find candidate files, then import each on its own
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class _Candidate:
+    name: str  # shown to the admin
+    parts: tuple[str, ...]  # path components used for the grade/split layout
+    read: Callable[[], bytes] | None = None
+    problem: str = ""
+    kl_grade: int | None = None
+    source: str | None = None
+    seed: int | None = None
+    origin_extra: str = ""
+
+    @property
+    def split(self) -> str | None:
+        return self.parts[-3] if len(self.parts) >= 3 else None
+
+    @property
+    def folder(self) -> str | None:
+        return self.parts[-2] if len(self.parts) >= 2 else None
+
+
+def _ignored(name: str) -> bool:
+    return name.startswith(".") or name.lower() in IGNORED_NAMES
+
+
+def _file_reader(path: Path, limit: int) -> Callable[[], bytes]:
+    def read() -> bytes:
+        size = path.stat().st_size
+        if size > limit:
+            raise ImageRejected(f"file too large ({size:,} bytes; limit {limit:,})")
+        return path.read_bytes()
+
+    return read
+
+
+def _folder_candidates(root: Path, limits: ImportLimits) -> Iterator[_Candidate]:
+    real_root = root.resolve()
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(root).parts
+        for d in sorted(dirnames):
+            p = here / d
+            if _ignored(d):
+                dirnames.remove(d)
+            elif p.is_symlink():
+                dirnames.remove(d)
+                if not p.resolve().is_relative_to(real_root):
+                    yield _Candidate(
+                        name="/".join((root.name, *rel_dir, d)),
+                        parts=(root.name, *rel_dir, d),
+                        problem="symlink leads outside the imported folder",
+                    )
+        dirnames.sort()
+        for f in sorted(filenames):
+            if _ignored(f):
+                continue
+            p = here / f
+            parts = (root.name, *rel_dir, f)
+            cand = _Candidate(name="/".join(parts), parts=parts)
+            if not rel_dir and p.suffix.lower() in DOC_SUFFIXES:
+                continue
+            if p.is_symlink() and not p.resolve().is_relative_to(real_root):
+                cand.problem = "symlink leads outside the imported folder"
+            elif not p.is_file():
+                cand.problem = "not a regular file"
+            else:
+                cand.read = _file_reader(p, limits.max_file_bytes)
+            yield cand
+
+
+def _unsafe_member(name: str) -> bool:
+    posix = name.replace("\\", "/")
+    parts = PurePosixPath(posix).parts
+    return (
+        posix.startswith("/")
+        or ".." in parts
+        or bool(parts and re.match(r"^[A-Za-z]:", parts[0]))
+    )
+
+
+def _zip_candidates(
+    zf: zipfile.ZipFile, label: str, limits: ImportLimits
+) -> Iterator[_Candidate]:
+    infos = [i for i in zf.infolist() if not i.is_dir()]
+    if len(infos) > limits.max_archive_entries:
+        raise ImportRefused(
+            f"{label}: {len(infos):,} entries (limit {limits.max_archive_entries:,})"
+        )
+    total = sum(i.file_size for i in infos)
+    if total > limits.max_archive_bytes:
+        raise ImportRefused(
+            f"{label} would expand to {total:,} bytes "
+            f"(limit {limits.max_archive_bytes:,}): archive bomb or too big"
+        )
+    for info in infos:
+        if info.file_size > 1024 * 1024 and info.file_size > (
+            limits.max_archive_ratio * max(info.compress_size, 1)
+        ):
+            ratio = info.file_size / max(info.compress_size, 1)
+            raise ImportRefused(
+                f"{label}: entry {info.filename!r} expands {ratio:,.0f}:1 "
+                f"(limit {limits.max_archive_ratio:,.0f}:1): archive bomb"
+            )
+    for info in infos:
+        posix = info.filename.replace("\\", "/")
+        parts = tuple(p for p in PurePosixPath(posix).parts if p not in ("", "/"))
+        if any(_ignored(p) for p in parts):
+            continue
+        if len(parts) == 1 and PurePosixPath(posix).suffix.lower() in DOC_SUFFIXES:
+            continue
+        cand = _Candidate(name=f"{label}:{info.filename}", parts=parts)
+        if _unsafe_member(info.filename):
+            cand.problem = "unsafe path in archive (absolute or with '..')"
+        elif stat.S_ISLNK(info.external_attr >> 16):
+            cand.problem = "symbolic link in archive"
+        elif info.flag_bits & 0x1:
+            cand.problem = "encrypted archive entry"
+        elif info.file_size > limits.max_file_bytes:
+            cand.problem = (
+                f"file too large ({info.file_size:,} bytes; "
+                f"limit {limits.max_file_bytes:,})"
+            )
+        else:
+            cand.read = _zip_reader(zf, info)
+        yield cand
+
+
+def _zip_reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], bytes]:
+    def read() -> bytes:
+        try:
+            # ZipExtFile stops at the declared size and checks the CRC.
+            with zf.open(info) as fh:
+                return fh.read(info.file_size + 1)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise ImageRejected(f"damaged archive entry: {exc}") from None
+
+    return read
+
+
+def _grade_from_folder(cand: _Candidate, grade: int | None) -> None:
+    if cand.problem or cand.kl_grade is not None:
+        return
+    if grade is not None:
+        cand.kl_grade = grade
+        return
+    folder = cand.folder
+    if folder is None:
+        cand.problem = "not in a grade folder (0–4) and no grade given"
+    elif folder.isdigit() and int(folder) <= 4:
+        cand.kl_grade = int(folder)
+    elif folder.isdigit():
+        cand.problem = f"grade folder '{folder}' is not a KL grade (0–4)"
+    else:
+        cand.problem = f"folder '{folder}' is not a KL grade (0–4)"
+
+
+def _read_manifest(data: bytes, label: str) -> list[dict[str, str]]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ImportRefused(f"manifest {label} is not UTF-8 text") from None
+    reader = csv.DictReader(io.StringIO(text))
+    columns = [c.strip().lower() for c in reader.fieldnames or []]
+    missing = [c for c in MANIFEST_COLUMNS if c not in columns]
+    if missing:
+        raise ImportRefused(
+            f"manifest {label} lacks column(s) {', '.join(missing)} "
+            "(needs path, kl_grade[, source, patient, side, note, seed])"
+        )
+    rows = []
+    for row in reader:
+        rows.append(
+            {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k}
+        )
+    return rows
+
+
+def _manifest_candidates(
+    rows: list[dict[str, str]],
+    lookup: Callable[[str], _Candidate | None],
+    label: str,
+) -> Iterator[_Candidate]:
+    for number, row in enumerate(rows, start=2):
+        rel = row.get("path", "")
+        name = f"{label} row {number}: {rel or '(no path)'}"
+        if not rel:
+            yield _Candidate(name=name, parts=(), problem="manifest row without a path")
+            continue
+        if _unsafe_member(rel):
+            yield _Candidate(name=name, parts=(), problem="unsafe path in manifest")
+            continue
+        cand = lookup(rel)
+        if cand is None:
+            yield _Candidate(
+                name=name, parts=(), problem="listed in the manifest but not found"
+            )
+            continue
+        raw_grade = row.get("kl_grade", "")
+        if not (raw_grade.isdigit() and int(raw_grade) <= 4):
+            cand.problem = cand.problem or f"kl_grade {raw_grade!r} is not 0–4"
+        else:
+            cand.kl_grade = int(raw_grade)
+        if row.get("source"):
+            if row["source"] not in Source.values:
+                cand.problem = cand.problem or f"source {row['source']!r} unknown"
+            cand.source = row["source"]
+        if row.get("seed"):
+            try:
+                cand.seed = int(row["seed"])
+            except ValueError:
+                cand.problem = cand.problem or f"seed {row['seed']!r} not an integer"
+        extra = [f"{k}={row[k]}" for k in ("patient", "side", "note") if row.get(k)]
+        cand.origin_extra = ", ".join(extra)
+        yield cand
+
+
+def _select_split(cands: list[_Candidate], split: str | None, label: str):
+    if split is not None:
+        return [c for c in cands if c.split == split]
+    graded = {
+        c.split
+        for c in cands
+        if c.split is not None and c.folder is not None and c.folder.isdigit()
+    }
+    # A dataset root with train/ and test/ must not be mixed by accident.
+    if len(graded) > 1:
+        raise ImportRefused(
+            f"{label} holds several splits ({', '.join(sorted(graded))}): "
+            "choose one with --split"
+        )
+    return cands
+
+
+def images_import(
+    path: str | os.PathLike,
+    *,
+    source: str,
+    manifest: str | os.PathLike | None = None,
+    generator: Generator | None = None,
+    split: str | None = None,
+    grade: int | None = None,
+    origin_prefix: str = "",
+    canonical: bool | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportResult:
+    """Import a file, a ``{grade}/*`` folder, a ``{split}/{grade}/*`` dataset,
+    a ZIP of either, or a CSV manifest (``path, kl_grade[, source, patient,
+    side, note, seed]``, paths relative to the manifest, or to ``path`` when
+    ``manifest`` is given separately).
+
+    Each file goes in on its own; bad files are listed in the result with a
+    reason. Raises :class:`ImportRefused` only for problems with the import
+    as a whole (missing path, ambiguous splits, archive bomb, bad manifest),
+    before anything is written. ``grade`` sets the KL grade of every file
+    (folder names are then ignored). ``canonical=False`` stores files as they
+    came, which breaks blinding; it exists to show that the audit notices.
+    ``progress(done, total)`` is called after each file.
+    """
+    if source not in Source.values:
+        raise ImportRefused(f"source must be one of {', '.join(Source.values)}")
+    if generator is not None and source != Source.SYNTHETIC:
+        raise ImportRefused("a generator can only be given for synthetic images")
+    if grade is not None and not 0 <= grade <= 4:
+        raise ImportRefused(f"grade {grade} is not a KL grade (0–4)")
+    root = Path(path)
+    if not root.exists() and not root.is_symlink():
+        raise ImportRefused(f"{root} does not exist")
+    limits = ImportLimits.from_settings()
+    canonical = _canonical_by_default() if canonical is None else canonical
+    spec = CanonicalSpec.from_settings()
+    pixel_limits = Limits.from_settings()
+
+    result = ImportResult()
+    with ExitStack() as stack:
+        cands = _candidates(root, manifest, limits, stack, split, grade)
+        total = len(cands)
+        for done, cand in enumerate(cands, start=1):
+            outcome, kind = _import_one(
+                cand,
+                source=cand.source or source,
+                generator=generator,
+                origin_prefix=origin_prefix,
+                canonical=canonical,
+                spec=spec,
+                pixel_limits=pixel_limits,
+            )
+            getattr(result, kind).append(outcome)
+            if progress is not None:
+                progress(done, total)
+    return result
+
+
+def _candidates(
+    root: Path,
+    manifest: str | os.PathLike | None,
+    limits: ImportLimits,
+    stack: ExitStack,
+    split: str | None,
+    grade: int | None,
+) -> list[_Candidate]:
+    is_zip = root.is_file() and zipfile.is_zipfile(root)
+    if manifest is None and root.is_file() and root.suffix.lower() == ".csv":
+        manifest, root = root, root.parent
+
+    if is_zip:
+        try:
+            zf = stack.enter_context(zipfile.ZipFile(root))
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ImportRefused(f"{root.name} is not a readable ZIP: {exc}") from None
+        found = list(_zip_candidates(zf, root.name, limits))
+    elif root.is_dir():
+        found = list(_folder_candidates(root, limits))
+    else:
+        parts = (root.parent.name, root.name)
+        cand = _Candidate(name=root.name, parts=parts)
+        if root.is_symlink():
+            cand.problem = "symlink: import the file it points to"
+        else:
+            cand.read = _file_reader(root, limits.max_file_bytes)
+        found = [cand]
+
+    if manifest is not None:
+        manifest = Path(manifest)
+        if not manifest.is_file():
+            raise ImportRefused(f"manifest {manifest} does not exist")
+        rows = _read_manifest(manifest.read_bytes(), manifest.name)
+        if split is not None and rows and "split" in rows[0]:
+            rows = [r for r in rows if r.get("split") == split]
+        by_rel: dict[str, _Candidate] = {}
+        for c in found:
+            rel = c.parts[1:] if not is_zip and root.is_dir() else c.parts
+            by_rel["/".join(rel)] = c
+
+        def lookup(rel: str) -> _Candidate | None:
+            key = "/".join(PurePosixPath(rel.replace("\\", "/")).parts)
+            # Manifests often name files from the folder above the dataset.
+            alt = key.removeprefix(f"{root.name}/")
+            return by_rel.pop(key, None) or by_rel.pop(alt, None)
+
+        return list(_manifest_candidates(rows, lookup, manifest.name))
+
+    found = _select_split(found, split, root.name)
+    for cand in found:
+        _grade_from_folder(cand, grade)
+    return found
+
+
+def _import_one(
+    cand: _Candidate,
+    *,
+    source: str,
+    generator: Generator | None,
+    origin_prefix: str,
+    canonical: bool,
+    spec: CanonicalSpec,
+    pixel_limits: Limits,
+) -> tuple[FileOutcome, str]:
+    if cand.problem:
+        return FileOutcome(cand.name, cand.problem), "rejected"
+    try:
+        data = cand.read()
+        decoded = decode(
+            data, cand.parts[-1] if cand.parts else "", limits=pixel_limits
+        )
+    except ImageRejected as exc:
+        return FileOutcome(cand.name, str(exc)), "rejected"
+    except OSError as exc:
+        return FileOutcome(cand.name, f"cannot read: {exc}"), "rejected"
+    except Exception as exc:  # noqa: BLE001 - decoders raise anything on bad input
+        return FileOutcome(cand.name, f"cannot decode: {exc}"), "rejected"
+
+    if canonical:
+        canon = canonicalise(decoded.pixels, spec)
+        stored, sha, suffix = canon.png, canon.sha256, ".png"
+        width, height = canon.width, canon.height
+    else:
+        stored, sha = data, hashlib.sha256(data).hexdigest()
+        suffix = _original_suffix(data, cand.name)
+        width, height = decoded.width, decoded.height
+
+    existing = Image.objects.filter(sha256=sha).first()
+    if existing is not None:
+        return FileOutcome(cand.name, _duplicate_reason(existing, cand), existing), (
+            "duplicates"
+        )
+
+    where = f"{origin_prefix}{cand.name}"
+    details = [decoded.format, *decoded.notes]
+    if cand.origin_extra:
+        details.append(cand.origin_extra)
+    origin = f"{where} ({'; '.join(details)})"
+    try:
+        image, created = _image_store(
+            stored=stored,
+            sha256=sha,
+            suffix=suffix,
+            width=width,
+            height=height,
+            source=source,
+            kl_grade=cand.kl_grade,
+            origin=origin,
+            generator=generator,
+            seed=cand.seed if source == Source.SYNTHETIC else None,
+            job=None,
+            job_index=None,
+            original_bytes=data if canonical else None,
+            original_name=cand.name,
+        )
+    except ValidationError as exc:
+        return FileOutcome(cand.name, "; ".join(exc.messages)), "rejected"
+    if not created:
+        return FileOutcome(cand.name, _duplicate_reason(image, cand), image), (
+            "duplicates"
+        )
+    reason = f"KL {image.kl_grade}, {image.source}"
+    if decoded.notes:
+        reason += "; " + "; ".join(decoded.notes)
+    return FileOutcome(cand.name, reason, image), "imported"
+
+
+def _duplicate_reason(existing: Image, cand: _Candidate) -> str:
+    reason = "same image already in the pool"
+    if existing.origin:
+        reason += f" (from {existing.origin.split(' (')[0]})"
+    if cand.kl_grade is not None and cand.kl_grade != existing.kl_grade:
+        reason += f"; graded KL {existing.kl_grade} there, KL {cand.kl_grade} here"
+    return reason
+
+
+# --------------------------------------------------------------------------
+# Consistency of files and rows
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PoolCheck:
+    orphan_files: list[str]  # under pool/ or originals/ without a row
+    missing_files: list[int]  # ids of images whose file is not there
+
+    @property
+    def ok(self) -> bool:
+        return not self.orphan_files and not self.missing_files
+
+
+def _stored_names() -> list[str]:
+    storage = _storage()
+    names = []
+    for folder in (POOL_DIR, ORIGINALS_DIR):
+        try:
+            _, files = storage.listdir(folder)
+        except FileNotFoundError:
+            continue
+        names += [f"{folder}/{f}" for f in files]
+    return names
+
+
+def pool_check() -> PoolCheck:
+    """Files without rows and rows without files."""
+    storage = _storage()
+    referenced = set()
+    missing = []
+    for pk, name, original in Image.objects.values_list("pk", "file", "original"):
+        referenced.add(name)
+        if original:
+            referenced.add(original)
+        if not storage.exists(name):
+            missing.append(pk)
+    orphans = sorted(n for n in _stored_names() if n not in referenced)
+    return PoolCheck(orphan_files=orphans, missing_files=missing)
+
+
+def pool_orphans_remove(*, older_than: timedelta = timedelta(hours=1)) -> list[str]:
+    """Delete pool files that no row references and that are older than
+    ``older_than`` (younger ones may belong to an import still running)."""
+    storage = _storage()
+    cutoff = timezone.now() - older_than
+    removed = []
+    for name in pool_check().orphan_files:
+        try:
+            if storage.get_modified_time(name) <= cutoff:
+                storage.delete(name)
+                removed.append(name)
+        except OSError:
+            continue
+    return removed

@@ -1,0 +1,70 @@
+"""Import images into the pool; prints every rejected file with its reason."""
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from turingtest.imaging.services import ImportRefused, images_import
+from turingtest.studies.models import Generator, Source
+
+
+class Command(BaseCommand):
+    help = (
+        "Import a file, a {grade}/* folder, a {split}/{grade}/* dataset, a ZIP or "
+        "a CSV manifest (path, kl_grade[, source, patient, side, note]) into the "
+        "image pool in canonical form."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("path")
+        parser.add_argument("--source", required=True, choices=Source.values)
+        parser.add_argument("--manifest", help="CSV with columns path, kl_grade, ...")
+        parser.add_argument("--generator", help="Generator name (synthetic only).")
+        parser.add_argument("--split", help="Which split of a {split}/{grade}/* set.")
+        parser.add_argument(
+            "--grade", type=int, choices=range(5), help="KL grade of every file."
+        )
+        parser.add_argument(
+            "--no-progress", action="store_true", help="No progress bar."
+        )
+
+    def handle(self, *args, **opts):
+        generator = None
+        if opts["generator"]:
+            try:
+                generator = Generator.objects.get(name=opts["generator"])
+            except Generator.DoesNotExist:
+                raise CommandError(
+                    f"no generator named {opts['generator']!r}"
+                ) from None
+
+        bar = None
+
+        def progress(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = tqdm(total=total, unit="img", file=self.stderr._out)
+            bar.update(1)
+
+        try:
+            result = images_import(
+                opts["path"],
+                source=opts["source"],
+                manifest=opts["manifest"],
+                generator=generator,
+                split=opts["split"],
+                grade=opts["grade"],
+                progress=None if opts["no_progress"] else progress,
+            )
+        except ImportRefused as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            if bar is not None:
+                bar.close()
+
+        for outcome in result.duplicates:
+            self.stdout.write(f"duplicate  {outcome.file}: {outcome.reason}")
+        for outcome in result.rejected:
+            self.stdout.write(f"rejected   {outcome.file}: {outcome.reason}")
+        self.stdout.write(result.summary())
+        if result.failed:
+            raise CommandError("nothing could be imported")
