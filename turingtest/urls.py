@@ -1,6 +1,35 @@
 from django.contrib import admin
-from django.urls import path
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from turingtest.studies import api, views
+
+api_patterns = [
+    path("schema", api.schema, name="api-schema"),
+    path("studies/<slug:slug>/next", api.next_case, name="api-next"),
+    path("studies/<slug:slug>/answers", api.answer_create, name="api-answers"),
+    path("studies/<slug:slug>/answers/<int:stage>/<int:position>", api.answer_detail, name="api-answer-detail"),
+    path("studies/<slug:slug>/revisions", api.revision_create, name="api-revisions"),
+    path("studies/<slug:slug>/finish", api.stage_finish, name="api-finish"),
+    path("images/<str:token>", api.image, name="api-image"),
+]
+
+staff_patterns = [
+    path("studies/<slug:slug>/", views.staff_study, name="staff-study"),
+    path("studies/<slug:slug>/status", views.staff_study_status, name="staff-study-status"),
+    path("studies/<slug:slug>/invite", views.staff_study_invite, name="staff-study-invite"),
+    path("studies/<slug:slug>/results.zip", views.staff_study_export, name="staff-study-export"),
+]
 
 urlpatterns = [
+    path("", views.home, name="home"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("invite/<str:token>/", views.invitation, name="invitation"),
+    path("s/<slug:slug>/", views.study_home, name="study-home"),
+    path("s/<slug:slug>/read/", views.study_read, name="study-read"),
+    path("s/<slug:slug>/done/", views.study_done, name="study-done"),
+    path("api/v1/", include(api_patterns)),
+    path("staff/", include(staff_patterns)),
     path("admin/", admin.site.urls),
 ]

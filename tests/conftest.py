@@ -1,0 +1,148 @@
+"""Shared fixtures: a media folder per test, an image pool, studies and readers."""
+
+import pytest
+from django.test import Client
+
+from turingtest.studies import services
+from turingtest.studies.models import Study
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def make_image(db, media):
+    """Put one phantom image into the pool; synthetic ones get other seeds."""
+    from turingtest.imaging.phantom import knee_phantom
+    from turingtest.imaging.services import image_create
+
+    counter = iter(range(1, 1_000_000))
+
+    def make(source: str = "real", grade: int = 0, **extra):
+        seed = next(counter) + (500_000 if source == "synthetic" else 0)
+        return image_create(
+            pixels=knee_phantom(grade, seed, size=128),
+            source=source,
+            kl_grade=grade,
+            origin=f"phantom seed {seed}",
+            **extra,
+        )
+
+    return make
+
+
+@pytest.fixture
+def pool(make_image):
+    """Two real and two synthetic images per KL grade, plus two spare real ones."""
+    images = []
+    for grade in range(5):
+        for _ in range(4):
+            images.append(make_image("real", grade))
+        for _ in range(2):
+            images.append(make_image("synthetic", grade))
+    return images
+
+
+@pytest.fixture
+def make_study(pool):
+    def make(slug="knee", phases=("grading", "detection"), per_grade=1, practice=2, open=True, seed=7, **opts):
+        study = services.study_create(slug=slug, name=f"Study {slug}", phases=phases, practice_count=practice, **opts)
+        services.cases_build(study=study, per_grade=per_grade, seed=seed)
+        if open:
+            study = services.study_open(study=study)
+        return study
+
+    return make
+
+
+@pytest.fixture
+def study(make_study) -> Study:
+    return make_study()
+
+
+@pytest.fixture
+def make_reader(db):
+    counter = iter(range(1, 1_000_000))
+
+    def make(study: Study, **profile):
+        n = next(counter)
+        (_, token), = services.invitations_create(study=study, count=1)
+        fields = {
+            "email": f"reader{n}@example.org",
+            "password": PASSWORD,
+            "name": f"Reader {n}",
+            "profession": "radiologist",
+            "experience_years": 10,
+        } | profile
+        return services.reader_signup(token=token, **fields)
+
+    return make
+
+
+@pytest.fixture
+def enrollment(study, make_reader):
+    e = make_reader(study)
+    return services.enrollment_consent(enrollment=e)
+
+
+@pytest.fixture
+def reader_client(enrollment) -> Client:
+    client = Client()
+    client.force_login(enrollment.reader.user)
+    return client
+
+
+@pytest.fixture
+def staff_client(db, django_user_model) -> Client:
+    user = django_user_model.objects.create_user("staff@example.org", "staff@example.org", PASSWORD, is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+class ReaderAPI:
+    """The reading page's calls, made with Django's test client."""
+
+    def __init__(self, client: Client, slug: str) -> None:
+        self.client = client
+        self.base = f"/api/v1/studies/{slug}"
+
+    def next(self):
+        return self.client.get(f"{self.base}/next")
+
+    def post(self, path: str, body, **kwargs):
+        import json
+
+        data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+        return self.client.post(f"{self.base}/{path}", data=data, content_type="application/json", **kwargs)
+
+    def answer(self, step: dict, confidence=None, kl_grade=None):
+        phase = step["phase"]
+        body = {
+            "stage": step["stage"],
+            "position": step["position"],
+            "confidence": (confidence or 2) if phase["asks_realism"] else None,
+            "kl_grade": (1 if kl_grade is None else kl_grade) if phase["asks_grade"] else None,
+        }
+        return self.post("answers", body)
+
+    def answer_all(self, limit: int = 1000) -> list[dict]:
+        """Answer until the study is done; returns every step seen."""
+        steps = []
+        step = self.next().json()
+        while "redirect" not in step and len(steps) < limit:
+            steps.append(step)
+            response = self.answer(step)
+            assert response.status_code == 201, response.content
+            step = response.json()["next"]
+        return steps
+
+
+@pytest.fixture
+def reader_api(reader_client, study) -> ReaderAPI:
+    return ReaderAPI(reader_client, study.slug)

@@ -1,0 +1,114 @@
+import json
+
+import pytest
+
+from turingtest.studies.models import Judgment
+
+
+def test_reader_walks_practice_then_phases(reader_api, study):
+    steps = reader_api.answer_all()
+    stages = [s["stage"] for s in steps]
+    assert stages == ["practice"] * 2 + [1] * 10 + [2] * 10
+    assert [s["position"] for s in steps if s["stage"] == 1] == list(range(10))
+    assert all(s["total"] == 10 for s in steps if s["stage"] != "practice")
+    assert Judgment.objects.filter(session__phase__isnull=False).count() == 20
+    assert reader_api.next().json() == {"stage": "done", "redirect": f"/s/{study.slug}/done/"}
+
+
+def test_next_preloads_the_following_image(reader_api):
+    step = reader_api.next().json()
+    following = reader_api.answer(step).json()["next"]
+    assert step["preload"] == following["image"]
+
+
+def test_practice_gives_feedback_and_phases_do_not(reader_api):
+    step = reader_api.next().json()
+    practice = reader_api.answer(step, kl_grade=0).json()
+    assert set(practice["feedback"]) == {"reference_kl", "correct"}  # grading first: no word of sources
+    step = practice["next"]
+    step = reader_api.answer(step).json()["next"]
+    assert step["stage"] == 1
+    assert "feedback" not in reader_api.answer(step).json()
+
+
+def test_double_submit_stores_one_judgment(reader_api):
+    step = reader_api.next().json()
+    first = reader_api.answer(step, kl_grade=3)
+    second = reader_api.answer(step, kl_grade=1)
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert second.json()["duplicate"] is True
+    assert Judgment.objects.count() == 1
+    assert Judgment.objects.get().kl_grade == 3
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[1, 2]",
+        {"stage": "practice"},
+        {"stage": "practice", "position": "0", "kl_grade": 1},
+        {"stage": "practice", "position": 0, "kl_grade": 9},
+        {"stage": "practice", "position": 0, "kl_grade": "2"},
+        {"stage": "practice", "position": 0, "confidence": 3},
+        {"stage": 7, "position": 0, "kl_grade": 1},
+        {"stage": None, "position": 0, "kl_grade": 1},
+        {"stage": "practice", "position": 4, "kl_grade": 1},
+    ],
+)
+def test_malformed_answer_gets_400_and_stores_nothing(reader_api, body):
+    reader_api.next()
+    response = reader_api.post("answers", body)
+    assert response.status_code == 400
+    assert response.json()["error"]
+    assert not Judgment.objects.exists()
+
+
+def test_wrong_method_is_refused(reader_api):
+    assert reader_api.client.get(f"{reader_api.base}/answers").status_code == 405
+    assert reader_api.post("next", {}).status_code == 405
+
+
+def test_api_requires_sign_in(client, study):
+    response = client.get(f"/api/v1/studies/{study.slug}/next")
+    assert response.status_code == 401
+    assert "Sign in" in response.json()["error"]
+
+
+def test_reader_not_enrolled_is_refused(client, make_study, make_reader, enrollment):
+    other = make_study(slug="other")
+    client.force_login(enrollment.reader.user)
+    assert client.get(f"/api/v1/studies/{other.slug}/next").status_code == 403
+    assert client.get("/api/v1/studies/nope/next").status_code == 404
+
+
+def test_resume_after_reload_continues_in_same_order(reader_api):
+    seen = []
+    step = reader_api.next().json()
+    for _ in range(5):
+        seen.append(step["image"])
+        step = reader_api.answer(step).json()["next"]
+    again = reader_api.next().json()
+    assert again == reader_api.next().json()
+    assert again["position"] == step["position"] and again["image"] == step["image"]
+
+
+def test_schema_describes_the_api(client):
+    schema = client.get("/api/v1/schema").json()
+    assert schema["openapi"].startswith("3.")
+    assert "/api/v1/studies/{slug}/answers" in schema["paths"]
+
+
+def test_csrf_is_enforced_for_answers(enrollment, study):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(enrollment.reader.user)
+    client.get(f"/api/v1/studies/{study.slug}/next")
+    response = client.post(
+        f"/api/v1/studies/{study.slug}/answers",
+        data=json.dumps({"stage": "practice", "position": 0, "kl_grade": 1}),
+        content_type="application/json",
+    )
+    assert response.status_code == 403
+    assert not Judgment.objects.exists()

@@ -1,0 +1,115 @@
+"""Nothing a reader receives says which images are real, or anything else about them."""
+
+import re
+
+import pytest
+
+from turingtest.imaging.canonical import png_chunks
+from turingtest.studies.models import Case, Image
+
+
+def _reader_traffic(reader_api, study):
+    """Every response a reader gets while completing the study, pages included."""
+    client = reader_api.client
+    responses = [client.get(f"/s/{study.slug}/"), client.get(f"/s/{study.slug}/read/")]
+    steps = []
+    step_response = reader_api.next()
+    responses.append(step_response)
+    step = step_response.json()
+    while "redirect" not in step:
+        steps.append(step)
+        image = client.get(step["image"])
+        responses.append(image)
+        answered = reader_api.answer(step)
+        responses.append(answered)
+        step = answered.json()["next"]
+    responses.append(client.get(f"/s/{study.slug}/done/"))
+    return responses, steps
+
+
+def _secrets(study):
+    """Strings that would give away truth or identity if a reader ever saw them."""
+    found = set()
+    for case in Case.objects.filter(study=study).select_related("image"):
+        image = case.image
+        found |= {image.sha256, image.sha256[:16], image.origin, image.file.name, f"/{image.pk}/"}
+    return {s for s in found if s}
+
+
+def test_no_ground_truth_or_identity_in_any_response(reader_api, study):
+    responses, steps = _reader_traffic(reader_api, study)
+    secrets = _secrets(study)
+    for response in responses:
+        if response["Content-Type"] == "image/png":
+            continue
+        body = response.content.decode()
+        headers = " ".join(f"{k}: {v}" for k, v in response.headers.items())
+        for secret in secrets:
+            assert secret not in body and secret not in headers
+        assert not re.search(r"\breal\b.*\bpk\b|\bkl_grade\"?:\s*\d", body.replace('"kl_grade": null', ""))
+    for step in steps:
+        assert set(step) <= {"stage", "phase", "position", "total", "can_revise", "image", "preload", "review"}
+        assert re.fullmatch(r"/api/v1/images/[A-Za-z0-9_-]{22}", step["image"])
+
+
+def test_grading_phase_never_mentions_synthetic_images(reader_api, study):
+    client = reader_api.client
+    pages = [client.get(f"/s/{study.slug}/").content, client.get(f"/s/{study.slug}/read/").content]
+    step = reader_api.next().json()
+    texts = [*pages]
+    while step.get("stage") in ("practice", 1):
+        texts.append(repr(step).encode())
+        response = reader_api.answer(step)
+        texts.append(response.content)
+        step = response.json()["next"]
+    for text in texts[:-1]:
+        assert b"synthetic" not in text.lower() and b"computer" not in text.lower()
+    assert step["stage"] == 2 and "synthetic" in step["phase"]["intro"]
+
+
+def test_images_are_served_identically(reader_api, study):
+    responses, steps = _reader_traffic(reader_api, study)
+    images = [r for r in responses if r.get("Content-Type") == "image/png"]
+    assert len(images) == 22
+    header_sets = {frozenset((k, v) for k, v in r.headers.items() if k != "Content-Length") for r in images}
+    assert len(header_sets) == 1
+    headers = dict(next(iter(header_sets)))
+    assert "Last-Modified" not in headers and "ETag" not in headers
+    sizes = set()
+    for response in images:
+        data = b"".join(response.streaming_content)
+        assert png_chunks(data) == ["IHDR", "IDAT", "IEND"]
+        sizes.add(data[16:24])  # IHDR width and height
+    assert len(sizes) == 1
+
+
+def test_image_tokens_are_opaque(pool):
+    tokens = [image.token for image in Image.objects.all()]
+    assert len(set(tokens)) == len(tokens)
+    assert all(len(t) == 22 for t in tokens)
+    assert not any(str(image.pk) == image.token for image in Image.objects.all())
+
+
+@pytest.mark.parametrize("who", ["anonymous", "other_reader", "unconsented"])
+def test_images_only_for_enrolled_readers(client, study, make_study, make_reader, who):
+    other = make_study(slug="other", seed=8)
+    image = study.cases.exclude(image__in=other.cases.values("image")).first().image
+    if who == "other_reader":
+        from turingtest.studies.services import enrollment_consent
+
+        client.force_login(enrollment_consent(enrollment=make_reader(other)).reader.user)
+    elif who == "unconsented":
+        client.force_login(make_reader(study).reader.user)
+    response = client.get(f"/api/v1/images/{image.token}")
+    missing = client.get("/api/v1/images/AAAAAAAAAAAAAAAAAAAAAA")
+    assert response.status_code == missing.status_code == 404
+    assert response.content == missing.content
+
+
+def test_images_of_a_closed_study_are_not_served(reader_client, study):
+    from turingtest.studies.services import study_close
+
+    token = study.cases.first().image.token
+    assert reader_client.get(f"/api/v1/images/{token}").status_code == 200
+    study_close(study=study)
+    assert reader_client.get(f"/api/v1/images/{token}").status_code == 404

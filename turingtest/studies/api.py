@@ -1,0 +1,263 @@
+"""The reader's JSON API under ``/api/v1/``.
+
+Nothing here says whether an image is real or synthetic, what grade it has,
+or where it came from: the reader gets positions, opaque image URLs and, in
+the practice round only, feedback.
+"""
+
+import json
+from collections.abc import Callable
+from functools import wraps
+
+from django.core.exceptions import ValidationError
+from django.db import OperationalError
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from turingtest.studies import selectors, services
+from turingtest.studies.models import DETECTION_SCALE, Enrollment, Phase, ReadingSession, Study
+
+PHASE_INTROS = {
+    Phase.Kind.GRADING: "Grade each knee radiograph on the Kellgren–Lawrence scale from 0 to 4.",
+    Phase.Kind.DETECTION: "Some of these images are real radiographs and some were made by a computer. "
+    "For each image, say whether you think it is real or synthetic, and how sure you are.",
+    Phase.Kind.COMBINED: "Some of these images are real radiographs and some were made by a computer. "
+    "For each image, say whether you think it is real or synthetic, and grade it on the KL scale.",
+}
+
+# Every image goes out with exactly these headers (plus its length): no
+# Last-Modified or ETag, which would date the file and so its import batch.
+IMAGE_HEADERS = {
+    "Content-Type": "image/png",
+    "Cache-Control": "private, max-age=3600",
+    "Content-Disposition": "inline",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def image_response_headers(image) -> dict[str, str]:
+    return IMAGE_HEADERS | {"Content-Length": str(image.file.size)}
+
+
+def error(message: str, status: int = 400, fields: dict | None = None) -> JsonResponse:
+    body = {"error": message}
+    if fields:
+        body["fields"] = fields
+    return JsonResponse(body, status=status)
+
+
+def _validation_message(exc: ValidationError) -> tuple[str, dict | None]:
+    if hasattr(exc, "error_dict"):
+        fields = {k: " ".join(m for e in v for m in e.messages) for k, v in exc.error_dict.items()}
+        return " ".join(fields.values()), fields
+    return " ".join(exc.messages), None
+
+
+def reader_api(view: Callable) -> Callable:
+    """Resolve the signed-in reader's enrollment in the study, or answer 401/403/404 in JSON."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, slug: str, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return error("Sign in to read this study.", status=401)
+        enrollment = selectors.enrollment_for(user=request.user, study_slug=slug)
+        if enrollment is None:
+            if Study.objects.filter(slug=slug).exists():
+                return error("You are not enrolled in this study.", status=403)
+            return error("No such study.", status=404)
+        try:
+            return view(request, enrollment, *args, **kwargs)
+        except ValidationError as exc:
+            message, fields = _validation_message(exc)
+            return error(message, fields=fields)
+        except OperationalError:
+            # The database dropped us mid-request; the transaction rolled back,
+            # so a retry of the same request is safe and stores one answer.
+            return error("The server could not save this just now. Please try again.", status=503)
+
+    return wrapper
+
+
+def _parse_json(request: HttpRequest) -> dict:
+    try:
+        body = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationError("The request body must be a JSON object.") from exc
+    if not isinstance(body, dict):
+        raise ValidationError("The request body must be a JSON object.")
+    return body
+
+
+def _int_field(body: dict, name: str, *, required: bool) -> int | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise ValidationError({name: f"'{name}' is required."})
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValidationError({name: f"'{name}' must be a whole number."})
+    return value
+
+
+def _session_for(enrollment: Enrollment, body: dict) -> ReadingSession:
+    """The session a request names with ``stage``: "practice" or a phase number (1-based)."""
+    stage = body.get("stage")
+    sessions = ReadingSession.objects.select_related("phase", "enrollment__study")
+    if stage == "practice":
+        session = sessions.filter(enrollment=enrollment, phase__isnull=True).first()
+    elif isinstance(stage, int) and not isinstance(stage, bool):
+        session = sessions.filter(enrollment=enrollment, phase__index=stage - 1).first()
+    else:
+        raise ValidationError({"stage": "'stage' must be \"practice\" or a phase number."})
+    if session is None:
+        raise ValidationError({"stage": "That stage has not started for you."})
+    return session
+
+
+def _phase_payload(phase: Phase, number: int, count: int, practice: bool) -> dict:
+    # The wording of a detection question travels only with a phase that asks
+    # it: a grading phase's pages never mention synthetic images.
+    payload = {
+        "kind": phase.kind,
+        "number": number,
+        "count": count,
+        "practice": practice,
+        "intro": PHASE_INTROS[phase.kind],
+        "asks_realism": phase.asks_realism,
+        "asks_grade": phase.asks_grade,
+    }
+    if phase.asks_realism:
+        payload["question"] = "Real or synthetic?"
+        payload["scale"] = DETECTION_SCALE
+    return payload
+
+
+def next_payload(enrollment: Enrollment) -> dict:
+    """What the viewer shows now; starts the session and stamps the serve time."""
+    study = enrollment.study
+    stage = selectors.reader_stage(enrollment=enrollment)
+    if stage.name in ("done", "closed", "consent"):
+        urls = {"done": "study-done", "closed": "study-home", "consent": "study-home"}
+        return {"stage": stage.name, "redirect": reverse(urls[stage.name], args=[study.slug])}
+    practice = stage.name == "practice"
+    session = services.reading_session_start(enrollment=enrollment, phase=None if practice else stage.phase)
+    answered = selectors.session_answered(session=session)
+    total = len(session.order)
+    payload = {
+        "stage": "practice" if practice else stage.phase_number,
+        "phase": _phase_payload(stage.phase, stage.phase_number, stage.phase_count, practice),
+        "position": answered,
+        "total": total,
+        "can_revise": not practice and study.edit_policy == Study.EditPolicy.UNTIL_PHASE_END,
+    }
+    if answered >= total:
+        payload["review"] = True  # all answered; the reader may revise, then finish
+        return payload
+    case = selectors.case_at(session=session, position=answered)
+    services.reading_session_serve(session=session, position=answered)
+    payload["image"] = reverse("api-image", args=[case.image.token])
+    if answered + 1 < total:
+        payload["preload"] = reverse("api-image", args=[selectors.case_at(session=session, position=answered + 1).image.token])
+    return payload
+
+
+@require_GET
+@reader_api
+def next_case(request: HttpRequest, enrollment: Enrollment) -> JsonResponse:
+    return JsonResponse(next_payload(enrollment))
+
+
+@require_POST
+@reader_api
+def answer_create(request: HttpRequest, enrollment: Enrollment) -> JsonResponse:
+    body = _parse_json(request)
+    session = _session_for(enrollment, body)
+    position = _int_field(body, "position", required=True)
+    recorded = services.judgment_record(
+        session=session,
+        position=position,
+        confidence=_int_field(body, "confidence", required=False),
+        kl_grade=_int_field(body, "kl_grade", required=False),
+    )
+    response = {"stored": True, "duplicate": not recorded.created, "position": position}
+    if session.is_practice:
+        image = recorded.judgment.case.image
+        feedback = {"reference_kl": image.kl_grade}
+        if recorded.judgment.answer is not None:
+            feedback["truth"] = image.source
+            feedback["correct"] = recorded.judgment.answer == image.source
+        else:
+            feedback["correct"] = recorded.judgment.kl_grade == image.kl_grade
+        response["feedback"] = feedback
+    enrollment.refresh_from_db()
+    response["next"] = next_payload(enrollment)
+    return JsonResponse(response, status=201 if recorded.created else 200)
+
+
+@require_GET
+@reader_api
+def answer_detail(request: HttpRequest, enrollment: Enrollment, stage: int, position: int) -> JsonResponse:
+    """A reader's own current answer at a position, for review where edits are allowed."""
+    session = _session_for(enrollment, {"stage": stage})
+    if session.enrollment.study.edit_policy != Study.EditPolicy.UNTIL_PHASE_END:
+        return error("Answers in this study cannot be reviewed.", status=403)
+    judgment = session.judgments.filter(position=position).first()
+    if judgment is None:
+        return error("No answer at that position.", status=404)
+    latest = judgment.revisions.order_by("-revision").first() or judgment
+    return JsonResponse(
+        {
+            "stage": stage,
+            "position": position,
+            "total": len(session.order),
+            "image": reverse("api-image", args=[judgment.case.image.token]),
+            "confidence": latest.confidence,
+            "kl_grade": latest.kl_grade,
+            "phase": _phase_payload(session.phase, stage, session.enrollment.study.phases.count(), False),
+        }
+    )
+
+
+@require_POST
+@reader_api
+def revision_create(request: HttpRequest, enrollment: Enrollment) -> JsonResponse:
+    body = _parse_json(request)
+    session = _session_for(enrollment, body)
+    revision = services.judgment_revise(
+        session=session,
+        position=_int_field(body, "position", required=True),
+        confidence=_int_field(body, "confidence", required=False),
+        kl_grade=_int_field(body, "kl_grade", required=False),
+    )
+    return JsonResponse({"stored": True, "revision": revision.revision}, status=201)
+
+
+@require_POST
+@reader_api
+def stage_finish(request: HttpRequest, enrollment: Enrollment) -> JsonResponse:
+    session = _session_for(enrollment, _parse_json(request))
+    services.reading_session_finish(session=session)
+    enrollment.refresh_from_db()
+    return JsonResponse({"finished": True, "next": next_payload(enrollment)})
+
+
+@require_GET
+def image(request: HttpRequest, token: str) -> FileResponse:
+    """An image, to staff or to a reader enrolled in an open study that contains it.
+
+    Every refusal is the same 404, so a token's existence cannot be probed.
+    """
+    found = selectors.image_for_user(user=request.user, token=token)
+    if found is None:
+        raise Http404("No such image.")
+    response = FileResponse(found.file.open("rb"))
+    for name, value in image_response_headers(found).items():
+        response[name] = value
+    return response
+
+
+def schema(request: HttpRequest) -> JsonResponse:
+    from turingtest.studies.openapi import OPENAPI
+
+    return JsonResponse(OPENAPI)

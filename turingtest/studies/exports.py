@@ -1,0 +1,264 @@
+"""Results as CSV files, streamed row by row and zipped on the fly.
+
+The same generators feed ``export_results`` (files on disk) and the admin's
+download button (a streamed ZIP), so both give byte-identical CSVs.
+"""
+
+import csv
+import io
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+
+from turingtest.studies.models import Case, Judgment, ReadingSession, Study
+
+JUDGMENT_COLUMNS = [
+    "study",
+    "reader",
+    "reader_profession",
+    "reader_experience_years",
+    "phase",
+    "position",
+    "case",
+    "image",
+    "truth",
+    "reference_kl",
+    "generator",
+    "answer",
+    "confidence",
+    "kl_grade",
+    "correct",
+    "served_at",
+    "answered_at",
+    "duration_ms",
+    "revision",
+]
+READER_COLUMNS = [
+    "reader",
+    "profession",
+    "experience_years",
+    "subspecialty",
+    "simulated",
+    "enrolled_at",
+    "consented_at",
+    "completed_at",
+]
+IMAGE_COLUMNS = [
+    "case",
+    "image",
+    "role",
+    "truth",
+    "reference_kl",
+    "generator",
+    "seed",
+    "sha256",
+    "origin",
+]
+ORDER_COLUMNS = ["reader", "phase", "position", "case"]
+
+
+def iso(value: datetime | None) -> str:
+    return value.isoformat().replace("+00:00", "Z") if value else ""
+
+
+def is_correct(phase_kind: str, truth: str, reference_kl: int, answer, kl_grade) -> bool | None:
+    """Correctness as each phase defines it: the real/synthetic call, else the KL grade."""
+    if answer is not None:
+        return answer == truth
+    if kl_grade is not None and phase_kind == "grading":
+        return kl_grade == reference_kl
+    return None
+
+
+def _bool(value: bool | None) -> str:
+    return "" if value is None else str(value).lower()
+
+
+def judgment_rows(study: Study, *, with_role: bool = False) -> Iterator[dict]:
+    """One row per answer (first answers and later revisions), practice excluded.
+
+    Rows come ordered by reader, phase and position; ``with_role`` adds the
+    case role, which the statistics need to leave attention checks out.
+    """
+    judgments = (
+        Judgment.objects.filter(session__enrollment__study=study, session__phase__isnull=False)
+        .select_related(
+            "session__enrollment__reader",
+            "session__phase",
+            "case__image__generator",
+        )
+        .prefetch_related("revisions")
+        .order_by("session__enrollment__enrolled_at", "session__enrollment_id", "session__phase__index", "position")
+    )
+    for j in judgments.iterator(chunk_size=2000):
+        reader = j.session.enrollment.reader
+        image = j.case.image
+        base = {
+            "study": study.slug,
+            "reader": reader.code,
+            "reader_profession": reader.profession,
+            "reader_experience_years": reader.experience_years,
+            "phase": j.session.phase.kind,
+            "position": j.position + 1,
+            "case": j.case.number,
+            "image": image.token,
+            "truth": image.source,
+            "reference_kl": image.kl_grade,
+            "generator": image.generator.name if image.generator else "",
+            "served_at": iso(j.served_at),
+        }
+        if with_role:
+            base["role"] = j.case.role
+        answers = [(0, j.answer, j.confidence, j.kl_grade, j.answered_at)] + [
+            (r.revision, r.answer, r.confidence, r.kl_grade, r.answered_at) for r in j.revisions.all()
+        ]
+        for revision, answer, confidence, kl_grade, answered_at in answers:
+            yield base | {
+                "answer": answer or "",
+                "confidence": "" if confidence is None else confidence,
+                "kl_grade": "" if kl_grade is None else kl_grade,
+                "correct": _bool(is_correct(base["phase"], image.source, image.kl_grade, answer, kl_grade)),
+                "answered_at": iso(answered_at),
+                "duration_ms": j.duration_ms if revision == 0 else "",
+                "revision": revision,
+            }
+
+
+def reader_rows(study: Study) -> Iterator[dict]:
+    for e in study.enrollments.select_related("reader").order_by("enrolled_at", "id"):
+        yield {
+            "reader": e.reader.code,
+            "profession": e.reader.profession,
+            "experience_years": e.reader.experience_years,
+            "subspecialty": e.reader.subspecialty,
+            "simulated": _bool(e.reader.simulated),
+            "enrolled_at": iso(e.enrolled_at),
+            "consented_at": iso(e.consented_at),
+            "completed_at": iso(e.completed_at),
+        }
+
+
+def image_rows(study: Study) -> Iterator[dict]:
+    for case in study.cases.select_related("image__generator").order_by("number"):
+        image = case.image
+        yield {
+            "case": case.number,
+            "image": image.token,
+            "role": case.role,
+            "truth": image.source,
+            "reference_kl": image.kl_grade,
+            "generator": image.generator.name if image.generator else "",
+            "seed": "" if image.seed is None else image.seed,
+            "sha256": image.sha256,
+            "origin": image.origin,
+        }
+
+
+def order_rows(study: Study) -> Iterator[dict]:
+    numbers = dict(Case.objects.filter(study=study).values_list("id", "number"))
+    sessions = (
+        ReadingSession.objects.filter(enrollment__study=study)
+        .select_related("enrollment__reader", "phase")
+        .order_by("enrollment__enrolled_at", "enrollment_id", "phase__index")
+    )
+    for s in sessions:
+        phase = "practice" if s.phase is None else s.phase.kind
+        for position, case_id in enumerate(s.order, start=1):
+            yield {"reader": s.enrollment.reader.code, "phase": phase, "position": position, "case": numbers[case_id]}
+
+
+class _Echo:
+    """A write-only file whose ``write`` hands the text back (Django's streaming-CSV recipe)."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def csv_lines(columns: list[str], rows: Iterable[dict]) -> Iterator[str]:
+    writer = csv.DictWriter(_Echo(), fieldnames=columns, lineterminator="\n")
+    yield writer.writeheader()
+    for row in rows:
+        yield writer.writerow(row)
+
+
+# (file name, columns, row source). Later parts of the product append to it.
+RESULT_FILES: list[tuple[str, list[str] | None, Callable[[Study], Iterable]]] = [
+    ("judgments.csv", JUDGMENT_COLUMNS, judgment_rows),
+    ("readers.csv", READER_COLUMNS, reader_rows),
+    ("images.csv", IMAGE_COLUMNS, image_rows),
+    ("orders.csv", ORDER_COLUMNS, order_rows),
+]
+
+
+def result_file_chunks(study: Study, columns: list[str] | None, source) -> Iterator[bytes]:
+    """A result file's bytes in chunks: CSV rows when ``columns`` is set, else raw text."""
+    if columns is None:
+        for text in source(study):
+            yield text.encode()
+        return
+    buffer = []
+    size = 0
+    for line in csv_lines(columns, source(study)):
+        buffer.append(line)
+        size += len(line)
+        if size > 64 * 1024:
+            yield "".join(buffer).encode()
+            buffer, size = [], 0
+    if buffer:
+        yield "".join(buffer).encode()
+
+
+def results_write(study: Study, out_dir) -> list[str]:
+    """Write every result file into ``out_dir``; returns the paths written."""
+    from pathlib import Path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, columns, source in RESULT_FILES:
+        path = out / name
+        tmp = path.with_suffix(path.suffix + ".part")
+        with open(tmp, "wb") as fh:
+            for chunk in result_file_chunks(study, columns, source):
+                fh.write(chunk)
+        tmp.replace(path)  # a reader of the folder never sees half a file
+        written.append(str(path))
+    return written
+
+
+class _ZipSink(io.RawIOBase):
+    """Collects what zipfile writes so it can be yielded as the archive grows."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.offset = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.chunks.append(bytes(data))
+        self.offset += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.offset
+
+    def take(self) -> bytes:
+        data = b"".join(self.chunks)
+        self.chunks.clear()
+        return data
+
+
+def results_zip_stream(study: Study) -> Iterator[bytes]:
+    """The result files as one ZIP archive, produced while it is sent."""
+    sink = _ZipSink()
+    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, columns, source in RESULT_FILES:
+            with archive.open(f"{study.slug}/{name}", mode="w", force_zip64=True) as member:
+                for chunk in result_file_chunks(study, columns, source):
+                    member.write(chunk)
+                    if sink.chunks:
+                        yield sink.take()
+            yield sink.take()
+    yield sink.take()

@@ -1,0 +1,45 @@
+from django import forms
+from django.contrib.auth.password_validation import password_validators_help_text_html
+
+from turingtest.studies.models import Reader
+
+
+class SignupForm(forms.Form):
+    name = forms.CharField(max_length=200, label="Full name")
+    email = forms.EmailField()
+    password = forms.CharField(widget=forms.PasswordInput, help_text=password_validators_help_text_html())
+    password_again = forms.CharField(widget=forms.PasswordInput, label="Password (again)")
+    profession = forms.ChoiceField(choices=Reader.Profession.choices)
+    experience_years = forms.IntegerField(min_value=0, max_value=70, label="Years of experience")
+    subspecialty = forms.CharField(max_length=200, required=False)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("password") and data.get("password") != data.get("password_again"):
+            self.add_error("password_again", "The two passwords differ.")
+        return data
+
+
+class ConsentForm(forms.Form):
+    consent = forms.BooleanField(required=True, label="I have read the instructions and agree to take part.")
+
+
+class InviteForm(forms.Form):
+    count = forms.IntegerField(min_value=1, max_value=500, required=False, initial=1)
+    emails = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        help_text="One email per line for personal invitations; leave empty for anonymous links.",
+    )
+    days = forms.IntegerField(min_value=1, max_value=365, initial=30, label="Valid for (days)")
+
+    def clean_emails(self):
+        emails = [e.strip() for e in self.cleaned_data["emails"].splitlines() if e.strip()]
+        field = forms.EmailField()
+        return [field.clean(e) for e in emails]
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("emails") and not data.get("count"):
+            raise forms.ValidationError("Give a number of links or a list of emails.")
+        return data

@@ -1,0 +1,42 @@
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from turingtest.studies.models import Study
+from turingtest.studies.services import study_create
+
+
+class Command(BaseCommand):
+    help = "Create a study in draft with its protocol phases."
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug")
+        parser.add_argument("--name", required=True)
+        parser.add_argument(
+            "--phases",
+            default="grading,detection",
+            help="Phases in order: grading,detection (default), detection, combined, grading, grading,combined.",
+        )
+        parser.add_argument("--instructions", default="", help="Markdown shown to readers before consent.")
+        parser.add_argument("--edits", choices=[c.value for c in Study.EditPolicy], default=Study.EditPolicy.NONE)
+        parser.add_argument("--show-score", action="store_true", help="Show readers their own score at the end.")
+        parser.add_argument("--practice", type=int, default=4, help="Practice cases (default 4).")
+        parser.add_argument("--grade-in-detection", action="store_true", help="Also ask the KL grade when detecting.")
+        parser.add_argument("--seed", type=int, default=None)
+
+    def handle(self, *args, **opts):
+        try:
+            study = study_create(
+                slug=opts["slug"],
+                name=opts["name"],
+                phases=[p.strip() for p in opts["phases"].split(",") if p.strip()],
+                instructions=opts["instructions"],
+                edit_policy=opts["edits"],
+                show_score=opts["show_score"],
+                practice_count=opts["practice"],
+                seed=opts["seed"],
+                asks_grade_in_detection=opts["grade_in_detection"],
+            )
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from exc
+        phases = " → ".join(study.phases.order_by("index").values_list("kind", flat=True))
+        self.stdout.write(f"Created study {study.slug!r} ({phases}), status draft.")

@@ -1,0 +1,134 @@
+"""OpenAPI 3.1 description of the reader API, served at ``/api/v1/schema``."""
+
+_error = {
+    "description": "A clear message, nothing stored",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+_slug = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
+_answer_body = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Answer"}}},
+}
+
+OPENAPI = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "turingtest reader API",
+        "version": "1",
+        "description": "What the reading page uses. Session authentication; "
+        "POST requests need the CSRF token in the X-CSRFToken header.",
+    },
+    "paths": {
+        "/api/v1/studies/{slug}/next": {
+            "get": {
+                "summary": "The case to show now (and the next image to preload)",
+                "parameters": [_slug],
+                "responses": {
+                    "200": {
+                        "description": "Current step",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Step"}}},
+                    },
+                    "401": _error,
+                    "403": _error,
+                    "404": _error,
+                },
+            }
+        },
+        "/api/v1/studies/{slug}/answers": {
+            "post": {
+                "summary": "Answer the current case; repeating it stores nothing new",
+                "parameters": [_slug],
+                "requestBody": _answer_body,
+                "responses": {
+                    "201": {"description": "Stored"},
+                    "200": {"description": "Already stored (a repeated submit)"},
+                    "400": _error,
+                    "401": _error,
+                    "403": _error,
+                    "503": _error,
+                },
+            }
+        },
+        "/api/v1/studies/{slug}/answers/{stage}/{position}": {
+            "get": {
+                "summary": "Your current answer at a position (studies that allow edits)",
+                "parameters": [
+                    _slug,
+                    {"name": "stage", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}},
+                    {"name": "position", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}},
+                ],
+                "responses": {"200": {"description": "The answer"}, "400": _error, "403": _error, "404": _error},
+            }
+        },
+        "/api/v1/studies/{slug}/revisions": {
+            "post": {
+                "summary": "Change an answer (studies that allow edits, until the phase ends)",
+                "parameters": [_slug],
+                "requestBody": _answer_body,
+                "responses": {"201": {"description": "Revision stored"}, "400": _error, "403": _error},
+            }
+        },
+        "/api/v1/studies/{slug}/finish": {
+            "post": {
+                "summary": "End a phase whose answers could still be changed",
+                "parameters": [_slug],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"type": "object", "properties": {"stage": {"$ref": "#/components/schemas/Stage"}}}
+                        }
+                    },
+                },
+                "responses": {"200": {"description": "Finished"}, "400": _error, "403": _error},
+            }
+        },
+        "/api/v1/images/{token}": {
+            "get": {
+                "summary": "An image (PNG) of a study you are enrolled in",
+                "parameters": [{"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "PNG", "content": {"image/png": {}}}, "404": {"description": "Not found"}},
+            }
+        },
+    },
+    "components": {
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "properties": {"error": {"type": "string"}, "fields": {"type": "object"}},
+                "required": ["error"],
+            },
+            "Stage": {"oneOf": [{"const": "practice"}, {"type": "integer", "minimum": 1}]},
+            "Answer": {
+                "type": "object",
+                "properties": {
+                    "stage": {"$ref": "#/components/schemas/Stage"},
+                    "position": {"type": "integer", "minimum": 0},
+                    "confidence": {
+                        "type": ["integer", "null"],
+                        "minimum": 1,
+                        "maximum": 6,
+                        "description": "1 definitely real, 2 probably real, 3 possibly real, "
+                        "4 possibly synthetic, 5 probably synthetic, 6 definitely synthetic",
+                    },
+                    "kl_grade": {"type": ["integer", "null"], "minimum": 0, "maximum": 4},
+                },
+                "required": ["stage", "position"],
+            },
+            "Step": {
+                "type": "object",
+                "properties": {
+                    "stage": {"oneOf": [{"$ref": "#/components/schemas/Stage"}, {"type": "string"}]},
+                    "position": {"type": "integer"},
+                    "total": {"type": "integer"},
+                    "image": {"type": "string"},
+                    "preload": {"type": "string"},
+                    "redirect": {"type": "string"},
+                    "review": {"type": "boolean"},
+                    "can_revise": {"type": "boolean"},
+                    "phase": {"type": "object"},
+                },
+            },
+        }
+    },
+}

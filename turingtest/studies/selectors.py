@@ -1,0 +1,164 @@
+"""Reads: what a reader sees next, what staff see of progress."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import Count, Max, Min, Q, Sum
+
+from turingtest.studies.models import (
+    Case,
+    Enrollment,
+    Image,
+    Judgment,
+    Phase,
+    Reader,
+    ReadingSession,
+    Study,
+)
+
+
+def enrollment_for(*, user, study_slug: str) -> Enrollment | None:
+    """The user's enrollment in the study, or None (also for staff and anonymous users)."""
+    if not user.is_authenticated:
+        return None
+    return (
+        Enrollment.objects.select_related("study", "reader")
+        .filter(reader__user=user, study__slug=study_slug)
+        .first()
+    )
+
+
+def reader_enrollments(*, user) -> list[Enrollment]:
+    if not user.is_authenticated:
+        return []
+    return list(
+        Enrollment.objects.select_related("study")
+        .filter(reader__user=user)
+        .exclude(study__status=Study.Status.DRAFT)
+        .order_by("-enrolled_at")
+    )
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Where a reader stands in a study."""
+
+    name: str  # "consent" | "practice" | "phase" | "done" | "closed"
+    phase: Phase | None = None
+    phase_number: int = 0
+    phase_count: int = 0
+
+
+def reader_stage(*, enrollment: Enrollment) -> Stage:
+    study = enrollment.study
+    phases = list(study.phases.order_by("index"))
+    if enrollment.completed_at is not None:
+        return Stage("done", phase_count=len(phases))
+    if study.status != Study.Status.OPEN:
+        return Stage("closed", phase_count=len(phases))
+    if enrollment.consented_at is None:
+        return Stage("consent", phase_count=len(phases))
+    sessions = {s.phase_id: s for s in enrollment.sessions.all()}
+    has_practice = study.cases.filter(role=Case.Role.PRACTICE).exists()
+    practice = sessions.get(None)
+    if has_practice and (practice is None or practice.completed_at is None):
+        return Stage("practice", phase=phases[0], phase_count=len(phases))
+    for number, phase in enumerate(phases, start=1):
+        session = sessions.get(phase.id)
+        if session is None or session.completed_at is None:
+            return Stage("phase", phase=phase, phase_number=number, phase_count=len(phases))
+    return Stage("done", phase_count=len(phases))
+
+
+def session_answered(*, session: ReadingSession) -> int:
+    return session.judgments.count()
+
+
+def case_at(*, session: ReadingSession, position: int) -> Case:
+    return Case.objects.select_related("image").get(pk=session.order[position])
+
+
+def image_for_user(*, user, token: str) -> Image | None:
+    """The image behind ``token`` if this user may see it, else None.
+
+    Staff see every image. A reader sees an image only while enrolled in an
+    open study that contains it.
+    """
+    if not user.is_authenticated:
+        return None
+    images = Image.objects.filter(token=token)
+    if user.is_staff:
+        return images.first()
+    return images.filter(
+        cases__study__status=Study.Status.OPEN,
+        cases__study__enrollments__reader__user=user,
+        cases__study__enrollments__consented_at__isnull=False,
+    ).first()
+
+
+def reader_score(*, enrollment: Enrollment) -> dict:
+    """A reader's own results, for the completion page where the study allows it."""
+    judgments = Judgment.objects.filter(
+        session__enrollment=enrollment, session__phase__isnull=False, case__role=Case.Role.MAIN
+    ).select_related("case__image", "session__phase")
+    detection = [j for j in judgments if j.answer is not None]
+    grading = [j for j in judgments if j.kl_grade is not None]
+    return {
+        "detection_total": len(detection),
+        "detection_correct": sum(j.answer == j.case.image.source for j in detection),
+        "grading_total": len(grading),
+        "grading_exact": sum(j.kl_grade == j.case.image.kl_grade for j in grading),
+        "grading_within_one": sum(abs(j.kl_grade - j.case.image.kl_grade) <= 1 for j in grading),
+    }
+
+
+@dataclass(frozen=True)
+class ReaderProgress:
+    reader: Reader
+    enrollment: Enrollment
+    per_phase: list[tuple[str, int, int]]  # (phase label, answered, total)
+    time_spent: timedelta
+
+
+def study_progress(*, study: Study) -> list[ReaderProgress]:
+    phases = list(study.phases.order_by("index"))
+    main_total = study.cases.exclude(role=Case.Role.PRACTICE).count()
+    practice_total = study.cases.filter(role=Case.Role.PRACTICE).count()
+    counts = {
+        (row["session__enrollment"], row["session__phase"]): row
+        for row in Judgment.objects.filter(session__enrollment__study=study)
+        .values("session__enrollment", "session__phase")
+        .annotate(n=Count("id"), ms=Sum("duration_ms"))
+    }
+    progress = []
+    enrollments = study.enrollments.select_related("reader").order_by("enrolled_at")
+    for enrollment in enrollments:
+        rows = []
+        spent = 0
+        if practice_total:
+            c = counts.get((enrollment.id, None), {"n": 0, "ms": 0})
+            rows.append(("practice", c["n"], practice_total))
+            spent += c["ms"] or 0
+        for phase in phases:
+            c = counts.get((enrollment.id, phase.id), {"n": 0, "ms": 0})
+            rows.append((phase.kind, c["n"], main_total))
+            spent += c["ms"] or 0
+        progress.append(ReaderProgress(enrollment.reader, enrollment, rows, timedelta(milliseconds=spent)))
+    return progress
+
+
+def study_overview(*, study: Study) -> dict:
+    cases = study.cases.aggregate(
+        main=Count("id", filter=Q(role=Case.Role.MAIN)),
+        practice=Count("id", filter=Q(role=Case.Role.PRACTICE)),
+        attention=Count("id", filter=Q(role=Case.Role.ATTENTION)),
+    )
+    enrollments = study.enrollments.aggregate(
+        enrolled=Count("id"),
+        consented=Count("id", filter=Q(consented_at__isnull=False)),
+        completed=Count("id", filter=Q(completed_at__isnull=False)),
+    )
+    answers = Judgment.objects.filter(session__enrollment__study=study).aggregate(
+        n=Count("id"), first=Min("answered_at"), last=Max("answered_at")
+    )
+    return {"cases": cases, "readers": enrollments, "answers": answers}

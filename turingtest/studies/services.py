@@ -1,0 +1,494 @@
+"""Writes: every change to a study, its readers and their answers.
+
+Functions are named ``<noun>_<verb>``, keyword-only, and atomic. Views,
+commands and tasks call these; nothing else writes to the models.
+"""
+
+import hashlib
+import random
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from turingtest.studies.models import (
+    Case,
+    Enrollment,
+    Image,
+    Invitation,
+    Judgment,
+    JudgmentRevision,
+    Phase,
+    Reader,
+    ReadingSession,
+    Source,
+    Study,
+)
+
+PROTOCOLS = {
+    ("grading", "detection"),
+    ("detection",),
+    ("combined",),
+    ("grading",),
+    ("grading", "combined"),
+}
+
+
+# --- studies -----------------------------------------------------------------
+
+
+@transaction.atomic
+def study_create(
+    *,
+    slug: str,
+    name: str,
+    phases: Sequence[str] = ("grading", "detection"),
+    instructions: str = "",
+    edit_policy: str = Study.EditPolicy.NONE,
+    show_score: bool = False,
+    practice_count: int = 4,
+    seed: int | None = None,
+    asks_grade_in_detection: bool = False,
+) -> Study:
+    phases = tuple(phases)
+    if phases not in PROTOCOLS:
+        allowed = "; ".join(",".join(p) for p in sorted(PROTOCOLS))
+        raise ValidationError(f"Unsupported protocol {','.join(phases)!r}. Choose one of: {allowed}.")
+    study = Study(
+        slug=slug,
+        name=name,
+        instructions=instructions,
+        edit_policy=edit_policy,
+        show_score=show_score,
+        practice_count=practice_count,
+    )
+    if seed is not None:
+        study.seed = seed
+    study.full_clean()
+    study.save()
+    for index, kind in enumerate(phases):
+        phase = Phase(
+            study=study,
+            index=index,
+            kind=kind,
+            asks_grade_in_detection=asks_grade_in_detection and kind == Phase.Kind.DETECTION,
+        )
+        phase.full_clean()
+        phase.save()
+    return study
+
+
+def _study_lock(study: Study) -> Study:
+    return Study.objects.select_for_update().get(pk=study.pk)
+
+
+@transaction.atomic
+def study_open(*, study: Study) -> Study:
+    study = _study_lock(study)
+    if study.status == Study.Status.OPEN:
+        return study
+    if not study.cases.filter(role=Case.Role.MAIN).exists():
+        raise ValidationError("A study needs cases before it opens: run build_cases first.")
+    study.status = Study.Status.OPEN
+    study.opened_at = study.opened_at or timezone.now()
+    study.closed_at = None
+    study.save(update_fields=["status", "opened_at", "closed_at"])
+    return study
+
+
+@transaction.atomic
+def study_close(*, study: Study) -> Study:
+    study = _study_lock(study)
+    study.status = Study.Status.CLOSED
+    study.closed_at = timezone.now()
+    study.save(update_fields=["status", "closed_at"])
+    return study
+
+
+def _require_draft(study: Study, what: str) -> None:
+    if study.status != Study.Status.DRAFT:
+        raise ValidationError(
+            f"Study {study.slug!r} is {study.status}: {what} can only change while it is a draft, "
+            "so no reader sees a study change under them."
+        )
+
+
+@dataclass(frozen=True)
+class CaseCounts:
+    main: int
+    practice: int
+    attention: int
+
+
+@transaction.atomic
+def cases_build(
+    *,
+    study: Study,
+    per_grade: int,
+    seed: int,
+    grades: Sequence[int] = (0, 1, 2, 3, 4),
+    practice: int | None = None,
+    attention: int = 0,
+) -> CaseCounts:
+    """Draw ``per_grade`` real and ``per_grade`` synthetic images per KL grade.
+
+    Balanced by grade × source so that neither grade nor source predicts the
+    other. Practice cases are real images outside the main set (a grading
+    phase must not reveal that synthetic images exist); attention checks are
+    extra real images, shown inside the phases and excluded from statistics.
+    """
+    study = _study_lock(study)
+    _require_draft(study, "cases")
+    if per_grade < 1:
+        raise ValidationError("--per-grade must be at least 1.")
+    practice = study.practice_count if practice is None else practice
+    rng = random.Random(seed)
+    chosen: list[tuple[Image, str]] = []
+    shortages = []
+    spare_real: list[Image] = []
+    for grade in grades:
+        for source in (Source.REAL, Source.SYNTHETIC):
+            pool = list(Image.objects.filter(source=source, kl_grade=grade).order_by("sha256"))
+            if len(pool) < per_grade:
+                shortages.append(f"KL{grade} {source}: {len(pool)} of {per_grade}")
+                continue
+            rng.shuffle(pool)
+            chosen += [(image, Case.Role.MAIN) for image in pool[:per_grade]]
+            if source == Source.REAL:
+                spare_real += pool[per_grade:]
+    if shortages:
+        raise ValidationError(
+            "The image pool has too few images for this design: " + "; ".join(shortages) + "."
+        )
+    rng.shuffle(spare_real)
+    if practice + attention > len(spare_real):
+        raise ValidationError(
+            f"Practice ({practice}) and attention-check ({attention}) cases need "
+            f"{practice + attention} real images beyond the main set; the pool has {len(spare_real)}."
+        )
+    chosen += [(image, Case.Role.PRACTICE) for image in spare_real[:practice]]
+    chosen += [(image, Case.Role.ATTENTION) for image in spare_real[practice : practice + attention]]
+    study.cases.all().delete()
+    # Case numbers are drawn at random so a case label says nothing of its source.
+    numbers = list(range(1, len(chosen) + 1))
+    rng.shuffle(numbers)
+    Case.objects.bulk_create(
+        Case(study=study, image=image, role=role, number=number)
+        for (image, role), number in zip(chosen, numbers, strict=True)
+    )
+    return CaseCounts(main=per_grade * len(grades) * 2, practice=practice, attention=attention)
+
+
+# --- invitations and readers -------------------------------------------------
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@transaction.atomic
+def invitations_create(
+    *, study: Study, count: int = 1, emails: Sequence[str] = (), days: int | None = None
+) -> list[tuple[Invitation, str]]:
+    """Create single-use invitations; returns each with its raw token.
+
+    Only a hash of the token is stored, so the link cannot be read back from
+    the database: print or mail it now.
+    """
+    days = settings.TURINGTEST["INVITATION_DAYS"] if days is None else days
+    expires = timezone.now() + timedelta(days=days)
+    targets = list(emails) or [""] * count
+    created = []
+    for email in targets:
+        token = secrets.token_urlsafe(24)
+        invitation = Invitation(study=study, token_hash=_token_hash(token), email=email, expires_at=expires)
+        invitation.full_clean()
+        invitation.save()
+        created.append((invitation, token))
+    return created
+
+
+def invitation_find(*, token: str) -> Invitation | None:
+    """The usable invitation for ``token``, or None: unknown, used and expired look the same."""
+    invitation = (
+        Invitation.objects.select_related("study").filter(token_hash=_token_hash(token)).first()
+    )
+    if invitation is None or invitation.used_at is not None or invitation.expires_at <= timezone.now():
+        return None
+    if invitation.study.status == Study.Status.CLOSED:
+        return None
+    return invitation
+
+
+class InvitationInvalid(ValidationError):
+    pass
+
+
+def _invitation_claim(token: str, reader: Reader) -> Enrollment:
+    invitation = (
+        Invitation.objects.select_for_update().select_related("study").filter(token_hash=_token_hash(token)).first()
+    )
+    if (
+        invitation is None
+        or invitation.used_at is not None
+        or invitation.expires_at <= timezone.now()
+        or invitation.study.status == Study.Status.CLOSED
+    ):
+        raise InvitationInvalid("This invitation link is not valid: it may have been used already or expired.")
+    invitation.used_at = timezone.now()
+    invitation.used_by = reader
+    invitation.save(update_fields=["used_at", "used_by"])
+    enrollment, _ = Enrollment.objects.get_or_create(reader=reader, study=invitation.study)
+    return enrollment
+
+
+@transaction.atomic
+def reader_signup(
+    *,
+    token: str,
+    email: str,
+    password: str,
+    name: str,
+    profession: str,
+    experience_years: int,
+    subspecialty: str = "",
+    simulated: bool = False,
+) -> Enrollment:
+    """Create an account and reader profile from an invitation and enroll it."""
+    user_model = get_user_model()
+    email = user_model.objects.normalize_email(email).lower()
+    if user_model.objects.filter(username=email).exists():
+        raise ValidationError({"email": "An account with this email exists: sign in to accept the invitation."})
+    user = user_model(username=email, email=email, first_name=name[:150])
+    validate_password(password, user)
+    user.set_password(password)
+    user.full_clean()
+    user.save()
+    reader = Reader(
+        user=user,
+        name=name,
+        profession=profession,
+        experience_years=experience_years,
+        subspecialty=subspecialty,
+        simulated=simulated,
+    )
+    reader.full_clean()
+    reader.save()
+    return _invitation_claim(token, reader)
+
+
+@transaction.atomic
+def invitation_accept(*, token: str, reader: Reader) -> Enrollment:
+    return _invitation_claim(token, reader)
+
+
+@transaction.atomic
+def enrollment_consent(*, enrollment: Enrollment) -> Enrollment:
+    enrollment = Enrollment.objects.select_for_update().get(pk=enrollment.pk)
+    if enrollment.consented_at is None:
+        enrollment.consented_at = timezone.now()
+        enrollment.save(update_fields=["consented_at"])
+    return enrollment
+
+
+# --- reading -----------------------------------------------------------------
+
+
+def session_seed(*, study: Study, reader: Reader, phase: Phase | None) -> int:
+    """A per-(reader, phase) seed derived from the study's, reproducible from the export."""
+    label = f"{study.seed}:{reader.code}:{'practice' if phase is None else phase.index}"
+    return int.from_bytes(hashlib.sha256(label.encode()).digest()[:4], "big") >> 1
+
+
+@transaction.atomic
+def reading_session_start(*, enrollment: Enrollment, phase: Phase | None) -> ReadingSession:
+    """The reader's session for ``phase`` (None: practice), created with a fresh order once."""
+    existing = ReadingSession.objects.filter(enrollment=enrollment, phase=phase).first()
+    if existing is not None:
+        return existing
+    study = enrollment.study
+    if phase is None:
+        case_ids = list(study.cases.filter(role=Case.Role.PRACTICE).order_by("number").values_list("id", flat=True))
+    else:
+        case_ids = list(
+            study.cases.exclude(role=Case.Role.PRACTICE).order_by("number").values_list("id", flat=True)
+        )
+    seed = session_seed(study=study, reader=enrollment.reader, phase=phase)
+    random.Random(seed).shuffle(case_ids)
+    session = ReadingSession(enrollment=enrollment, phase=phase, seed=seed, order=case_ids)
+    session.full_clean()
+    try:
+        with transaction.atomic():
+            session.save()
+    except IntegrityError:
+        # Two tabs started the same session at once: both get the one stored.
+        return ReadingSession.objects.get(enrollment=enrollment, phase=phase)
+    return session
+
+
+@transaction.atomic
+def reading_session_serve(*, session: ReadingSession, position: int, now: datetime | None = None) -> None:
+    """Record when the case at ``position`` was first shown (reloads keep the first time)."""
+    now = now or timezone.now()
+    updated = ReadingSession.objects.filter(pk=session.pk).exclude(served_position=position).update(
+        served_position=position, served_at=now
+    )
+    if updated:
+        session.served_position, session.served_at = position, now
+
+
+class AnswerInvalid(ValidationError):
+    """An answer the phase cannot take: the reader gets the message, nothing is stored."""
+
+
+def _answer_fields(session: ReadingSession, confidence, kl_grade) -> tuple[str | None, int | None, int | None]:
+    kind = session.phase.kind if session.phase else session.enrollment.study.phases.order_by("index").first().kind
+    phase = session.phase or Phase(kind=kind)
+    errors = {}
+    answer = None
+    if phase.asks_realism:
+        if confidence is None:
+            errors["confidence"] = "Choose one of the six ratings (1 definitely real … 6 definitely synthetic)."
+        elif not isinstance(confidence, int) or isinstance(confidence, bool) or not 1 <= confidence <= 6:
+            errors["confidence"] = "The rating must be a whole number from 1 to 6."
+        else:
+            answer = "real" if confidence <= 3 else "synthetic"
+    elif confidence is not None:
+        errors["confidence"] = "This phase does not ask whether images are real or synthetic."
+    if phase.asks_grade:
+        if kl_grade is None:
+            errors["kl_grade"] = "Choose a KL grade from 0 to 4."
+        elif not isinstance(kl_grade, int) or isinstance(kl_grade, bool) or not 0 <= kl_grade <= 4:
+            errors["kl_grade"] = "The KL grade must be a whole number from 0 to 4."
+    elif kl_grade is not None:
+        errors["kl_grade"] = "This phase does not ask for a KL grade."
+    if errors:
+        raise AnswerInvalid(errors)
+    return answer, confidence, kl_grade
+
+
+@dataclass(frozen=True)
+class Recorded:
+    judgment: Judgment
+    created: bool
+
+
+def _session_complete_if_done(session: ReadingSession, answered: int, now: datetime) -> None:
+    if answered < len(session.order) or session.completed_at is not None:
+        return
+    study = session.enrollment.study
+    if session.phase is not None and study.edit_policy == Study.EditPolicy.UNTIL_PHASE_END:
+        return  # the reader may still review; the phase ends when they finish it
+    _session_complete(session, now)
+
+
+def _session_complete(session: ReadingSession, now: datetime) -> None:
+    session.completed_at = now
+    session.save(update_fields=["completed_at"])
+    enrollment = session.enrollment
+    phases = enrollment.study.phases.count()
+    done = enrollment.sessions.filter(phase__isnull=False, completed_at__isnull=False).count()
+    if done == phases and enrollment.completed_at is None:
+        enrollment.completed_at = now
+        enrollment.save(update_fields=["completed_at"])
+
+
+@transaction.atomic
+def judgment_record(
+    *,
+    session: ReadingSession,
+    position: int,
+    confidence: int | None = None,
+    kl_grade: int | None = None,
+    now: datetime | None = None,
+) -> Recorded:
+    """Store the reader's answer to the case at ``position`` (0-based) of ``session``.
+
+    A repeated submit of an answered position returns the stored judgment
+    unchanged (double clicks, retries after a dropped connection). Only the
+    next unanswered position can be answered.
+    """
+    now = now or timezone.now()
+    session = ReadingSession.objects.select_for_update().select_related("enrollment__study", "phase").get(pk=session.pk)
+    if session.enrollment.study.status != Study.Status.OPEN:
+        raise AnswerInvalid("This study is not open for reading.")
+    existing = session.judgments.filter(position=position).first()
+    if existing is not None:
+        return Recorded(existing, created=False)
+    if session.completed_at is not None:
+        raise AnswerInvalid("This phase is finished.")
+    answered = session.judgments.count()
+    if position != answered:
+        raise AnswerInvalid(f"Position {position} is not the current case; the current case is {answered}.")
+    answer, confidence, kl_grade = _answer_fields(session, confidence, kl_grade)
+    served_at = session.served_at if session.served_position == position and session.served_at else now
+    judgment = Judgment(
+        session=session,
+        case_id=session.order[position],
+        position=position,
+        answer=answer,
+        confidence=confidence,
+        kl_grade=kl_grade,
+        served_at=served_at,
+        answered_at=now,
+        duration_ms=max(0, int((now - served_at).total_seconds() * 1000)),
+    )
+    judgment.full_clean(exclude=["session", "case"])
+    judgment.save()
+    _session_complete_if_done(session, answered + 1, now)
+    return Recorded(judgment, created=True)
+
+
+@transaction.atomic
+def judgment_revise(
+    *,
+    session: ReadingSession,
+    position: int,
+    confidence: int | None = None,
+    kl_grade: int | None = None,
+    now: datetime | None = None,
+) -> JudgmentRevision:
+    """Change an answer where the study allows it; the first answer stays as it was."""
+    now = now or timezone.now()
+    session = ReadingSession.objects.select_for_update().select_related("enrollment__study", "phase").get(pk=session.pk)
+    study = session.enrollment.study
+    if study.edit_policy != Study.EditPolicy.UNTIL_PHASE_END or session.phase is None:
+        raise AnswerInvalid("Answers in this study cannot be changed once given.")
+    if session.completed_at is not None or study.status != Study.Status.OPEN:
+        raise AnswerInvalid("This phase is finished; its answers can no longer change.")
+    judgment = session.judgments.filter(position=position).first()
+    if judgment is None:
+        raise AnswerInvalid(f"Position {position} has no answer to change.")
+    answer, confidence, kl_grade = _answer_fields(session, confidence, kl_grade)
+    last = judgment.revisions.order_by("-revision").first()
+    revision = JudgmentRevision(
+        judgment=judgment,
+        revision=(last.revision if last else 0) + 1,
+        answer=answer,
+        confidence=confidence,
+        kl_grade=kl_grade,
+        answered_at=now,
+    )
+    revision.full_clean(exclude=["judgment"])
+    revision.save()
+    return revision
+
+
+@transaction.atomic
+def reading_session_finish(*, session: ReadingSession, now: datetime | None = None) -> ReadingSession:
+    """End a phase in which answers could still be revised."""
+    now = now or timezone.now()
+    session = ReadingSession.objects.select_for_update().select_related("enrollment__study").get(pk=session.pk)
+    if session.completed_at is not None:
+        return session
+    if session.judgments.count() < len(session.order):
+        raise AnswerInvalid("Answer every case before finishing the phase.")
+    _session_complete(session, now)
+    return session

@@ -1,0 +1,112 @@
+"""Simulated readers, answering through the same services as the web.
+
+For demos, load tests and statistics tests. Each reader follows an
+equal-variance signal-detection model: a latent "looks synthetic" score with
+mean ±d′/2 by truth plus a per-image effect (some fakes are more convincing
+than others) and a per-reader criterion, cut into the 6-point scale. Grades
+are the reference grade plus rounded Gaussian noise, noisier on synthetic
+images.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from scipy.stats import norm
+
+from turingtest.studies import selectors, services
+from turingtest.studies.models import Case, Reader, Study
+
+PROFESSIONS = [
+    Reader.Profession.RADIOLOGIST,
+    Reader.Profession.RADIOLOGIST,
+    Reader.Profession.RADIOLOGY_RESIDENT,
+    Reader.Profession.ORTHOPAEDIC_SURGEON,
+    Reader.Profession.ORTHOPAEDIC_RESIDENT,
+]
+# Cut points on the latent scale for ratings 1..6 (1 = definitely real).
+CUTS = np.array([-1.4, -0.6, 0.0, 0.6, 1.4])
+
+
+@dataclass(frozen=True)
+class SimulatedReader:
+    code: str
+    accuracy: float
+    answers: int
+
+
+def _latent_dprime(accuracy: float) -> float:
+    # With an unbiased criterion, accuracy = Φ(d′/2).
+    return 2.0 * float(norm.ppf(np.clip(accuracy, 0.01, 0.99)))
+
+
+def readers_simulate(
+    *,
+    study: Study,
+    readers: int,
+    accuracy: float,
+    seed: int = 0,
+    start: datetime | None = None,
+    progress=None,
+) -> list[SimulatedReader]:
+    """Enroll ``readers`` simulated readers and answer every case of every stage."""
+    if study.status != Study.Status.OPEN:
+        raise ValidationError(f"Study {study.slug!r} is {study.status}; open it before simulating readers.")
+    if not 0.0 <= accuracy <= 1.0:
+        raise ValidationError("--accuracy must lie between 0 and 1.")
+    rng = np.random.default_rng(seed)
+    clock = start or timezone.now() - timedelta(days=1)
+    cases = {c.id: c for c in Case.objects.filter(study=study).select_related("image")}
+    image_effect = {cid: rng.normal(0.0, 0.5) for cid in cases}
+    first = study.enrollments.count()
+    tokens = services.invitations_create(study=study, count=readers)
+    simulated = []
+    for i, (_, token) in enumerate(tokens):
+        reader_accuracy = float(np.clip(rng.normal(accuracy, 0.05), 0.0, 1.0))
+        dprime = _latent_dprime(reader_accuracy)
+        criterion = rng.normal(0.25, 0.3)  # fakes taken for real more often than the reverse
+        enrollment = services.reader_signup(
+            token=token,
+            email=f"simulated-{study.slug}-{first + i + 1}@readers.invalid",
+            password=f"sim-{rng.integers(1 << 62):x}-pass",
+            name=f"Simulated reader {first + i + 1}",
+            profession=PROFESSIONS[int(rng.integers(len(PROFESSIONS)))],
+            experience_years=int(rng.integers(1, 31)),
+            simulated=True,
+        )
+        services.enrollment_consent(enrollment=enrollment)
+        answers = 0
+        while True:
+            stage = selectors.reader_stage(enrollment=enrollment)
+            if stage.name not in ("practice", "phase"):
+                break
+            phase = None if stage.name == "practice" else stage.phase
+            session = services.reading_session_start(enrollment=enrollment, phase=phase)
+            asks = stage.phase  # practice asks what the first phase asks
+            for position in range(selectors.session_answered(session=session), len(session.order)):
+                case = cases[session.order[position]]
+                image = case.image
+                confidence = kl_grade = None
+                if asks.asks_realism:
+                    sign = 1.0 if image.source == "synthetic" else -1.0
+                    latent = sign * dprime / 2 + image_effect[case.id] * sign - criterion + rng.normal()
+                    confidence = int(np.searchsorted(CUTS, latent)) + 1
+                if asks.asks_grade:
+                    sd = 0.6 if image.source == "real" else 0.9
+                    kl_grade = int(np.clip(round(image.kl_grade + rng.normal(0, sd)), 0, 4))
+                clock += timedelta(seconds=float(rng.uniform(1, 4)))
+                services.reading_session_serve(session=session, position=position, now=clock)
+                clock += timedelta(milliseconds=float(rng.lognormal(np.log(6000), 0.5)))
+                services.judgment_record(
+                    session=session, position=position, confidence=confidence, kl_grade=kl_grade, now=clock
+                )
+                answers += 1
+            if session.phase is not None and study.edit_policy == Study.EditPolicy.UNTIL_PHASE_END:
+                services.reading_session_finish(session=session, now=clock)
+            enrollment.refresh_from_db()
+        simulated.append(SimulatedReader(enrollment.reader.code, reader_accuracy, answers))
+        if progress is not None:
+            progress(1)
+    return simulated

@@ -1,0 +1,211 @@
+"""Server-rendered pages: the reader's path through a study, and staff's study page."""
+
+import markdown
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.html import escape
+from django.views.decorators.http import require_http_methods, require_POST
+
+from turingtest.studies import selectors, services
+from turingtest.studies.api import PHASE_INTROS, image_response_headers  # noqa: F401
+from turingtest.studies.exports import results_zip_stream
+from turingtest.studies.forms import ConsentForm, InviteForm, SignupForm
+from turingtest.studies.models import Reader, Study
+
+def render_markdown(text: str) -> str:
+    # Escape first: instructions are staff-written, but no raw HTML reaches readers.
+    return markdown.markdown(escape(text), extensions=["extra", "sane_lists"])
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return redirect("login")
+    return render(
+        request,
+        "studies/home.html",
+        {"enrollments": selectors.reader_enrollments(user=request.user)},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def invitation(request: HttpRequest, token: str) -> HttpResponse:
+    found = services.invitation_find(token=token)
+    if found is None:
+        # Unknown, used and expired tokens get the same answer.
+        return render(request, "studies/invitation_invalid.html", status=404)
+    reader = Reader.objects.filter(user=request.user).first() if request.user.is_authenticated else None
+    if reader is not None:
+        if request.method == "POST":
+            try:
+                enrollment = services.invitation_accept(token=token, reader=reader)
+            except ValidationError:
+                return render(request, "studies/invitation_invalid.html", status=404)
+            return redirect("study-home", enrollment.study.slug)
+        return render(request, "studies/invitation_accept.html", {"study": found.study, "reader": reader})
+
+    form = SignupForm(request.POST or None, initial={"email": found.email})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            enrollment = services.reader_signup(
+                token=token,
+                email=data["email"],
+                password=data["password"],
+                name=data["name"],
+                profession=data["profession"],
+                experience_years=data["experience_years"],
+                subspecialty=data["subspecialty"],
+            )
+        except ValidationError as exc:
+            if hasattr(exc, "error_dict"):
+                for field, errors in exc.error_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+            else:
+                form.add_error("password", exc)
+        else:
+            login(request, enrollment.reader.user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect("study-home", enrollment.study.slug)
+    return render(request, "studies/signup.html", {"form": form, "study": found.study, "token": token})
+
+
+def _enrollment_or_404(request: HttpRequest, slug: str):
+    enrollment = selectors.enrollment_for(user=request.user, study_slug=slug)
+    if enrollment is None:
+        return None
+    return enrollment
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def study_home(request: HttpRequest, slug: str) -> HttpResponse:
+    enrollment = _enrollment_or_404(request, slug)
+    if enrollment is None:
+        return render(request, "studies/not_enrolled.html", status=403)
+    stage = selectors.reader_stage(enrollment=enrollment)
+    if stage.name == "done":
+        return redirect("study-done", slug)
+    if stage.name in ("practice", "phase"):
+        return redirect("study-read", slug)
+    form = ConsentForm(request.POST or None)
+    if stage.name == "consent" and request.method == "POST" and form.is_valid():
+        services.enrollment_consent(enrollment=enrollment)
+        return redirect("study-read", slug)
+    study = enrollment.study
+    return render(
+        request,
+        "studies/study_home.html",
+        {
+            "study": study,
+            "stage": stage,
+            "form": form,
+            "instructions": render_markdown(study.instructions),
+            "phases": [(p, PHASE_INTROS[p.kind]) for p in study.phases.order_by("index")][:1],
+            "phase_count": study.phases.count(),
+        },
+    )
+
+
+@login_required
+def study_read(request: HttpRequest, slug: str) -> HttpResponse:
+    enrollment = _enrollment_or_404(request, slug)
+    if enrollment is None:
+        return render(request, "studies/not_enrolled.html", status=403)
+    stage = selectors.reader_stage(enrollment=enrollment)
+    if stage.name == "done":
+        return redirect("study-done", slug)
+    if stage.name in ("consent", "closed"):
+        return redirect("study-home", slug)
+    return render(
+        request,
+        "studies/read.html",
+        {
+            "study": enrollment.study,
+            "api_base": reverse("api-next", args=[slug]).rsplit("/", 1)[0],
+        },
+    )
+
+
+@login_required
+def study_done(request: HttpRequest, slug: str) -> HttpResponse:
+    enrollment = _enrollment_or_404(request, slug)
+    if enrollment is None:
+        return render(request, "studies/not_enrolled.html", status=403)
+    if enrollment.completed_at is None:
+        return redirect("study-home", slug)
+    score = selectors.reader_score(enrollment=enrollment) if enrollment.study.show_score else None
+    return render(request, "studies/done.html", {"study": enrollment.study, "score": score})
+
+
+# --- staff -------------------------------------------------------------------
+
+
+def _staff_context(request: HttpRequest, study: Study, **extra) -> dict:
+    from django.contrib import admin
+
+    return admin.site.each_context(request) | {
+        "study": study,
+        "overview": selectors.study_overview(study=study),
+        "progress": selectors.study_progress(study=study),
+        "phases": list(study.phases.order_by("index")),
+        "invite_form": extra.pop("invite_form", None) or InviteForm(),
+        "title": study.name,
+    } | extra
+
+
+@staff_member_required
+def staff_study(request: HttpRequest, slug: str) -> HttpResponse:
+    study = get_object_or_404(Study, slug=slug)
+    return render(request, "studies/staff_study.html", _staff_context(request, study))
+
+
+@staff_member_required
+@require_POST
+def staff_study_status(request: HttpRequest, slug: str) -> HttpResponse:
+    study = get_object_or_404(Study, slug=slug)
+    action = request.POST.get("action")
+    try:
+        if action == "open":
+            services.study_open(study=study)
+            messages.success(request, "The study is open for reading.")
+        elif action == "close":
+            services.study_close(study=study)
+            messages.success(request, "The study is closed; readers can no longer answer.")
+        else:
+            messages.error(request, "Unknown action.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("staff-study", slug)
+
+
+@staff_member_required
+@require_POST
+def staff_study_invite(request: HttpRequest, slug: str) -> HttpResponse:
+    study = get_object_or_404(Study, slug=slug)
+    form = InviteForm(request.POST)
+    if not form.is_valid():
+        return render(request, "studies/staff_study.html", _staff_context(request, study, invite_form=form), status=400)
+    created = services.invitations_create(
+        study=study,
+        count=form.cleaned_data.get("count") or 1,
+        emails=form.cleaned_data["emails"],
+        days=form.cleaned_data["days"],
+    )
+    links = [
+        (inv.email, request.build_absolute_uri(reverse("invitation", args=[token])), inv.expires_at)
+        for inv, token in created
+    ]
+    return render(request, "studies/staff_study.html", _staff_context(request, study, new_links=links))
+
+
+@staff_member_required
+def staff_study_export(request: HttpRequest, slug: str) -> StreamingHttpResponse:
+    study = get_object_or_404(Study, slug=slug)
+    response = StreamingHttpResponse(results_zip_stream(study), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{study.slug}-results.zip"'
+    return response
