@@ -501,6 +501,7 @@ def images_import(
     grade: int | None = None,
     origin_prefix: str = "",
     canonical: bool | None = None,
+    all_or_nothing: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
     """Import a file, a ``{grade}/*`` folder, a ``{split}/{grade}/*`` dataset,
@@ -515,6 +516,10 @@ def images_import(
     (folder names are then ignored). ``canonical=False`` stores files as they
     came, which breaks blinding; it exists to show that the audit notices.
     ``progress(done, total)`` is called after each file.
+
+    An exception part-way (an interrupt, a database error) leaves every
+    committed image with its file; with ``all_or_nothing`` the images this
+    call created are taken out again before the exception propagates.
     """
     if source not in Source.values:
         raise ImportRefused(f"source must be one of {', '.join(Source.values)}")
@@ -534,20 +539,51 @@ def images_import(
     with ExitStack() as stack:
         cands = _candidates(root, manifest, limits, stack, split, grade)
         total = len(cands)
-        for done, cand in enumerate(cands, start=1):
-            outcome, kind = _import_one(
-                cand,
-                source=cand.source or source,
-                generator=generator,
-                origin_prefix=origin_prefix,
-                canonical=canonical,
-                spec=spec,
-                pixel_limits=pixel_limits,
-            )
-            getattr(result, kind).append(outcome)
-            if progress is not None:
-                progress(done, total)
+        try:
+            for done, cand in enumerate(cands, start=1):
+                outcome, kind = _import_one(
+                    cand,
+                    source=cand.source or source,
+                    generator=generator,
+                    origin_prefix=origin_prefix,
+                    canonical=canonical,
+                    spec=spec,
+                    pixel_limits=pixel_limits,
+                )
+                getattr(result, kind).append(outcome)
+                if progress is not None:
+                    progress(done, total)
+        except BaseException:
+            if all_or_nothing:
+                images_discard(images=[o.image for o in result.imported if o.image])
+            raise
     return result
+
+
+def archive_check(path: str | os.PathLike) -> None:
+    """Raise :class:`ImportRefused` if a ZIP is unreadable or a bomb."""
+    limits = ImportLimits.from_settings()
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for _ in _zip_candidates(zf, Path(path).name, limits):
+                pass
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ImportRefused(f"{Path(path).name} is not a readable ZIP: {exc}") from None
+
+
+@transaction.atomic
+def images_discard(*, images: list[Image]) -> None:
+    """Take just-imported images out of the pool again, rows and files.
+
+    Only for images no study uses yet (cases protect theirs).
+    """
+    names = []
+    for image in images:
+        names.append(image.file.name)
+        if image.original:
+            names.append(image.original.name)
+    Image.objects.filter(pk__in=[i.pk for i in images]).delete()
+    transaction.on_commit(lambda: _discard(names))
 
 
 def _candidates(

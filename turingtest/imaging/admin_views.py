@@ -1,0 +1,240 @@
+"""Staff upload page: images or ZIP archives into the pool.
+
+The body size is checked twice: from Content-Length before anything is read,
+and while streaming (for chunked requests) by an upload handler that stops
+the request at the limit. Uploads live in a temporary folder that is removed
+when the request ends; archives are checked for bombs before any image is
+imported, and an upload that fails part-way takes back what it imported.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import zipfile
+from pathlib import Path
+
+from django import forms
+from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.text import get_valid_filename
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+
+from turingtest.imaging.services import (
+    ImportRefused,
+    ImportResult,
+    archive_check,
+    images_discard,
+    images_import,
+)
+from turingtest.studies.models import Generator, Source
+
+TEMPLATE = "imaging/upload.html"
+
+
+def max_upload_bytes() -> int:
+    return int(getattr(settings, "TURINGTEST", {}).get("MAX_UPLOAD_BYTES", 512 << 20))
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        if isinstance(data, list | tuple):
+            return [super(MultipleFileField, self).clean(d, initial) for d in data]
+        return [super().clean(data, initial)]
+
+
+class UploadForm(forms.Form):
+    files = MultipleFileField(
+        label="Images or ZIP archives",
+        help_text="PNG, JPEG, TIFF or DICOM files, or ZIPs laid out {grade}/* or "
+        "{split}/{grade}/*.",
+    )
+    source = forms.ChoiceField(choices=Source.choices)
+    grade = forms.TypedChoiceField(
+        label="KL grade",
+        choices=[("", "from folder names in the ZIP")]
+        + [(str(g), f"KL {g}") for g in range(5)],
+        coerce=int,
+        empty_value=None,
+        required=False,
+        help_text="Needed for individual files; overrides folder names in ZIPs.",
+    )
+    split = forms.CharField(
+        required=False, max_length=80, help_text="Which split of a dataset ZIP."
+    )
+    generator = forms.ModelChoiceField(
+        queryset=Generator.objects.all(),
+        required=False,
+        help_text="For synthetic images only.",
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("generator") and data.get("source") != Source.SYNTHETIC:
+            self.add_error("generator", "Only synthetic images come from a generator.")
+        return data
+
+
+class SizeLimitUploadHandler(FileUploadHandler):
+    """Stops reading the body once it exceeds ``limit`` bytes."""
+
+    def __init__(self, request, limit: int):
+        super().__init__(request)
+        self.limit = limit
+        self.received = 0
+        self.exceeded = False
+
+    def handle_raw_input(
+        self, input_data, META, content_length, boundary, encoding=None
+    ):
+        if content_length and content_length > self.limit:
+            self.exceeded = True
+            raise StopUpload(connection_reset=True)
+
+    def receive_data_chunk(self, raw_data, start):
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            self.exceeded = True
+            raise StopUpload(connection_reset=True)
+        return raw_data
+
+    def file_complete(self, file_size):
+        return None
+
+
+def _too_large(request: HttpRequest, limit: int) -> HttpResponse:
+    message = (
+        f"The upload is larger than the limit of {limit / 2**20:,.0f} MiB. "
+        "Split it into smaller archives, or import it on the server with "
+        "'manage.py import_images'."
+    )
+    return render(
+        request,
+        TEMPLATE,
+        {
+            "form": UploadForm(),
+            "error": message,
+            "limit": limit,
+            "title": "Upload images",
+        },
+        status=413,
+    )
+
+
+@csrf_exempt
+@staff_member_required
+def upload(request: HttpRequest) -> HttpResponse:
+    limit = max_upload_bytes()
+    if request.method == "POST":
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > limit:
+            return _too_large(request, limit)
+        # Must be in place before anything reads request.POST or FILES.
+        guard = SizeLimitUploadHandler(request, limit)
+        request.upload_handlers.insert(0, guard)
+        return _upload(request, guard=guard, limit=limit)
+    return _upload(request, guard=None, limit=limit)
+
+
+@csrf_protect
+def _upload(
+    request: HttpRequest, *, guard: SizeLimitUploadHandler | None, limit: int
+) -> HttpResponse:
+    context = {"limit": limit, "title": "Upload images"}
+    if request.method != "POST":
+        context["form"] = UploadForm()
+        return render(request, TEMPLATE, context)
+    form = UploadForm(request.POST, request.FILES)
+    if guard is not None and guard.exceeded:
+        return _too_large(request, limit)
+    context["form"] = form
+    if not form.is_valid():
+        return render(request, TEMPLATE, context, status=400)
+
+    data = form.cleaned_data
+    with tempfile.TemporaryDirectory(prefix="turingtest-upload-") as tmp:
+        archives, loose = _save_uploads(data["files"], Path(tmp))
+        if loose and data["grade"] is None:
+            form.add_error(
+                "grade",
+                "Choose a KL grade for individual files (ZIP archives take it from "
+                "their folder names).",
+            )
+            return render(request, TEMPLATE, context, status=400)
+        try:
+            for archive in archives:
+                archive_check(archive)
+            result = _import_all(
+                archives, loose, data, origin_prefix=f"upload by {request.user}: "
+            )
+        except ImportRefused as exc:
+            context["error"] = str(exc)
+            return render(request, TEMPLATE, context, status=400)
+    context["result"] = result
+    context["form"] = UploadForm(
+        initial={"source": data["source"], "split": data["split"]}
+    )
+    return render(request, TEMPLATE, context, status=200)
+
+
+def _save_uploads(files, folder: Path) -> tuple[list[Path], Path | None]:
+    """Write uploads to ``folder``: ZIPs apart, single files into ``files/``."""
+    archives: list[Path] = []
+    loose_dir = folder / "files"
+    loose_dir.mkdir()
+    has_loose = False
+    for number, upload in enumerate(files):
+        name = get_valid_filename(Path(upload.name or "upload").name) or "upload"
+        head = upload.read(4)
+        upload.seek(0)
+        target_dir = (
+            folder / f"archive-{number}" if head == b"PK\x03\x04" else loose_dir
+        )
+        target_dir.mkdir(exist_ok=True)
+        target = target_dir / name
+        if target.exists():
+            target = target_dir / f"{number}-{name}"
+        with open(target, "wb") as out:
+            for chunk in upload.chunks():
+                out.write(chunk)
+        if head == b"PK\x03\x04" and zipfile.is_zipfile(target):
+            archives.append(target)
+        else:
+            has_loose = True
+    return archives, loose_dir if has_loose else None
+
+
+def _import_all(
+    archives: list[Path], loose: Path | None, data: dict, *, origin_prefix: str
+) -> ImportResult:
+    result = ImportResult()
+    options = {
+        "source": data["source"],
+        "generator": data["generator"],
+        "split": data["split"] or None,
+        "grade": data["grade"],
+        "origin_prefix": origin_prefix,
+        "all_or_nothing": True,
+    }
+    try:
+        for archive in archives:
+            result.extend(images_import(archive, **options))
+        if loose is not None:
+            result.extend(images_import(loose, **options))
+    except BaseException:
+        images_discard(images=[o.image for o in result.imported if o.image])
+        raise
+    return result

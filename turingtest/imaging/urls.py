@@ -1,0 +1,11 @@
+"""Staff pages of the image pool, included under ``/staff/images/``."""
+
+from django.urls import path
+
+from turingtest.imaging import admin_views
+
+app_name = "imaging"
+
+urlpatterns = [
+    path("upload/", admin_views.upload, name="upload"),
+]
