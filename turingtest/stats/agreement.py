@@ -315,10 +315,13 @@ def cohen_kappa(
                 "category, so chance agreement is already perfect."
             ),
         )
-    if weights is None:
-        res = inter_rater.cohens_kappa(table)
-    else:
-        res = inter_rater.cohens_kappa(table, wt=weights)
+    # statsmodels takes the square root of a variance that rounding can push a
+    # hair below zero; the clipping below handles it.
+    with np.errstate(invalid="ignore"):
+        if weights is None:
+            res = inter_rater.cohens_kappa(table)
+        else:
+            res = inter_rater.cohens_kappa(table, wt=weights)
     kappa = float(res.kappa)
     se = math.sqrt(max(float(res.var_kappa), 0.0))
     se0 = math.sqrt(max(float(res.var_kappa0), 0.0))

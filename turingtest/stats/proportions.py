@@ -154,7 +154,11 @@ def proportion_ci(
             math.nan, nan_ci(), k, n, method, level, note="No observations."
         )
     low, high = proportion_confint(k, n, alpha=1 - level, method=_METHODS[method])
-    return ProportionResult(k / n, (float(low), float(high)), k, n, method, level)
+    est = k / n
+    # Rounding can leave the Wilson bound a hair away from 0 or 1 at k = 0 or
+    # k = n, where it is exactly the estimate.
+    ci = (min(float(low), est), max(float(high), est))
+    return ProportionResult(est, ci, k, n, method, level)
 
 
 def binomial_test(
