@@ -31,5 +31,6 @@ urlpatterns = [
     path("s/<slug:slug>/done/", views.study_done, name="study-done"),
     path("api/v1/", include(api_patterns)),
     path("staff/", include(staff_patterns)),
+    path("staff/images/", include("turingtest.imaging.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -45,6 +45,9 @@ class StudyAdmin(admin.ModelAdmin):
             fields += ["slug", "seed", "edit_policy", "practice_count"]
         return fields
 
+    def get_prepopulated_fields(self, request, obj=None):
+        return {} if obj is not None and obj.status != Study.Status.DRAFT else self.prepopulated_fields
+
     def get_inlines(self, request, obj):
         return [] if obj is not None and obj.status != Study.Status.DRAFT else self.inlines
 
@@ -54,7 +57,20 @@ class ImageAdmin(admin.ModelAdmin):
     list_display = ["sha256", "source", "kl_grade", "generator", "seed", "created_at"]
     list_filter = ["source", "kl_grade", "generator"]
     search_fields = ["sha256", "token", "origin"]
-    readonly_fields = ["token", "sha256", "width", "height", "file", "original", "created_at"]
+    readonly_fields = ["preview", "token", "sha256", "width", "height", "file_name", "original_name", "created_at"]
+    exclude = ["file", "original"]
+
+    @admin.display(description="Image")
+    def preview(self, obj: Image) -> str:
+        return format_html('<img src="{}" width="224" alt="">', reverse("api-image", args=[obj.token]))
+
+    @admin.display(description="Canonical file")
+    def file_name(self, obj: Image) -> str:
+        return obj.file.name
+
+    @admin.display(description="Original file")
+    def original_name(self, obj: Image) -> str:
+        return obj.original.name or "—"
 
 
 @admin.register(Case)

@@ -76,7 +76,7 @@ def readers_simulate(
             experience_years=int(rng.integers(1, 31)),
             simulated=True,
         )
-        services.enrollment_consent(enrollment=enrollment)
+        enrollment = services.enrollment_consent(enrollment=enrollment)
         answers = 0
         while True:
             stage = selectors.reader_stage(enrollment=enrollment)

@@ -161,7 +161,12 @@ def _staff_context(request: HttpRequest, study: Study, **extra) -> dict:
 @staff_member_required
 def staff_study(request: HttpRequest, slug: str) -> HttpResponse:
     study = get_object_or_404(Study, slug=slug)
-    return render(request, "studies/staff_study.html", _staff_context(request, study))
+    extra = {}
+    if request.GET.get("audit"):
+        from turingtest.imaging.audit import audit_study
+
+        extra["audit"] = audit_study(study)
+    return render(request, "studies/staff_study.html", _staff_context(request, study, **extra))
 
 
 @staff_member_required
