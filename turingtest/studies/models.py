@@ -67,6 +67,11 @@ class GenerationJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # A running job is leased to one worker process; a lease not renewed in
+    # time means the worker died, and the job is queued again.
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid holding the job while it runs.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
