@@ -24,7 +24,7 @@ from PIL import ImageOps
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Pillow plugins allowed to open a file: everything else is refused unread.
-PILLOW_FORMATS = ("PNG", "JPEG", "MPO", "TIFF")
+PILLOW_FORMATS = ("PNG", "JPEG", "TIFF")
 BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
 

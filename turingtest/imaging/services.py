@@ -280,6 +280,8 @@ class _Candidate:
 
 
 def _ignored(name: str) -> bool:
+    if name in (".", ".."):
+        return False
     return name.startswith(".") or name.lower() in IGNORED_NAMES
 
 

@@ -1,0 +1,167 @@
+import io
+import zipfile
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from tests.imaging import builders
+from turingtest.imaging.services import pool_check
+from turingtest.studies.models import Image
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.imaging.urls")]
+
+
+@pytest.fixture
+def upload_tmp(settings, tmp_path, monkeypatch):
+    """Where uploads and the import's temporary folder go, to check it empties."""
+    import tempfile
+
+    folder = tmp_path / "uploads-tmp"
+    folder.mkdir()
+    settings.FILE_UPLOAD_TEMP_DIR = str(folder)
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def png_upload(name: str, seed: int) -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, builders.png(builders.picture(seed)), "image/png")
+
+
+def zip_upload(name: str, entries: dict[str, bytes]) -> SimpleUploadedFile:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for entry, data in entries.items():
+            zf.writestr(entry, data)
+    return SimpleUploadedFile(name, buf.getvalue(), "application/zip")
+
+
+def test_only_staff_can_open_the_upload_page(client, django_user_model):
+    url = reverse("imaging:upload")
+    assert client.get(url).status_code == 302
+    user = django_user_model.objects.create_user("r", "r@example.org", "pw-r-12345")
+    client.force_login(user)
+    assert client.get(url).status_code == 302
+    assert Image.objects.count() == 0
+
+
+def test_staff_uploads_files_with_a_grade(staff_client, media, upload_tmp):
+    url = reverse("imaging:upload")
+    page = staff_client.get(url)
+    assert page.status_code == 200 and b"Upload and import" in page.content
+    response = staff_client.post(
+        url,
+        {
+            "files": [png_upload("a.png", 1), png_upload("b.png", 2)],
+            "source": "real",
+            "grade": "3",
+        },
+    )
+    assert response.status_code == 200
+    assert b"2 imported, 0 duplicates skipped, 0 rejected" in response.content
+    assert sorted(Image.objects.values_list("kl_grade", flat=True)) == [3, 3]
+    assert "upload by staff@example.org" in Image.objects.first().origin
+    assert not any(upload_tmp.iterdir())
+
+
+def test_zip_upload_shows_rejected_files_and_imports_the_rest(
+    staff_client, media, upload_tmp
+):
+    archive = zip_upload(
+        "set.zip",
+        {
+            "0/a.png": builders.png(builders.picture(1)),
+            "4/b.jpg": builders.jpeg(builders.picture(2)),
+            "x/c.png": builders.png(builders.picture(3)),
+            "../2/d.png": builders.png(builders.picture(4)),
+        },
+    )
+    response = staff_client.post(
+        reverse("imaging:upload"), {"files": [archive], "source": "synthetic"}
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "2 imported, 0 duplicates skipped, 2 rejected" in html
+    assert "folder &#x27;x&#x27; is not a KL grade" in html
+    assert "unsafe path in archive" in html
+    assert Image.objects.filter(source="synthetic").count() == 2
+
+
+def test_single_files_need_a_grade(staff_client, media, upload_tmp):
+    response = staff_client.post(
+        reverse("imaging:upload"), {"files": [png_upload("a.png", 1)], "source": "real"}
+    )
+    assert response.status_code == 400
+    assert b"Choose a KL grade" in response.content
+    assert Image.objects.count() == 0 and not any(upload_tmp.iterdir())
+
+
+def test_oversize_upload_is_refused_before_reading(
+    staff_client, media, settings, upload_tmp
+):
+    settings.TURINGTEST = {**settings.TURINGTEST, "MAX_UPLOAD_BYTES": 20_000}
+    response = staff_client.post(
+        reverse("imaging:upload"),
+        {"files": [png_upload("a.png", 1)], "source": "real", "grade": "1"},
+    )
+    assert response.status_code == 413
+    assert b"larger than the limit" in response.content
+    assert Image.objects.count() == 0
+
+
+def test_the_upload_handler_stops_a_body_that_grows_past_the_limit(rf):
+    from django.core.files.uploadhandler import StopUpload
+
+    from turingtest.imaging.admin_views import SizeLimitUploadHandler
+
+    # Defence in depth where Content-Length cannot be trusted (a proxy that
+    # rewrites it): the handler counts what actually arrives.
+    guard = SizeLimitUploadHandler(rf.post("/"), limit=1000)
+    assert guard.receive_data_chunk(b"x" * 600, 0) == b"x" * 600
+    with pytest.raises(StopUpload):
+        guard.receive_data_chunk(b"x" * 600, 600)
+    assert guard.exceeded
+
+
+def test_archive_bomb_upload_leaves_nothing_behind(
+    staff_client, media, settings, upload_tmp
+):
+    settings.TURINGTEST = {**settings.TURINGTEST, "MAX_ARCHIVE_RATIO": 100}
+    good = zip_upload("good.zip", {"1/a.png": builders.png(builders.picture(1))})
+    bomb = zip_upload("bomb.zip", {"1/zeros.dcm": bytes(8 * 2**20)})
+    response = staff_client.post(
+        reverse("imaging:upload"), {"files": [good, bomb], "source": "real"}
+    )
+    assert response.status_code == 400
+    assert b"archive bomb" in response.content
+    assert Image.objects.count() == 0
+    assert pool_check().ok and not (media / "pool").exists()
+    assert not any(upload_tmp.iterdir())
+
+
+def test_a_failing_upload_takes_back_what_it_imported(
+    staff_client, media, upload_tmp, monkeypatch, django_capture_on_commit_callbacks
+):
+    from turingtest.imaging import admin_views
+
+    real_import = admin_views.images_import
+    calls = {"n": 0}
+
+    def import_then_fail(path, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("worker lost")
+        return real_import(path, **kwargs)
+
+    monkeypatch.setattr(admin_views, "images_import", import_then_fail)
+    first = zip_upload("one.zip", {"1/a.png": builders.png(builders.picture(1))})
+    second = zip_upload("two.zip", {"1/b.png": builders.png(builders.picture(2))})
+    staff_client.raise_request_exception = False
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            reverse("imaging:upload"), {"files": [first, second], "source": "real"}
+        )
+    assert response.status_code == 500
+    assert Image.objects.count() == 0
+    assert pool_check().ok
+    assert not any(upload_tmp.iterdir())
