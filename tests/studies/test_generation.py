@@ -1,0 +1,266 @@
+"""Generation jobs on a real Celery worker process.
+
+The worker, the commands and this test share one scratch database (a SQLite
+file, or a PostgreSQL database of its own when ``DATABASE_URL`` is set) and
+one broker (a Redis database of its own when ``REDIS_URL`` is set, else the
+filesystem broker in a temporary folder), so nothing here touches the test
+database of the rest of the suite.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from turingtest.studies.generation import generation_seed
+
+pytestmark = pytest.mark.worker
+
+ROOT = Path(__file__).resolve().parents[2]
+LEASE_SECONDS = 3
+
+
+class Stack:
+    """Environment, database and broker for subprocesses of the project."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.env = os.environ.copy()
+        self.env.update(
+            DJANGO_SETTINGS_MODULE="turingtest.settings",
+            MEDIA_ROOT=str(base / "media"),
+            TURINGTEST_GENERATION_LEASE_SECONDS=str(LEASE_SECONDS),
+            TURINGTEST_GENERATION_BATCH_SIZE="2",
+            OMP_NUM_THREADS="1",
+            PYTHONUNBUFFERED="1",
+        )
+        self.pg_admin_url = None
+        database_url = os.environ.get("DATABASE_URL", "")
+        if database_url.startswith(("postgres://", "postgresql://")):
+            parts = urlsplit(database_url)
+            self.pg_name = f"test_generation_{os.getpid()}"
+            self.pg_admin_url = urlunsplit(parts._replace(path="/postgres"))
+            self._pg(f'DROP DATABASE IF EXISTS "{self.pg_name}"')
+            self._pg(f'CREATE DATABASE "{self.pg_name}"')
+            self.env["DATABASE_URL"] = urlunsplit(
+                parts._replace(path=f"/{self.pg_name}")
+            )
+            self.dsn = self.env["DATABASE_URL"].replace(
+                "postgres://", "postgresql://", 1
+            )
+        else:
+            self.sqlite = base / "db.sqlite3"
+            self.env["DATABASE_URL"] = f"sqlite:///{self.sqlite}"
+        if os.environ.get("REDIS_URL"):
+            parts = urlsplit(os.environ["REDIS_URL"])
+            self.env["REDIS_URL"] = urlunsplit(parts._replace(path="/13"))
+            self.redis_flush()
+        else:
+            self.env.pop("REDIS_URL", None)
+            self.env["BROKER_DIR"] = str(base / "broker")
+            for sub in ("queue", "processed"):
+                (base / "broker" / sub).mkdir(parents=True, exist_ok=True)
+        self.workers: list[subprocess.Popen] = []
+
+    def _pg(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.pg_admin_url, autocommit=True) as conn:
+            conn.execute(sql)
+
+    def redis_flush(self) -> None:
+        import redis
+
+        redis.Redis.from_url(self.env["REDIS_URL"]).flushdb()
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        if self.pg_admin_url:
+            import psycopg
+
+            with psycopg.connect(self.dsn) as conn:
+                return conn.execute(sql.replace("?", "%s"), params).fetchall()
+        with sqlite3.connect(self.sqlite, timeout=20) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def manage(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def worker(self, name: str) -> subprocess.Popen:
+        log = open(self.base / f"{name}.log", "w")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "turingtest",
+                "worker",
+                "-Q",
+                "gpu,default",
+                "--pool",
+                "solo",
+                "-n",
+                f"{name}@%h",
+                "--without-mingle",
+                "--without-gossip",
+                "--without-heartbeat",
+                "-l",
+                "info",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.workers.append(proc)
+        return proc
+
+    def stop_workers(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.workers:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.workers.clear()
+
+    def close(self) -> None:
+        self.stop_workers()
+        if "REDIS_URL" in self.env:
+            self.redis_flush()
+        if self.pg_admin_url:
+            self._pg(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)')
+
+    def job(self, job_id: int) -> tuple:
+        (row,) = self.query(
+            "SELECT status, done, total, attempts, error FROM studies_generationjob "
+            "WHERE id = ?",
+            (job_id,),
+        )
+        return row
+
+    def wait_for(self, job_id: int, condition, timeout: float = 180) -> tuple:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = self.job(job_id)
+            if condition(row):
+                return row
+            time.sleep(0.1)
+        logs = "\n".join(p.read_text()[-3000:] for p in self.base.glob("*.log"))
+        raise AssertionError(f"job {job_id} stuck at {row}\n{logs}")
+
+    def assert_complete(self, job_id: int, per_grade: int) -> None:
+        rows = self.query(
+            "SELECT job_index, kl_grade, seed, sha256, file, source FROM studies_image "
+            "WHERE job_id = ? ORDER BY job_index",
+            (job_id,),
+        )
+        total = 5 * per_grade
+        assert [r[0] for r in rows] == list(range(total))  # no gaps, no duplicates
+        assert [r[1] for r in rows] == [g for g in range(5) for _ in range(per_grade)]
+        assert [r[2] for r in rows] == [
+            generation_seed(job_id, i) for i in range(total)
+        ]
+        assert len({r[3] for r in rows}) == total
+        assert {r[5] for r in rows} == {"synthetic"}
+        stored = {
+            str(p.relative_to(self.base / "media"))
+            for p in (self.base / "media").rglob("*")
+            if p.is_file()
+        }
+        referenced = {
+            r[0] for r in self.query("SELECT file FROM studies_image WHERE file != ''")
+        }
+        assert stored == referenced  # no orphaned files
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    from generator.train import TrainOptions, train
+    from turingtest.imaging.phantom import phantom_dataset
+
+    base = tmp_path_factory.mktemp("generation")
+    phantom_dataset(base / "data", per_grade=4, size=32, seed=0)
+    checkpoint = train(
+        TrainOptions(
+            data=str(base / "data"),
+            out=str(base / "run"),
+            config="tiny",
+            steps=2,
+            progress=False,
+        )
+    )
+    s = Stack(base)
+    try:
+        migrate = s.manage("migrate", "--noinput")
+        assert migrate.returncode == 0, migrate.stderr
+        reg = s.manage("register_generator", str(checkpoint), "--name", "tiny")
+        assert reg.returncode == 0, reg.stderr
+        assert "tiny config, 32 px, step 2" in reg.stdout
+        yield s
+    finally:
+        s.close()
+
+
+def test_a_job_makes_exactly_the_requested_images(stack):
+    stack.worker("w1")
+    try:
+        out = stack.manage(
+            "generate_images",
+            "--generator",
+            "tiny",
+            "--per-grade",
+            "3",
+            "--wait",
+            "--timeout",
+            "150",
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        job_id = int(out.stdout.split()[1].rstrip(":"))
+        assert stack.job(job_id)[:3] == ("done", 15, 15)
+        assert "done 15/15" in out.stdout
+        stack.assert_complete(job_id, per_grade=3)
+        (config,) = stack.query("SELECT sha256, training_data FROM studies_generator")
+        assert len(config[0]) == 64 and "20 images" in config[1]
+    finally:
+        stack.stop_workers()
+
+
+def test_a_killed_worker_is_replaced_and_the_job_still_completes(stack):
+    first = stack.worker("doomed")
+    out = stack.manage("generate_images", "--generator", "tiny", "--per-grade", "60")
+    assert out.returncode == 0, out.stderr
+    job_id = int(out.stdout.split()[1].rstrip(":"))
+    try:
+        stack.wait_for(job_id, lambda row: row[1] >= 10)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        status, done, total, attempts, _ = stack.job(job_id)
+        assert status == "running" and done < total == 300, "finished before the kill"
+        stack.worker("replacement")
+        status, done, total, attempts, error = stack.wait_for(
+            job_id, lambda row: row[0] in ("done", "failed")
+        )
+        assert (status, done, total, error) == ("done", 300, 300, "")
+        assert attempts >= 2
+        stack.assert_complete(job_id, per_grade=60)
+    finally:
+        stack.stop_workers()

@@ -1,0 +1,62 @@
+import time
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from turingtest.studies.generation import generation_job_create
+from turingtest.studies.models import GenerationJob, Generator
+
+
+class Command(BaseCommand):
+    help = (
+        "Queue a generation job on the 'gpu' queue: N synthetic images per KL grade "
+        "into the pool. A worker must consume it: celery -A turingtest worker -Q gpu"
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--generator", required=True, help="registered name")
+        parser.add_argument("--per-grade", type=int, required=True)
+        parser.add_argument("--grades", default="0,1,2,3,4")
+        parser.add_argument(
+            "--wait", action="store_true", help="follow progress to the end"
+        )
+        parser.add_argument(
+            "--timeout", type=float, default=None, help="seconds to wait"
+        )
+
+    def handle(self, *args, **opts):
+        gen = Generator.objects.filter(name=opts["generator"]).first()
+        if gen is None:
+            raise CommandError(
+                f"No generator {opts['generator']!r}; register_generator first."
+            )
+        try:
+            grades = [int(g) for g in opts["grades"].split(",") if g.strip()]
+            job = generation_job_create(
+                generator=gen, per_grade={g: opts["per_grade"] for g in grades}
+            )
+        except (ValidationError, ValueError) as exc:
+            raise CommandError(" ".join(getattr(exc, "messages", [str(exc)]))) from exc
+        self.stdout.write(f"job {job.pk}: {job.total} images from {gen.name}, queued")
+        if not opts["wait"]:
+            return
+        started, last = time.monotonic(), None
+        while True:
+            job.refresh_from_db()
+            if (job.status, job.done) != last:
+                self.stdout.write(f"job {job.pk}: {job.status} {job.done}/{job.total}")
+                last = (job.status, job.done)
+            if job.status == GenerationJob.Status.DONE:
+                if job.error:
+                    self.stdout.write(job.error)
+                return
+            if job.status == GenerationJob.Status.FAILED:
+                raise CommandError(f"job {job.pk} failed: {job.error}")
+            if (
+                opts["timeout"] is not None
+                and time.monotonic() - started > opts["timeout"]
+            ):
+                raise CommandError(
+                    f"job {job.pk} not finished after {opts['timeout']} s"
+                )
+            time.sleep(0.5)
