@@ -1,6 +1,6 @@
-"""Generation jobs on a real Celery worker process.
+"""Generation jobs: the services in-process, then on a real Celery worker process.
 
-The worker, the commands and this test share one scratch database (a SQLite
+For the worker tests, the worker, the commands and this test share one scratch database (a SQLite
 file, or a PostgreSQL database of its own when ``DATABASE_URL`` is set) and
 one broker (a Redis database of its own when ``REDIS_URL`` is set, else the
 filesystem broker in a temporary folder), so nothing here touches the test
@@ -15,17 +15,140 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
 
+from turingtest.studies import generation
 from turingtest.studies.generation import generation_seed
-
-pytestmark = pytest.mark.worker
+from turingtest.studies.models import GenerationJob, Image
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_SECONDS = 3
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from generator.train import TrainOptions, train
+    from turingtest.imaging.phantom import phantom_dataset
+
+    base = tmp_path_factory.mktemp("tiny")
+    phantom_dataset(base / "data", per_grade=4, size=32, seed=0)
+    options = TrainOptions(
+        data=str(base / "data"),
+        out=str(base / "run"),
+        config="tiny",
+        steps=2,
+        progress=False,
+    )
+    return train(options)
+
+
+@pytest.fixture
+def tiny(db, tiny_checkpoint):
+    return generation.generator_register(checkpoint=tiny_checkpoint, name="tiny")
+
+
+def test_register_records_hash_config_and_training_data(tiny, tiny_checkpoint):
+    assert tiny.sha256 == generation.file_sha256(tiny_checkpoint)
+    assert tiny.config["resolution"] == 32 and tiny.config["step"] == 2
+    assert "20 images" in tiny.training_data and "KL4: 4" in tiny.training_data
+
+
+def test_register_refuses_what_is_not_a_checkpoint(db, tmp_path):
+    bogus = tmp_path / "x.pt"
+    bogus.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValidationError):
+        generation.generator_register(checkpoint=bogus, name="bogus")
+
+
+def test_a_job_is_queued_only_once_committed(
+    tiny, django_capture_on_commit_callbacks, monkeypatch
+):
+    queued = []
+    monkeypatch.setattr(generation, "_queue", queued.append)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        job = generation.generation_job_create(
+            generator=tiny, per_grade={0: 2, "4": 1, 2: 0}
+        )
+        assert queued == []
+    assert len(callbacks) == 1 and queued == [job.pk]
+    assert job.per_grade == {"0": 2, "4": 1} and job.total == 3
+    with pytest.raises(ValidationError):
+        generation.generation_job_create(generator=tiny, per_grade={5: 1})
+
+
+def test_running_a_job_again_fills_gaps_and_duplicates_nothing(
+    tiny, media, monkeypatch
+):
+    monkeypatch.setattr(generation, "_queue", lambda pk: None)
+    job = generation.generation_job_create(generator=tiny, per_grade={1: 3, 3: 2})
+    job = generation.generation_job_execute(job_id=job.pk)
+    assert (job.status, job.done, job.total, job.attempts) == ("done", 5, 5, 1)
+    images = list(Image.objects.filter(job=job).order_by("job_index"))
+    assert [i.kl_grade for i in images] == [1, 1, 1, 3, 3]
+    assert [i.seed for i in images] == [generation_seed(job.pk, i) for i in range(5)]
+    # a finished job is left alone
+    assert generation.generation_job_execute(job_id=job.pk) is None
+    # a job whose worker died after image 2 gets exactly the missing ones
+    lost = images[3]
+    lost.delete()
+    GenerationJob.objects.filter(pk=job.pk).update(status="running", worker="gone:1")
+    assert generation.generation_job_execute(job_id=job.pk) is None  # lease still held
+    monkeypatch.setenv("TURINGTEST_GENERATION_LEASE_SECONDS", "0")
+    job = generation.generation_job_execute(job_id=job.pk)
+    assert job.status == "done" and job.attempts == 2
+    again = Image.objects.get(job=job, job_index=3)
+    assert (again.sha256, again.seed) == (lost.sha256, lost.seed)
+    assert Image.objects.filter(job=job).count() == 5
+
+
+def test_a_changed_checkpoint_fails_the_job_with_its_reason(
+    tiny, media, monkeypatch, tmp_path
+):
+    monkeypatch.setattr(generation, "_queue", lambda pk: None)
+    job = generation.generation_job_create(generator=tiny, per_grade={0: 1})
+    GeneratorModel = type(tiny)
+    GeneratorModel.objects.filter(pk=tiny.pk).update(sha256="0" * 64)
+    with pytest.raises(ValidationError):
+        generation.generation_job_execute(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "failed" and "has changed since it was registered" in job.error
+
+
+def test_stale_running_jobs_are_queued_again_once(tiny, monkeypatch):
+    queued = []
+    monkeypatch.setattr(generation, "_queue", queued.append)
+    job = generation.generation_job_create(generator=tiny, per_grade={0: 1})
+    queued.clear()
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status="running",
+        worker="gone:1",
+        heartbeat_at=timezone.now() - timedelta(hours=1),
+    )
+    with transaction.atomic():
+        assert generation.generation_jobs_recover() == [job.pk]
+        assert generation.generation_jobs_recover() == []
+    job.refresh_from_db()
+    assert job.status == "pending" and job.worker == ""
+
+
+def test_the_web_process_never_imports_torch():
+    code = (
+        "import sys, django; django.setup();"
+        "import turingtest.urls, turingtest.studies.admin, turingtest.studies.tasks;"
+        "import turingtest.studies.generation;"
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    env = os.environ | {"DJANGO_SETTINGS_MODULE": "turingtest.settings"}
+    subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=120
+    )
 
 
 class Stack:
@@ -220,6 +343,7 @@ def stack(tmp_path_factory):
         s.close()
 
 
+@pytest.mark.worker
 def test_a_job_makes_exactly_the_requested_images(stack):
     stack.worker("w1")
     try:
@@ -244,6 +368,7 @@ def test_a_job_makes_exactly_the_requested_images(stack):
         stack.stop_workers()
 
 
+@pytest.mark.worker
 def test_a_killed_worker_is_replaced_and_the_job_still_completes(stack):
     first = stack.worker("doomed")
     out = stack.manage("generate_images", "--generator", "tiny", "--per-grade", "60")
