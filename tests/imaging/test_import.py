@@ -261,30 +261,34 @@ def test_zip_bomb_is_refused_before_anything_is_imported(media, tmp_path, settin
 # --------------------------------------------------------------------------
 
 
-def test_interrupted_import_leaves_no_orphans(media, tmp_path, monkeypatch):
+@pytest.mark.parametrize("fail_at", [3, 40])
+def test_interrupted_import_leaves_no_orphans(media, tmp_path, monkeypatch, fail_at):
     root = tmp_path / "set"
-    for i in range(6):
-        write(root / "1" / f"{i}.png", builders.png(builders.picture(100 + i)))
+    for i in range(45):
+        write(root / "1" / f"{i:02d}.png", builders.png(builders.picture(100 + i)))
     calls = {"n": 0}
     real_save = Image.save
 
     def flaky_save(self, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 4:
+        if calls["n"] == fail_at:
             raise KeyboardInterrupt
         return real_save(self, *args, **kwargs)
 
     monkeypatch.setattr(Image, "save", flaky_save)
     with pytest.raises(KeyboardInterrupt):
         images_import(root, source="real")
-    assert Image.objects.count() == 3
+    # Whole batches went in before the interrupt; the broken one left nothing.
+    committed = Image.objects.count()
+    assert committed == (fail_at - 1) // services.BATCH_SIZE * services.BATCH_SIZE
     check = pool_check()
     assert check.ok, check
-    assert len(list((media / "pool").iterdir())) == 3
+    assert len(list((media / "pool").iterdir())) == committed
 
     monkeypatch.setattr(Image, "save", real_save)
     result = images_import(root, source="real")
-    assert len(result.imported) == 3 and len(result.duplicates) == 3
+    assert len(result.imported) == 45 - committed
+    assert len(result.duplicates) == committed
 
 
 def test_an_unexpected_decoder_error_rejects_only_that_file(
@@ -315,16 +319,17 @@ def test_a_failure_part_way_keeps_whole_images_or_takes_them_back(
     root = tmp_path / "set"
     for i in range(3):
         write(root / "2" / f"{i}.png", builders.png(builders.picture(300 + i)))
-    real_store = services._image_store
+    real_save = services._pending_save
     stored = {"n": 0}
 
-    def store_then_fail(**kwargs):
+    def save_then_fail(pending):
         stored["n"] += 1
         if stored["n"] == 3:
             raise RuntimeError("database gone")
-        return real_store(**kwargs)
+        return real_save(pending)
 
-    monkeypatch.setattr(services, "_image_store", store_then_fail)
+    monkeypatch.setattr(services, "_pending_save", save_then_fail)
+    monkeypatch.setattr(services, "BATCH_SIZE", 2)
     with django_capture_on_commit_callbacks(execute=True):
         with pytest.raises(RuntimeError, match="database gone"):
             images_import(root, source="real", all_or_nothing=all_or_nothing)

@@ -1,11 +1,13 @@
 """Writes to the image pool: one image from pixels, or a whole import.
 
-Every file that enters the pool goes through :func:`_image_store`: the
-canonical PNG is written under its SHA-256 first, then the row is created in
-its own transaction; any failure (including an interrupt) deletes the files
-this call wrote, so an import leaves either a row with its file or nothing.
-A hard kill between the write and the commit can still leave a file without
-a row; :func:`pool_orphans_remove` sweeps those.
+Every image enters the pool in two steps: its canonical PNG (and the
+original) is written under the SHA-256 of the canonical bytes, then its row
+is saved; an import saves the rows of up to ``BATCH_SIZE`` files in one
+transaction. Any failure, an interrupt included, deletes the files whose rows
+were not committed, so an import leaves rows with their files or nothing.
+A hard kill between writing and committing can still leave files without
+rows; :func:`pool_orphans_remove` sweeps those. Two processes importing the
+same content at the same moment are settled by the unique ``sha256``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pathlib import Path, PurePosixPath
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from turingtest.imaging.canonical import CanonicalSpec, canonicalise
@@ -41,6 +44,9 @@ EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "DICOM": ".dcm"}
 DOC_SUFFIXES = {".csv", ".txt", ".md", ".json", ".pdf", ".html", ".rst", ".yaml"}
 IGNORED_NAMES = {"thumbs.db", "desktop.ini", "__macosx"}
 MANIFEST_COLUMNS = ("path", "kl_grade")
+# Rows committed together: one fsync per batch, and a write lock held for
+# a fraction of a second only (rows are saved after the files are written).
+BATCH_SIZE = 32
 
 
 class ImportRefused(ValueError):
@@ -132,8 +138,15 @@ def _write(name: str, data: bytes, written: list[str]) -> str:
 
 
 def _discard(names: list[str]) -> None:
+    """Delete files this process wrote, unless a saved row already uses them
+    (another import of the same content may have picked the file up)."""
     storage = _storage()
     for name in names:
+        try:
+            if Image.objects.filter(Q(file=name) | Q(original=name)).exists():
+                continue
+        except DatabaseError:
+            pass  # the database is gone: our rows cannot have been committed
         try:
             storage.delete(name)
         except OSError:
@@ -155,7 +168,15 @@ def _original_suffix(data: bytes, name: str) -> str:
     return suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ".bin"
 
 
-def _image_store(
+@dataclass
+class _Pending:
+    """An image whose files are written and whose row is not saved yet."""
+
+    image: Image
+    written: list[str]
+
+
+def _image_prepare(
     *,
     stored: bytes,
     sha256: str,
@@ -171,11 +192,11 @@ def _image_store(
     job_index: int | None,
     original_bytes: bytes | None,
     original_name: str,
-) -> tuple[Image, bool]:
-    """The image with this content: found, or written and created."""
+) -> Image | _Pending:
+    """The image already holding this content (or job slot), or a pending one."""
     existing = _existing(sha256, job, job_index)
     if existing is not None:
-        return existing, False
+        return existing
     written: list[str] = []
     try:
         file_name = _write(f"{POOL_DIR}/{sha256}{suffix}", stored, written)
@@ -183,33 +204,43 @@ def _image_store(
         if original_bytes is not None and _keep_originals():
             ext = _original_suffix(original_bytes, original_name)
             original = _write(f"{ORIGINALS_DIR}/{sha256}{ext}", original_bytes, written)
-        image = Image(
-            source=source,
-            kl_grade=kl_grade,
-            file=file_name,
-            sha256=sha256,
-            width=width,
-            height=height,
-            original=original,
-            origin=origin,
-            generator=generator,
-            seed=seed,
-            job=job,
-            job_index=job_index,
-        )
+    except BaseException:
+        _discard(written)
+        raise
+    image = Image(
+        source=source,
+        kl_grade=kl_grade,
+        file=file_name,
+        sha256=sha256,
+        width=width,
+        height=height,
+        original=original,
+        origin=origin,
+        generator=generator,
+        seed=seed,
+        job=job,
+        job_index=job_index,
+    )
+    return _Pending(image=image, written=written)
+
+
+def _pending_save(pending: _Pending) -> tuple[Image, bool]:
+    """Save the row in a savepoint. On a clash with an image stored in the
+    meantime, that image is returned and this one's files are dropped."""
+    image = pending.image
+    try:
         with transaction.atomic():
-            image.full_clean()
+            # Uniqueness is left to the database: the lookup in
+            # _image_prepare found the usual duplicate, and a racing writer
+            # ends in the IntegrityError branch either way.
+            image.full_clean(validate_unique=False)
             image.save()
         return image, True
     except (IntegrityError, ValidationError):
-        _discard(written)
-        # Someone else stored the same content (or job slot) in the meantime.
-        existing = _existing(sha256, job, job_index)
+        existing = _existing(image.sha256, image.job, image.job_index)
+        _discard(pending.written)
         if existing is not None:
             return existing, False
-        raise
-    except BaseException:
-        _discard(written)
         raise
 
 
@@ -235,7 +266,7 @@ def image_create(
     task does not duplicate.
     """
     canon = canonicalise(pixels, CanonicalSpec.from_settings())
-    image, _ = _image_store(
+    step = _image_prepare(
         stored=canon.png,
         sha256=canon.sha256,
         suffix=".png",
@@ -251,6 +282,13 @@ def image_create(
         original_bytes=original_bytes,
         original_name=original_name,
     )
+    if isinstance(step, Image):
+        return step
+    try:
+        image, _ = _pending_save(step)
+    except BaseException:
+        _discard(step.written)
+        raise
     return image
 
 
@@ -538,21 +576,23 @@ def images_import(
     pixel_limits = Limits.from_settings()
 
     result = ImportResult()
+    options = {
+        "source": source,
+        "generator": generator,
+        "origin_prefix": origin_prefix,
+        "canonical": canonical,
+        "spec": spec,
+        "pixel_limits": pixel_limits,
+    }
     with ExitStack() as stack:
         cands = _candidates(root, manifest, limits, stack, split, grade)
-        total = len(cands)
+        total, done = len(cands), 0
         try:
-            for done, cand in enumerate(cands, start=1):
-                outcome, kind = _import_one(
-                    cand,
-                    source=cand.source or source,
-                    generator=generator,
-                    origin_prefix=origin_prefix,
-                    canonical=canonical,
-                    spec=spec,
-                    pixel_limits=pixel_limits,
-                )
-                getattr(result, kind).append(outcome)
+            for start in range(0, total, BATCH_SIZE):
+                batch = cands[start : start + BATCH_SIZE]
+                for kind, outcome in _import_batch(batch, options):
+                    getattr(result, kind).append(outcome)
+                done += len(batch)
                 if progress is not None:
                     progress(done, total)
         except BaseException:
@@ -643,29 +683,106 @@ def _candidates(
     return found
 
 
-def _import_one(
+@dataclass
+class _Ready:
+    cand: _Candidate
+    pending: _Pending
+    notes: list[str]
+
+
+def _import_batch(
+    batch: list[_Candidate], options: dict
+) -> list[tuple[str, FileOutcome]]:
+    """Prepare each file (decode, canonicalise, write), then save all rows in
+    one transaction: one commit per batch instead of per image. Any exception
+    takes back the files of rows that were not committed."""
+    outcomes: list[tuple[str, FileOutcome]] = []
+    ready: list[_Ready] = []
+    same_as: list[tuple[_Candidate, str]] = []  # repeats within this batch
+    by_sha: dict[str, _Ready] = {}
+    try:
+        for cand in batch:
+            step = _import_prepare(cand, by_sha=by_sha, **options)
+            if isinstance(step, _Ready):
+                ready.append(step)
+                by_sha[step.pending.image.sha256] = step
+            elif isinstance(step, str):
+                same_as.append((cand, step))
+            else:
+                outcomes.append(step)
+        saved: dict[str, Image] = {}
+        with transaction.atomic():
+            for item in ready:
+                try:
+                    image, created = _pending_save(item.pending)
+                except ValidationError as exc:
+                    outcomes.append(
+                        (
+                            "rejected",
+                            FileOutcome(item.cand.name, "; ".join(exc.messages)),
+                        )
+                    )
+                    continue
+                saved[item.pending.image.sha256] = image
+                if created:
+                    reason = f"KL {image.kl_grade}, {image.source}"
+                    if item.notes:
+                        reason += "; " + "; ".join(item.notes)
+                    outcomes.append(
+                        ("imported", FileOutcome(item.cand.name, reason, image))
+                    )
+                else:
+                    outcomes.append(
+                        (
+                            "duplicates",
+                            FileOutcome(
+                                item.cand.name,
+                                _duplicate_reason(image, item.cand),
+                                image,
+                            ),
+                        )
+                    )
+    except BaseException:
+        for item in ready:
+            _discard(item.pending.written)
+        raise
+    for cand, sha in same_as:
+        image = saved.get(sha)
+        if image is None:
+            reason = "same image as another file of this import, which failed"
+            outcomes.append(("rejected", FileOutcome(cand.name, reason)))
+        else:
+            reason = _duplicate_reason(image, cand)
+            outcomes.append(("duplicates", FileOutcome(cand.name, reason, image)))
+    return outcomes
+
+
+def _import_prepare(
     cand: _Candidate,
     *,
+    by_sha: dict[str, _Ready],
     source: str,
     generator: Generator | None,
     origin_prefix: str,
     canonical: bool,
     spec: CanonicalSpec,
     pixel_limits: Limits,
-) -> tuple[FileOutcome, str]:
+) -> tuple[str, FileOutcome] | _Ready | str:
+    """A final outcome, a file ready to be saved, or the sha256 of an earlier
+    file of the same batch with the same content."""
     if cand.problem:
-        return FileOutcome(cand.name, cand.problem), "rejected"
+        return "rejected", FileOutcome(cand.name, cand.problem)
     try:
         data = cand.read()
         decoded = decode(
             data, cand.parts[-1] if cand.parts else "", limits=pixel_limits
         )
     except ImageRejected as exc:
-        return FileOutcome(cand.name, str(exc)), "rejected"
+        return "rejected", FileOutcome(cand.name, str(exc))
     except OSError as exc:
-        return FileOutcome(cand.name, f"cannot read: {exc}"), "rejected"
+        return "rejected", FileOutcome(cand.name, f"cannot read: {exc}")
     except Exception as exc:  # noqa: BLE001 - decoders raise anything on bad input
-        return FileOutcome(cand.name, f"cannot decode: {exc}"), "rejected"
+        return "rejected", FileOutcome(cand.name, f"cannot decode: {exc}")
 
     if canonical:
         canon = canonicalise(decoded.pixels, spec)
@@ -675,45 +792,32 @@ def _import_one(
         stored, sha = data, hashlib.sha256(data).hexdigest()
         suffix = _original_suffix(data, cand.name)
         width, height = decoded.width, decoded.height
+    if sha in by_sha:
+        return sha
 
-    existing = Image.objects.filter(sha256=sha).first()
-    if existing is not None:
-        return FileOutcome(cand.name, _duplicate_reason(existing, cand), existing), (
-            "duplicates"
-        )
-
-    where = f"{origin_prefix}{cand.name}"
+    source = cand.source or source
     details = [decoded.format, *decoded.notes]
     if cand.origin_extra:
         details.append(cand.origin_extra)
-    origin = f"{where} ({'; '.join(details)})"
-    try:
-        image, created = _image_store(
-            stored=stored,
-            sha256=sha,
-            suffix=suffix,
-            width=width,
-            height=height,
-            source=source,
-            kl_grade=cand.kl_grade,
-            origin=origin,
-            generator=generator,
-            seed=cand.seed if source == Source.SYNTHETIC else None,
-            job=None,
-            job_index=None,
-            original_bytes=data if canonical else None,
-            original_name=cand.name,
-        )
-    except ValidationError as exc:
-        return FileOutcome(cand.name, "; ".join(exc.messages)), "rejected"
-    if not created:
-        return FileOutcome(cand.name, _duplicate_reason(image, cand), image), (
-            "duplicates"
-        )
-    reason = f"KL {image.kl_grade}, {image.source}"
-    if decoded.notes:
-        reason += "; " + "; ".join(decoded.notes)
-    return FileOutcome(cand.name, reason, image), "imported"
+    step = _image_prepare(
+        stored=stored,
+        sha256=sha,
+        suffix=suffix,
+        width=width,
+        height=height,
+        source=source,
+        kl_grade=cand.kl_grade,
+        origin=f"{origin_prefix}{cand.name} ({'; '.join(details)})",
+        generator=generator,
+        seed=cand.seed if source == Source.SYNTHETIC else None,
+        job=None,
+        job_index=None,
+        original_bytes=data if canonical else None,
+        original_name=cand.name,
+    )
+    if isinstance(step, Image):
+        return "duplicates", FileOutcome(cand.name, _duplicate_reason(step, cand), step)
+    return _Ready(cand=cand, pending=step, notes=decoded.notes)
 
 
 def _duplicate_reason(existing: Image, cand: _Candidate) -> str:

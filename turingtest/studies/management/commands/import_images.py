@@ -43,7 +43,7 @@ class Command(BaseCommand):
             nonlocal bar
             if bar is None:
                 bar = tqdm(total=total, unit="img", file=self.stderr._out)
-            bar.update(1)
+            bar.update(done - bar.n)
 
         try:
             result = images_import(
