@@ -104,9 +104,9 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env("STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
-# Media is never served by URL: reader images go through an access-checked
-# view with identical headers for every image.
-MEDIA_URL = None
+# No route serves MEDIA_URL, and the web server must not either: reader
+# images go through an access-checked view with identical headers for all.
+MEDIA_URL = "/media/"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

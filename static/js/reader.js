@@ -130,7 +130,8 @@
     if (key !== lastStage) {
       lastStage = key;
       buildScale(s.phase);
-      showInterstitial(s);
+      // A stage's introduction comes at its start, not again on resuming.
+      if (s.position === 0) showInterstitial(s);
     }
     const phase = s.phase;
     $("phase-label").textContent = phase.practice

@@ -158,7 +158,7 @@ def study_overview(*, study: Study) -> dict:
         consented=Count("id", filter=Q(consented_at__isnull=False)),
         completed=Count("id", filter=Q(completed_at__isnull=False)),
     )
-    answers = Judgment.objects.filter(session__enrollment__study=study).aggregate(
+    answers = Judgment.objects.filter(session__enrollment__study=study, session__phase__isnull=False).aggregate(
         n=Count("id"), first=Min("answered_at"), last=Max("answered_at")
     )
     return {"cases": cases, "readers": enrollments, "answers": answers}
