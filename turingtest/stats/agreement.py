@@ -256,10 +256,11 @@ def cohen_kappa(
     Notes
     -----
     ``kappa = (p_o - p_e) / (1 - p_e)`` with weighted agreement proportions
-    (Cohen 1960 [1]_, 1968 [2]_). The estimate and both variances come from
-    :func:`statsmodels.stats.inter_rater.cohens_kappa`, which implements the
-    large-sample variances of Fleiss, Cohen & Everitt (1969) [3]_ (as SAS
-    PROC FREQ does). Kappa is undefined when chance agreement is perfect
+    (Cohen 1960 [1]_, 1968 [2]_). ``se`` and ``se0`` are the large-sample
+    variances of Fleiss, Cohen & Everitt (1969) [3]_, as in SAS PROC FREQ
+    and :func:`statsmodels.stats.inter_rater.cohens_kappa` (the tests check
+    agreement with both to 1e-9; the formula is written out only because
+    the statsmodels call is slow). Kappa is undefined when chance agreement is perfect
     (both raters used one and the same category); the result is then NaN
     with a note.
 
@@ -315,16 +316,23 @@ def cohen_kappa(
                 "category, so chance agreement is already perfect."
             ),
         )
-    # statsmodels takes the square root of a variance that rounding can push a
-    # hair below zero; the clipping below handles it.
-    with np.errstate(invalid="ignore"):
-        if weights is None:
-            res = inter_rater.cohens_kappa(table)
-        else:
-            res = inter_rater.cohens_kappa(table, wt=weights)
-    kappa = float(res.kappa)
-    se = math.sqrt(max(float(res.var_kappa), 0.0))
-    se0 = math.sqrt(max(float(res.var_kappa0), 0.0))
+    # Fleiss, Cohen & Everitt (1969) variances in the agreement-weight form of
+    # statsmodels' cohens_kappa (SAS PROC FREQ); the tests check both against
+    # statsmodels to 1e-9. They are written out because statsmodels builds a
+    # results object with frozen scipy distributions for every call, about
+    # 5 ms each, which dominates a report with hundreds of readers.
+    agree = 1.0 - w
+    row, colm = p.sum(1), p.sum(0)
+    w_row = agree @ colm
+    w_col = agree.T @ row
+    kappa = (po - pe) / (1.0 - pe)
+    fac = 1.0 / ((1.0 - pe) ** 2 * n)
+    term = (p * (agree - (w_col[None, :] + w_row[:, None]) * (1 - kappa)) ** 2).sum()
+    var = (term - (kappa - pe * (1 - kappa)) ** 2) * fac
+    term0 = (expected * (agree - (w_col[None, :] + w_row[:, None])) ** 2).sum()
+    var0 = (term0 - pe**2) * fac
+    se = math.sqrt(max(float(var), 0.0))
+    se0 = math.sqrt(max(float(var0), 0.0))
     q = z_quantile(level)
     note = None
     if se0 > 0:
@@ -679,7 +687,7 @@ def krippendorff_alpha(
         return result(estimate, math.nan, nan_ci(), float(d_o), float(d_e), None)
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(n_units, np.full(n_units, 1.0 / n_units), size=n_boot)
-    o_boot = (draws @ per_unit).reshape(n_boot, v, v)
+    o_boot = (draws.astype(float) @ per_unit).reshape(n_boot, v, v)
     boot, _, _ = _alpha_from_coincidence(o_boot, values, level)
     boot = boot[np.isfinite(boot)]
     note = None

@@ -158,7 +158,14 @@ def _obuchowski_rockette(
         ms_r = float(theta.var(ddof=1))
         num = ms_r + r * max(cov2, 0.0)
         se = math.sqrt(num / r)
-        df = num**2 / (ms_r**2 / (r - 1)) if ms_r > 0 else math.inf
+        if ms_r > 0:
+            df = num**2 / (ms_r**2 / (r - 1))
+        else:
+            df = math.inf
+            notes.append(
+                "Every reader has the same estimate, so Hillis' df is infinite and "
+                "the normal distribution is used."
+            )
         random_readers = True
     else:
         ms_r = math.nan

@@ -1,0 +1,1374 @@
+"""The study report: every figure a visual Turing test paper reports.
+
+:func:`build_report` takes a study's final answers as plain dicts (the rows
+of ``judgments.csv`` plus ``role``) and returns a JSON-ready dict;
+:func:`report_markdown` renders it; :func:`reader_summary_rows`,
+:func:`image_summary_rows` and :func:`imrmc_rows` give the rows of the CSV
+exports. Nothing here touches Django: the caller reads the database.
+
+Figures that cannot be computed are ``None`` next to a ``note`` that says
+why; any other non-finite number is also turned into ``None`` and listed in
+``report["messages"]`` with its path, so a NaN never passes silently.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from statsmodels.stats.proportion import proportion_confint
+
+from turingtest.stats._base import plain
+from turingtest.stats.accuracy import (
+    equivalence_test,
+    paired_difference_test,
+    pooled_accuracy_gee,
+    tost,
+)
+from turingtest.stats.agreement import (
+    cohen_kappa,
+    cohen_kappa_matrix,
+    fleiss_kappa,
+    krippendorff_alpha,
+)
+from turingtest.stats.mrmc import mrmc_auc, mrmc_percent_correct
+from turingtest.stats.proportions import (
+    REAL,
+    SYNTHETIC,
+    detection_summary,
+    proportion_ci,
+)
+from turingtest.stats.roc import roc_points
+
+__all__ = [
+    "REPORT_VERSION",
+    "ROW_KEYS",
+    "build_report",
+    "report_markdown",
+    "reader_summary_rows",
+    "image_summary_rows",
+    "imrmc_rows",
+    "imrmc_text",
+    "experience_band",
+]
+
+REPORT_VERSION = 1
+PHASES = ("grading", "detection", "combined")
+ROLES = ("main", "practice", "attention")
+KL_GRADES = (0, 1, 2, 3, 4)
+EXPERIENCE_BANDS = ((0, 4, "0-4 years"), (5, 9, "5-9 years"), (10, 19, "10-19 years"))
+ROW_KEYS = (
+    "study",
+    "reader",
+    "reader_profession",
+    "reader_experience_years",
+    "phase",
+    "position",
+    "case",
+    "image",
+    "role",
+    "truth",
+    "reference_kl",
+    "generator",
+    "answer",
+    "confidence",
+    "kl_grade",
+    "correct",
+    "duration_ms",
+)
+SOURCES = (REAL, SYNTHETIC)
+
+
+def experience_band(years: object) -> str:
+    """The experience band a reader falls in ("unknown" when not given)."""
+    if years is None or (isinstance(years, float) and math.isnan(years)):
+        return "unknown"
+    y = float(years)  # type: ignore[arg-type]
+    for low, high, label in EXPERIENCE_BANDS:
+        if low <= y <= high:
+            return label
+    return "20+ years"
+
+
+# ---------------------------------------------------------------- input
+
+
+class _Table:
+    """The rows as columns of numpy arrays, with integer codes for ids.
+
+    Only the per-answer fields become columns; fields that belong to a case
+    (image, generator) or a reader (profession, experience) are read from
+    the first row that has them, which keeps 800,000 rows fast.
+    """
+
+    def __init__(self, rows: list[Mapping[str, Any]], messages: list[str]) -> None:
+        n = len(rows)
+        self.n = n
+        self.rows = rows
+
+        def col(key: str) -> list[Any]:
+            try:
+                return [r[key] for r in rows]
+            except KeyError:
+                return [r.get(key) for r in rows]
+
+        def factor(key: str) -> tuple[np.ndarray, list[Any]]:
+            values = col(key)
+            seen = list(dict.fromkeys(values))
+            index = {v: i for i, v in enumerate(seen)}
+            return np.fromiter(map(index.__getitem__, values), np.int64, n), seen
+
+        self.reader, self.reader_ids = factor("reader")
+        self.case, self.case_ids = factor("case")
+        self.phase_code, phases = factor("phase")
+        self.role_code, roles = factor("role")
+        self.truth_code, truths = factor("truth")
+        self.study = rows[0].get("study") if n else None
+
+        phase_names = np.array([p if p in PHASES else None for p in phases] + [None])
+        role_names = np.array([r if r in ROLES else None for r in roles] + [None])
+        self.phase = phase_names[self.phase_code]
+        self.role = role_names[self.role_code]
+        truth_map = np.array(
+            [{REAL: 0, SYNTHETIC: 1}.get(t, -1) for t in truths] + [-1]
+        )
+        self.truth = truth_map[self.truth_code]
+        for name, values, allowed in (
+            ("phase", phases, PHASES),
+            ("role", roles, ROLES),
+            ("truth", truths, SOURCES),
+        ):
+            bad = [v for v in values if v not in allowed]
+            if bad:
+                messages.append(
+                    f"Rows with an unknown {name} {sorted(map(str, bad))} were ignored."
+                )
+        answer_code, answers = factor("answer")
+        answer_map = {None: -1, "": -1, REAL: 0, SYNTHETIC: 1}
+        bad_answers = [a for a in answers if a not in answer_map]
+        if bad_answers:
+            messages.append(
+                f"Unknown answers {sorted(map(str, bad_answers))} were treated as missing."
+            )
+        lookup = np.array([answer_map.get(a, -1) for a in answers] + [-1], np.int8)
+        self.answer = lookup[answer_code]
+        self.confidence = _floats(col("confidence"))
+        self.kl = _floats(col("kl_grade"))
+        # The reference grade belongs to the case: read it once per case.
+        case_first = np.unique(self.case, return_index=True)[1] if n else []
+        reference = _floats(self.field("reference_kl", case_first))
+        self.reference_kl = reference[self.case] if n else np.array([])
+        self.duration = _floats(col("duration_ms"))
+        self.valid = (self.truth >= 0) & (self.phase != None) & (self.role != None)  # noqa: E711
+
+        first = np.unique(self.reader, return_index=True)[1] if n else []
+        self.reader_info = {
+            self.reader_ids[self.reader[i]]: (
+                rows[i].get("reader_profession") or "unknown",
+                rows[i].get("reader_experience_years"),
+            )
+            for i in first
+        }
+
+    def field(self, key: str, index: np.ndarray) -> list[Any]:
+        """One field of the rows at ``index`` (case- or reader-level data)."""
+        return [self.rows[i].get(key) for i in index]
+
+
+def _floats(values: list[Any]) -> np.ndarray:
+    try:
+        # numpy turns None into NaN on its own.
+        return np.array(values, dtype=float).reshape(len(values))
+    except (TypeError, ValueError):
+        return np.array(
+            [math.nan if v is None or v == "" else float(v) for v in values], float
+        ).reshape(len(values))
+
+
+class _Phase:
+    """One phase's main cases as readers x cases matrices (NaN / -1 missing)."""
+
+    def __init__(self, table: _Table, phase: str, messages: list[str]) -> None:
+        mask = table.valid & (table.phase == phase) & (table.role == "main")
+        idx = np.nonzero(mask)[0]
+        self.name = phase
+        r_codes, r_inv, _ = _relabel(table.reader[idx], len(table.reader_ids))
+        c_codes, c_inv, c_first = _relabel(table.case[idx], len(table.case_ids))
+        # Readers in a stable, readable order (by id), cases likewise.
+        r_order = np.argsort([str(table.reader_ids[c]) for c in r_codes], kind="stable")
+        c_order = np.argsort([str(table.case_ids[c]) for c in c_codes], kind="stable")
+        r_rank = np.empty_like(r_order)
+        r_rank[r_order] = np.arange(len(r_order))
+        c_rank = np.empty_like(c_order)
+        c_rank[c_order] = np.arange(len(c_order))
+        ri, ci = r_rank[r_inv], c_rank[c_inv]
+        self.readers = [table.reader_ids[r_codes[j]] for j in r_order]
+        self.cases = [table.case_ids[c_codes[j]] for j in c_order]
+        first = idx[c_first[c_order]]
+        self.images = [
+            str(v) if v is not None else "" for v in table.field("image", first)
+        ]
+        self.truth = table.truth[first] == 1
+        self.generator = [g or "" for g in table.field("generator", first)]
+        self.reference_kl = table.reference_kl[first]
+        n_r, n_c = len(self.readers), len(self.cases)
+        self.n_rows = len(idx)
+        flat = ri * n_c + ci
+        dup = len(flat) - int((np.bincount(flat, minlength=n_r * n_c) > 0).sum())
+        if dup:
+            messages.append(
+                f"{phase}: {dup} repeated answers by the same reader to the same case; "
+                "the last one is used."
+            )
+        if len(idx):
+            conflict = table.truth[idx] != self.truth[ci].astype(int)
+            if conflict.any():
+                messages.append(
+                    f"{phase}: some cases have conflicting truth labels; the first "
+                    "row's label is used."
+                )
+
+        def matrix(values: np.ndarray, fill: float, dtype: Any) -> np.ndarray:
+            out = np.full((n_r, n_c), fill, dtype=dtype)
+            out[ri, ci] = values[idx]
+            return out
+
+        self.answer = matrix(table.answer, -1, np.int8)
+        self.confidence = matrix(table.confidence, math.nan, float)
+        self.kl = matrix(table.kl, math.nan, float)
+        self.duration = matrix(table.duration, math.nan, float)
+        self.info = [table.reader_info[r] for r in self.readers]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _relabel(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes present, each entry's position among them, and each's first entry.
+
+    The same as ``np.unique(codes, return_inverse=True, return_index=True)``
+    for codes in ``0..size-1``, in linear time.
+    """
+    present = np.bincount(codes, minlength=size) > 0
+    used = np.nonzero(present)[0]
+    position = np.cumsum(present) - 1
+    first = np.full(size, len(codes), dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(len(codes)))
+    return used, position[codes], first[used]
+
+
+def _missing(note: str) -> dict[str, Any]:
+    return {"estimate": None, "note": note}
+
+
+def _t_mean(values: np.ndarray, level: float = 0.95) -> dict[str, Any]:
+    """Mean across readers with a t interval."""
+    x = np.asarray(values, float)
+    x = x[~np.isnan(x)]
+    n = len(x)
+    if n == 0:
+        return {"estimate": None, "n": 0, "note": "No readers with a value."}
+    mean = float(x.mean())
+    if n < 2:
+        return {
+            "estimate": mean,
+            "se": None,
+            "ci": None,
+            "n": 1,
+            "note": "One reader: no interval across readers.",
+        }
+    se = float(x.std(ddof=1) / math.sqrt(n))
+    q = float(stats.t.ppf(0.5 + level / 2, n - 1))
+    return {"estimate": mean, "se": se, "ci": [mean - q * se, mean + q * se], "n": n}
+
+
+def _wilson_arrays(k: np.ndarray, n: np.ndarray, level: float):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        low, high = proportion_confint(k, np.maximum(n, 1), 1 - level, method="wilson")
+        est = np.where(n > 0, k / np.maximum(n, 1), np.nan)
+    low = np.where(n > 0, np.minimum(low, est), np.nan)
+    high = np.where(n > 0, np.maximum(high, est), np.nan)
+    return est, low, high
+
+
+def _clean(value: Any, path: str, messages: list[str], explained: bool) -> Any:
+    if isinstance(value, dict):
+        here = bool(value.get("note"))
+        return {
+            str(k): _clean(v, f"{path}.{k}", messages, here) for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [
+            _clean(v, f"{path}[{i}]", messages, explained) for i, v in enumerate(value)
+        ]
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "iub" or (
+            value.dtype.kind == "f" and np.isfinite(value).all()
+        ):
+            return value.tolist()
+        return _clean(value.tolist(), path, messages, explained)
+    value = plain(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        if not explained:
+            kind = "infinite" if math.isinf(value) else "not computable"
+            messages.append(f"{path}: {kind}, shown as null.")
+        return None
+    return value
+
+
+# ---------------------------------------------------------------- detection
+
+
+def _detection(ph: _Phase, *, margin: float, level: float, n_boot: int, seed: int):
+    n_r, n_c = ph.answer.shape
+    truth = ph.truth
+    truth_labels = np.where(truth, SYNTHETIC, REAL).astype(object)
+    answered = ph.answer >= 0
+    label_of = np.array([None, REAL, SYNTHETIC], dtype=object)
+    has_conf = bool(np.isfinite(ph.confidence).any())
+    notes = []
+
+    readers = []
+    accuracies = np.full(n_r, np.nan)
+    far = np.full(n_r, np.nan)
+    raf = np.full(n_r, np.nan)
+    for j, reader in enumerate(ph.readers):
+        conf = ph.confidence[j] if has_conf else None
+        s = detection_summary(
+            truth_labels, label_of[ph.answer[j] + 1], conf, level=level
+        )
+        accuracies[j] = s.accuracy.estimate
+        far[j] = s.fake_as_real.estimate
+        raf[j] = s.real_as_fake.estimate
+        row = {
+            "reader": reader,
+            "profession": ph.info[j][0],
+            "experience_years": ph.info[j][1],
+        }
+        row.update(s.to_dict())
+        d = ph.duration[j][answered[j]]
+        d = d[np.isfinite(d)]
+        row["median_seconds"] = float(np.median(d) / 1000) if len(d) else None
+        readers.append(row)
+
+    correct = np.where(answered, (ph.answer == truth[None, :]).astype(float), np.nan)
+    reader_idx = np.repeat(np.arange(n_r), n_c)
+    case_idx = np.tile(np.arange(n_c), n_r)
+    flat = correct.reshape(-1)
+    pooled = pooled_accuracy_gee(flat, reader_idx, case_idx, level=level)
+    pc = mrmc_percent_correct(correct, level=level)
+    if has_conf:
+        auc = mrmc_auc(truth, ph.confidence, level=level).to_dict()
+    else:
+        auc = _missing("No confidence ratings in this phase: no ROC analysis.")
+
+    syn_answers = answered & truth[None, :]
+    real_answers = answered & ~truth[None, :]
+    asym = {
+        "fake_as_real": {
+            "pooled": proportion_ci(
+                int((syn_answers & (ph.answer == 0)).sum()), int(syn_answers.sum())
+            ).to_dict(),
+            "mean_over_readers": _t_mean(far, level),
+        },
+        "real_as_fake": {
+            "pooled": proportion_ci(
+                int((real_answers & (ph.answer == 1)).sum()), int(real_answers.sum())
+            ).to_dict(),
+            "mean_over_readers": _t_mean(raf, level),
+        },
+        "difference": paired_difference_test(far, raf, level=level).to_dict(),
+    }
+    asym["difference"]["description"] = (
+        "fake-as-real rate minus real-as-fake rate, paired by reader"
+    )
+
+    equivalence = {
+        "margin": margin,
+        "readers": equivalence_test(accuracies, margin=margin).to_dict(),
+    }
+    if math.isfinite(pc.se):
+        equivalence["mrmc"] = tost(
+            pc.estimate, pc.se, pc.df, 0.5 - margin, 0.5 + margin, n=pc.n_readers
+        ).to_dict()
+    else:
+        equivalence["mrmc"] = _missing("No MRMC percent correct to test.")
+
+    answers_f = np.where(answered, ph.answer.astype(float), np.nan)
+    agreement: dict[str, Any] = {}
+    if n_r >= 2:
+        complete = answered.all(axis=0)
+        n_syn_calls = (ph.answer[:, complete] == 1).sum(axis=0)
+        counts = np.stack([n_r - n_syn_calls, n_syn_calls], axis=1)
+        fk = fleiss_kappa(counts, level=level).to_dict()
+        if (~complete).any():
+            fk["note"] = " ".join(
+                filter(
+                    None,
+                    [
+                        fk.get("note"),
+                        f"{int((~complete).sum())} cases not answered by every "
+                        "reader were left out.",
+                    ],
+                )
+            )
+        agreement["fleiss_kappa"] = fk
+        agreement["krippendorff_alpha"] = krippendorff_alpha(
+            answers_f, "nominal", n_boot=n_boot, seed=seed, confidence_level=level
+        ).to_dict()
+        if has_conf:
+            agreement["krippendorff_alpha_confidence"] = krippendorff_alpha(
+                ph.confidence,
+                "ordinal",
+                n_boot=n_boot,
+                seed=seed,
+                confidence_level=level,
+            ).to_dict()
+        km = cohen_kappa_matrix(answers_f, categories=[0.0, 1.0])
+        off = km.estimate[~np.eye(n_r, dtype=bool)]
+        agreement["cohen_kappa"] = {
+            "readers": list(ph.readers),
+            "matrix": km.estimate,
+            "n": km.n,
+            "mean": float(np.nanmean(off)) if np.isfinite(off).any() else None,
+            "note": km.note,
+        }
+    else:
+        msg = "Agreement between readers needs at least two readers."
+        agreement = {
+            "fleiss_kappa": _missing(msg),
+            "krippendorff_alpha": _missing(msg),
+            "cohen_kappa": _missing(msg),
+        }
+
+    n_ans = answered.sum(axis=0)
+    n_real_calls = (ph.answer == 0).sum(axis=0)
+    frac, low, high = _wilson_arrays(n_real_calls, n_ans, level)
+    with np.errstate(invalid="ignore"):
+        conf_sum = np.nansum(ph.confidence, axis=0)
+        conf_n = np.isfinite(ph.confidence).sum(axis=0)
+        mean_conf = np.where(conf_n > 0, conf_sum / np.maximum(conf_n, 1), np.nan)
+    order = sorted(
+        range(n_c), key=lambda i: (-np.nan_to_num(frac[i], nan=-1), str(ph.cases[i]))
+    )
+    images = []
+    for rank, i in enumerate(order, start=1):
+        images.append(
+            {
+                "rank": rank,
+                "case": ph.cases[i],
+                "image": ph.images[i],
+                "truth": SYNTHETIC if truth[i] else REAL,
+                "generator": ph.generator[i],
+                "reference_kl": None
+                if np.isnan(ph.reference_kl[i])
+                else int(ph.reference_kl[i]),
+                "n": int(n_ans[i]),
+                "n_called_real": int(n_real_calls[i]),
+                "fraction_real": frac[i],
+                "ci": [low[i], high[i]],
+                "mean_confidence": mean_conf[i] if conf_n[i] else None,
+                "note": None if n_ans[i] else "No reader answered this case.",
+            }
+        )
+
+    called_real = np.where(answered, (ph.answer == 0).astype(float), np.nan)
+    generators = []
+    gen = np.array(ph.generator, dtype=object)
+    for g in sorted({ph.generator[i] for i in range(n_c) if truth[i]}):
+        cols = truth & (gen == g)
+        share = pooled_accuracy_gee(
+            called_real[:, cols].reshape(-1),
+            np.repeat(np.arange(n_r), cols.sum()),
+            np.tile(np.nonzero(cols)[0], n_r),
+            level=level,
+        ).to_dict()
+        share["description"] = "share of answers calling these synthetic images real"
+        generators.append(
+            {
+                "generator": g or "(not recorded)",
+                "n_images": int(cols.sum()),
+                "called_real": share,
+            }
+        )
+
+    subgroups = {
+        "profession": _subgroups(
+            ph, correct, accuracies, [i[0] for i in ph.info], level
+        ),
+        "experience": _subgroups(
+            ph, correct, accuracies, [experience_band(i[1]) for i in ph.info], level
+        ),
+    }
+
+    timing = _reading_time(ph, answered, level)
+
+    roc: dict[str, Any] = {"readers": [], "pooled": None}
+    if has_conf:
+        for j, reader in enumerate(ph.readers):
+            fpr, tpr = roc_points(truth, ph.confidence[j])
+            roc["readers"].append(
+                {
+                    "reader": reader,
+                    "fpr": fpr,
+                    "tpr": tpr,
+                    "auc": readers[j]["auc"]["estimate"] if readers[j]["auc"] else None,
+                }
+            )
+        fpr, tpr = roc_points(np.tile(truth, n_r), ph.confidence.reshape(-1))
+        roc["pooled"] = {
+            "fpr": fpr,
+            "tpr": tpr,
+            "note": "Ratings of all readers pooled; its area is not the reader-averaged AUC.",
+        }
+    else:
+        roc["note"] = "No confidence ratings: no ROC curves."
+
+    n_missing = int((~answered).sum())
+    if n_missing:
+        notes.append(f"{n_missing} reader-case pairs have no real/synthetic answer.")
+    return {
+        "phase": ph.name,
+        "n_readers": n_r,
+        "n_cases": n_c,
+        "n_real": int((~truth).sum()),
+        "n_synthetic": int(truth.sum()),
+        "n_answers": int(answered.sum()),
+        "n_missing": n_missing,
+        "readers": readers,
+        "pooled_accuracy": pooled.to_dict(),
+        "mrmc_percent_correct": pc.to_dict(),
+        "mrmc_auc": auc,
+        "error_asymmetry": asym,
+        "equivalence": equivalence,
+        "agreement": agreement,
+        "images": images,
+        "by_generator": generators,
+        "subgroups": subgroups,
+        "reading_time": timing,
+        "roc": roc,
+        "note": " ".join(notes) or None,
+    }
+
+
+def _subgroups(ph, correct, accuracies, labels, level):
+    out = []
+    labels = np.array([str(x) for x in labels], dtype=object)
+    n_c = correct.shape[1]
+    band_order = [b[2] for b in EXPERIENCE_BANDS] + ["20+ years", "unknown"]
+    for g in sorted(
+        set(labels), key=lambda x: (band_order.index(x) if x in band_order else -1, x)
+    ):
+        rows = np.nonzero(labels == g)[0]
+        sub = correct[rows]
+        pooled = pooled_accuracy_gee(
+            sub.reshape(-1),
+            np.repeat(np.arange(len(rows)), n_c),
+            np.tile(np.arange(n_c), len(rows)),
+            level=level,
+        )
+        out.append(
+            {
+                "group": g,
+                "n_readers": len(rows),
+                "readers": [ph.readers[i] for i in rows],
+                "mean_accuracy": _t_mean(accuracies[rows], level),
+                "pooled_accuracy": pooled.to_dict(),
+            }
+        )
+    return out
+
+
+def _reading_time(ph, answered, level):
+    d = np.where(answered, ph.duration, np.nan) / 1000.0
+    out: dict[str, Any] = {"unit": "seconds"}
+    medians = {}
+    for name, cols in ((REAL, ~ph.truth), (SYNTHETIC, ph.truth)):
+        x = d[:, cols]
+        v = x[np.isfinite(x)]
+        if len(v):
+            q1, med, q3 = np.percentile(v, [25, 50, 75])
+            out[name] = {
+                "n": len(v),
+                "median": med,
+                "q1": q1,
+                "q3": q3,
+                "mean": v.mean(),
+            }
+        else:
+            out[name] = {"n": 0, "median": None, "note": "No timed answers."}
+        with warnings.catch_warnings():
+            # A reader with no timed answer on one kind of image has no median.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            medians[name] = (
+                np.nanmedian(x, axis=1) if x.shape[1] else np.full(len(x), np.nan)
+            )
+    diff = paired_difference_test(
+        medians[REAL], medians[SYNTHETIC], level=level
+    ).to_dict()
+    diff["description"] = "per-reader median time on real minus on synthetic images"
+    out["difference"] = diff
+    return out
+
+
+# ---------------------------------------------------------------- grading
+
+
+def _grading(ph: _Phase, *, level: float, n_boot: int, seed: int):
+    n_r, n_c = ph.kl.shape
+    graded = np.isfinite(ph.kl)
+    ref = ph.reference_kl
+    has_ref = np.isfinite(ref)
+    notes = []
+    bad = graded & ~np.isin(ph.kl, KL_GRADES)
+    if bad.any():
+        notes.append(f"{int(bad.sum())} grades outside 0-4 were ignored.")
+        graded &= ~bad
+    kl = np.where(graded, ph.kl, np.nan)
+    if (~has_ref).any():
+        notes.append(
+            f"{int((~has_ref).sum())} cases have no reference grade and are left out "
+            "of agreement with the reference."
+        )
+    masks = {REAL: ~ph.truth & has_ref, SYNTHETIC: ph.truth & has_ref, "all": has_ref}
+    readers = []
+    kappas = {REAL: np.full(n_r, np.nan), SYNTHETIC: np.full(n_r, np.nan)}
+    for j, reader in enumerate(ph.readers):
+        row: dict[str, Any] = {
+            "reader": reader,
+            "profession": ph.info[j][0],
+            "experience_years": ph.info[j][1],
+        }
+        for source, cols in masks.items():
+            g = kl[j, cols]
+            r_ = ref[cols]
+            ok = np.isfinite(g)
+            g, r_ = g[ok], r_[ok]
+            n = len(g)
+            if n == 0:
+                row[source] = {
+                    "n": 0,
+                    "note": "No graded images with a reference grade.",
+                }
+                continue
+            kappa = cohen_kappa(
+                g, r_, weights="quadratic", categories=KL_GRADES, level=level
+            )
+            if source in kappas:
+                kappas[source][j] = kappa.estimate
+            diff = g - r_
+            row[source] = {
+                "n": n,
+                "kappa_quadratic": kappa.to_dict(),
+                "exact": proportion_ci(
+                    int((diff == 0).sum()), n, level=level
+                ).to_dict(),
+                "within_one": proportion_ci(
+                    int((np.abs(diff) <= 1).sum()), n, level=level
+                ).to_dict(),
+                "mean_difference": float(diff.mean()),
+            }
+        readers.append(row)
+
+    summary: dict[str, Any] = {}
+    for source in SOURCES:
+        cols = masks[source]
+        sub = kl[:, cols]
+        exact = np.where(
+            np.isfinite(sub), (sub == ref[cols][None, :]).astype(float), np.nan
+        )
+        pooled_exact = pooled_accuracy_gee(
+            exact.reshape(-1),
+            np.repeat(np.arange(n_r), cols.sum()),
+            np.tile(np.nonzero(cols)[0], n_r),
+            level=level,
+        ).to_dict()
+        pooled_exact["description"] = "share of grades equal to the reference grade"
+        summary[source] = {
+            "mean_kappa_quadratic": _t_mean(kappas[source], level),
+            "pooled_exact": pooled_exact,
+        }
+    kdiff = paired_difference_test(
+        kappas[REAL], kappas[SYNTHETIC], level=level
+    ).to_dict()
+    kdiff["description"] = (
+        "per-reader quadratic kappa on real minus on synthetic images"
+    )
+    summary["kappa_difference"] = kdiff
+
+    confusion = {"grades": list(KL_GRADES)}
+    for source in SOURCES:
+        cols = masks[source]
+        g = kl[:, cols]
+        r_ = np.broadcast_to(ref[cols], g.shape)
+        ok = np.isfinite(g)
+        table = np.zeros((5, 5), dtype=int)
+        np.add.at(table, (r_[ok].astype(int), g[ok].astype(int)), 1)
+        confusion[source] = table
+    confusion["orientation"] = "rows: reference grade, columns: reader's grade"
+
+    alpha: dict[str, Any] = {}
+    for name, cols in (
+        ("all", np.ones(n_c, bool)),
+        (REAL, ~ph.truth),
+        (SYNTHETIC, ph.truth),
+    ):
+        if n_r < 2:
+            alpha[name] = _missing(
+                "Agreement between readers needs at least two readers."
+            )
+        elif not cols.any():
+            alpha[name] = _missing(f"No {name} images.")
+        else:
+            alpha[name] = krippendorff_alpha(
+                kl[:, cols], "ordinal", n_boot=n_boot, seed=seed, confidence_level=level
+            ).to_dict()
+
+    images = []
+    for i in range(n_c):
+        g = kl[:, i]
+        g = g[np.isfinite(g)]
+        r_i = None if np.isnan(ref[i]) else int(ref[i])
+        entry: dict[str, Any] = {
+            "case": ph.cases[i],
+            "image": ph.images[i],
+            "truth": SYNTHETIC if ph.truth[i] else REAL,
+            "generator": ph.generator[i],
+            "reference_kl": r_i,
+            "n": len(g),
+        }
+        if len(g):
+            counts = np.bincount(g.astype(int), minlength=5)
+            entry.update(
+                mean_grade=float(g.mean()),
+                modal_grade=int(counts.argmax()),
+                counts=counts,
+                exact=float((g == r_i).mean()) if r_i is not None else None,
+                within_one=float((np.abs(g - r_i) <= 1).mean())
+                if r_i is not None
+                else None,
+            )
+        else:
+            entry["note"] = "No reader graded this image."
+        images.append(entry)
+
+    n_missing = int((~graded).sum())
+    if n_missing:
+        notes.append(f"{n_missing} reader-case pairs have no KL grade.")
+    return {
+        "phase": ph.name,
+        "n_readers": n_r,
+        "n_cases": n_c,
+        "n_real": int((~ph.truth).sum()),
+        "n_synthetic": int(ph.truth.sum()),
+        "n_grades": int(graded.sum()),
+        "n_missing": n_missing,
+        "readers": readers,
+        "summary": summary,
+        "confusion": confusion,
+        "inter_reader_alpha": alpha,
+        "images": images,
+        "note": " ".join(notes) or None,
+    }
+
+
+# ---------------------------------------------------------------- attention
+
+
+def _attention(table: _Table) -> dict[str, Any]:
+    idx = np.nonzero(table.valid & (table.role == "attention"))[0]
+    per_reader: dict[Any, dict[str, Any]] = {}
+    for i in idx:
+        reader = table.reader_ids[table.reader[i]]
+        entry = per_reader.setdefault(
+            reader,
+            {"reader": reader, "n": 0, "n_failed": 0, "n_unanswered": 0, "failed": []},
+        )
+        entry["n"] += 1
+        checks = []
+        if table.answer[i] >= 0:
+            checks.append(("realism", int(table.answer[i]) == int(table.truth[i])))
+        if np.isfinite(table.kl[i]) and np.isfinite(table.reference_kl[i]):
+            checks.append(("grade", table.kl[i] == table.reference_kl[i]))
+        if not checks:
+            entry["n_unanswered"] += 1
+            continue
+        wrong = [name for name, ok in checks if not ok]
+        if wrong:
+            entry["n_failed"] += 1
+            entry["failed"].append(
+                {
+                    "phase": table.phase[i],
+                    "case": table.case_ids[table.case[i]],
+                    "image": table.rows[i].get("image"),
+                    "failed": wrong,
+                    "truth": SYNTHETIC if table.truth[i] == 1 else REAL,
+                    "answer": [None, REAL, SYNTHETIC][table.answer[i] + 1],
+                    "reference_kl": table.reference_kl[i],
+                    "kl_grade": table.kl[i],
+                }
+            )
+    readers = sorted(per_reader.values(), key=lambda e: str(e["reader"]))
+    note = None if readers else "The study has no answered attention checks."
+    return {
+        "n_checks": int(len(idx)),
+        "n_readers_failing": sum(1 for e in readers if e["n_failed"]),
+        "readers": readers,
+        "rule": (
+            "An attention check fails when the real/synthetic answer differs from the "
+            "truth or the KL grade differs from the reference grade."
+        ),
+        "note": note,
+    }
+
+
+# ---------------------------------------------------------------- public
+
+
+def build_report(
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    study: str | None = None,
+    margin: float = 0.1,
+    level: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Build the full study report from final answers.
+
+    Parameters
+    ----------
+    rows : iterable of dict
+        One per final answer, with the keys of ``judgments.csv`` plus
+        ``role``: ``study, reader, reader_profession, reader_experience_years,
+        phase, position, case, image, role, truth, reference_kl, generator,
+        answer, confidence, kl_grade, correct, duration_ms``.
+    study : str, optional
+        Study name; by default the ``study`` of the first row.
+    margin : float
+        Equivalence margin around 50 % accuracy for the TOST.
+    level : float
+        Confidence level of every interval.
+    n_boot : int
+        Bootstrap resamples for Krippendorff's alpha.
+    seed : int
+        Seed of those bootstraps, so the same answers give the same report.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable: ``study, version, counts, readers, attention,
+        detection, grading, messages``. ``detection`` and ``grading`` map a
+        phase name to its section; a phase with real/synthetic answers (a
+        detection or combined phase) gets a detection section, a phase with
+        KL grades a grading section. Practice and attention-check cases are
+        excluded from every statistic; attention-check failures are listed
+        per reader.
+    """
+    rows = list(rows)
+    messages: list[str] = []
+    table = _Table(rows, messages)
+    main = table.valid & (table.role == "main")
+    report: dict[str, Any] = {
+        "study": study if study is not None else table.study,
+        "version": REPORT_VERSION,
+        "settings": {"level": level, "margin": margin, "n_boot": n_boot, "seed": seed},
+        "counts": {
+            "rows": table.n,
+            "main": int(main.sum()),
+            "practice": int((table.valid & (table.role == "practice")).sum()),
+            "attention": int((table.valid & (table.role == "attention")).sum()),
+            "ignored": int((~table.valid).sum()),
+        },
+    }
+    per_phase = {
+        p: np.bincount(
+            table.reader[main & (table.phase == p)], minlength=len(table.reader_ids)
+        )
+        for p in PHASES
+    }
+    readers = []
+    for reader in sorted(table.reader_info, key=str):
+        prof, years = table.reader_info[reader]
+        code = table.reader_ids.index(reader)
+        readers.append(
+            {
+                "reader": reader,
+                "profession": prof,
+                "experience_years": years,
+                "experience_band": experience_band(years),
+                "answers": {p: int(per_phase[p][code]) for p in PHASES},
+            }
+        )
+    report["readers"] = readers
+    report["attention"] = _attention(table)
+
+    detection: dict[str, Any] = {}
+    grading: dict[str, Any] = {}
+    for phase in PHASES:
+        in_phase = main & (table.phase == phase)
+        if not in_phase.any():
+            continue
+        ph = _Phase(table, phase, messages)
+        if (table.answer[in_phase] >= 0).any():
+            detection[phase] = _detection(
+                ph, margin=margin, level=level, n_boot=n_boot, seed=seed
+            )
+        elif phase != "grading":
+            messages.append(f"The {phase} phase has no real/synthetic answers yet.")
+        if np.isfinite(table.kl[in_phase]).any():
+            grading[phase] = _grading(ph, level=level, n_boot=n_boot, seed=seed)
+        elif phase == "grading":
+            messages.append("The grading phase has no KL grades yet.")
+    if not detection:
+        messages.append("No real/synthetic answers: no detection statistics.")
+    if not grading:
+        messages.append("No KL grades: no grading statistics.")
+    report["detection"] = detection
+    report["grading"] = grading
+    cleaned = _clean(report, "report", messages, False)
+    cleaned["messages"] = messages
+    return cleaned
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _p(p: Any) -> str:
+    if p is None:
+        return "n/a"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _ci(d: Mapping[str, Any] | None, key: str = "ci", digits: int = 3) -> str:
+    if not d or d.get("estimate") is None:
+        return "n/a"
+    ci = d.get(key)
+    if not ci or ci[0] is None:
+        return _f(d["estimate"], digits)
+    return f"{_f(d['estimate'], digits)} ({_f(ci[0], digits)} to {_f(ci[1], digits)})"
+
+
+def _note(lines: list[str], d: Mapping[str, Any] | None) -> None:
+    if d and d.get("note"):
+        lines.append(f"  *{d['note']}*")
+
+
+def report_markdown(report: Mapping[str, Any]) -> str:
+    """Render a report from :func:`build_report` as Markdown."""
+    out: list[str] = [
+        f"# Visual Turing test report: {report.get('study') or 'study'}",
+        "",
+    ]
+    c = report["counts"]
+    level = report.get("settings", {}).get("level", 0.95)
+    pct = f"{round(level * 100)}%"
+    out.append(
+        f"{len(report['readers'])} readers; {c['main']} answers analysed "
+        f"({c['practice']} practice and {c['attention']} attention-check answers "
+        f"excluded). Intervals are {pct} confidence intervals."
+    )
+    out.append("")
+    for phase, d in report["detection"].items():
+        out += _markdown_detection(phase, d, pct)
+    for phase, g in report["grading"].items():
+        out += _markdown_grading(phase, g)
+    a = report["attention"]
+    out += ["## Attention checks", ""]
+    if a["readers"]:
+        out += ["| Reader | Checks | Failed | Unanswered |", "|---|---|---|---|"]
+        for e in a["readers"]:
+            out.append(
+                f"| {e['reader']} | {e['n']} | {e['n_failed']} | {e['n_unanswered']} |"
+            )
+    else:
+        out.append(a.get("note") or "None.")
+    out.append("")
+    if report.get("messages"):
+        out += ["## Messages", ""]
+        out += [f"- {m}" for m in report["messages"]]
+        out.append("")
+    return "\n".join(out)
+
+
+def _markdown_detection(phase: str, d: Mapping[str, Any], pct: str) -> list[str]:
+    out = [
+        f"## Real or synthetic ({phase} phase)",
+        "",
+        f"{d['n_readers']} readers, {d['n_cases']} images ({d['n_real']} real, "
+        f"{d['n_synthetic']} synthetic), {d['n_answers']} answers.",
+        "",
+    ]
+    _note(out, d)
+    pa, pc, auc = d["pooled_accuracy"], d["mrmc_percent_correct"], d["mrmc_auc"]
+    out += [
+        "| Figure | Estimate (" + pct + " CI) | p |",
+        "|---|---|---|",
+        f"| Pooled accuracy (GEE, readers x images) | {_ci(pa)} | {_p(pa.get('p_value'))} |",
+        f"| Accuracy, MRMC (readers and images random) | {_ci(pc)} | "
+        f"{_p(pc.get('p_value'))} |",
+        f"| AUC, MRMC (Obuchowski-Rockette, Hillis df) | {_ci(auc)} | "
+        f"{_p(auc.get('p_value'))} |",
+    ]
+    asym = d["error_asymmetry"]
+    out += [
+        f"| Fakes taken for real (pooled) | {_ci(asym['fake_as_real']['pooled'])} | |",
+        f"| Reals taken for fake (pooled) | {_ci(asym['real_as_fake']['pooled'])} | |",
+        f"| Difference, paired by reader | {_ci(asym['difference'])} | "
+        f"{_p(asym['difference'].get('p_value'))} |",
+    ]
+    eq = d["equivalence"]
+    for key, label in (("readers", "readers"), ("mrmc", "MRMC")):
+        e = eq[key]
+        if e.get("estimate") is not None:
+            verdict = "equivalent" if e.get("equivalent") else "not shown equivalent"
+            out.append(
+                f"| TOST within 0.5 +/- {eq['margin']} ({label}) | "
+                f"{_ci(e)} (90% CI): {verdict} | {_p(e.get('p_value'))} |"
+            )
+    ag = d["agreement"]
+    for key, label in (
+        ("fleiss_kappa", "Fleiss' kappa"),
+        ("krippendorff_alpha", "Krippendorff's alpha (calls)"),
+        ("krippendorff_alpha_confidence", "Krippendorff's alpha (confidence, ordinal)"),
+    ):
+        if key in ag:
+            out.append(f"| {label} | {_ci(ag[key])} | {_p(ag[key].get('p_value'))} |")
+    if ag.get("cohen_kappa", {}).get("mean") is not None:
+        out.append(
+            f"| Mean pairwise Cohen's kappa | {_f(ag['cohen_kappa']['mean'])} | |"
+        )
+    out.append("")
+    for item in (pa, pc, auc, eq["readers"], eq["mrmc"], ag.get("fleiss_kappa")):
+        _note(out, item)
+    out += [
+        "### Readers",
+        "",
+        "| Reader | Profession | Years | n | Accuracy | Sensitivity | Specificity "
+        "| Fake as real | Real as fake | p | d' | c | AUC |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in d["readers"]:
+        out.append(
+            f"| {r['reader']} | {r['profession']} | {_f(r['experience_years'])} | "
+            f"{r['n']} | {_ci(r['accuracy'])} | {_f(r['sensitivity']['estimate'])} | "
+            f"{_f(r['specificity']['estimate'])} | {_f(r['fake_as_real']['estimate'])} | "
+            f"{_f(r['real_as_fake']['estimate'])} | {_p(r['p_value'])} | "
+            f"{_f(r['d_prime'], 2)} | {_f(r['criterion'], 2)} | "
+            f"{_f(r['auc']['estimate']) if r['auc'] else 'n/a'} |"
+        )
+    out.append("")
+    out += [
+        "### Subgroups",
+        "",
+        "| Grouping | Group | Readers | Mean accuracy | Pooled accuracy |",
+        "|---|---|---|---|---|",
+    ]
+    for key in ("profession", "experience"):
+        for g in d["subgroups"][key]:
+            out.append(
+                f"| {key} | {g['group']} | {g['n_readers']} | {_ci(g['mean_accuracy'])} | "
+                f"{_ci(g['pooled_accuracy'])} |"
+            )
+    out.append("")
+    syn = [
+        i
+        for i in d["images"]
+        if i["truth"] == SYNTHETIC and i["fraction_real"] is not None
+    ]
+    if syn:
+        out += [
+            "### Most convincing synthetic images",
+            "",
+            "| Case | Image | Called real | Generator |",
+            "|---|---|---|---|",
+        ]
+        for i in syn[:10]:
+            out.append(
+                f"| {i['case']} | {i['image']} | {_f(i['fraction_real'], 2)} "
+                f"({i['n_called_real']}/{i['n']}) | {i['generator']} |"
+            )
+        out.append("")
+    t = d["reading_time"]
+    if t[REAL].get("median") is not None or t[SYNTHETIC].get("median") is not None:
+        out += [
+            "### Reading time",
+            "",
+            f"Median seconds per image: real {_f(t[REAL].get('median'), 1)}, "
+            f"synthetic {_f(t[SYNTHETIC].get('median'), 1)}; per-reader difference "
+            f"{_ci(t['difference'], digits=2)}, p = {_p(t['difference'].get('p_value'))}.",
+            "",
+        ]
+    return out
+
+
+def _markdown_grading(phase: str, g: Mapping[str, Any]) -> list[str]:
+    out = [
+        f"## Kellgren-Lawrence grades ({phase} phase)",
+        "",
+        f"{g['n_readers']} readers, {g['n_cases']} images, {g['n_grades']} grades.",
+        "",
+    ]
+    _note(out, g)
+    s = g["summary"]
+    out += [
+        "| | Real images | Synthetic images |",
+        "|---|---|---|",
+        f"| Mean quadratic kappa vs reference | {_ci(s[REAL]['mean_kappa_quadratic'])} | "
+        f"{_ci(s[SYNTHETIC]['mean_kappa_quadratic'])} |",
+        f"| Exact agreement (pooled) | {_ci(s[REAL]['pooled_exact'])} | "
+        f"{_ci(s[SYNTHETIC]['pooled_exact'])} |",
+        f"| Inter-reader alpha (ordinal) | {_ci(g['inter_reader_alpha'][REAL])} | "
+        f"{_ci(g['inter_reader_alpha'][SYNTHETIC])} |",
+        "",
+        f"Kappa real minus synthetic, paired by reader: {_ci(s['kappa_difference'])}, "
+        f"p = {_p(s['kappa_difference'].get('p_value'))}.",
+        "",
+        "| Reader | kappa real | kappa synthetic | exact real | exact synthetic "
+        "| within one real | within one synthetic |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(r: Mapping[str, Any], source: str, key: str) -> str:
+        d = r.get(source, {})
+        if not d.get("n"):
+            return "n/a"
+        v = d[key]
+        return _f(v["estimate"])
+
+    for r in g["readers"]:
+        out.append(
+            f"| {r['reader']} | {cell(r, REAL, 'kappa_quadratic')} | "
+            f"{cell(r, SYNTHETIC, 'kappa_quadratic')} | {cell(r, REAL, 'exact')} | "
+            f"{cell(r, SYNTHETIC, 'exact')} | {cell(r, REAL, 'within_one')} | "
+            f"{cell(r, SYNTHETIC, 'within_one')} |"
+        )
+    out.append("")
+    for source in SOURCES:
+        out += [
+            f"Confusion, {source} images (rows reference, columns reader):",
+            "",
+            "| ref \\ reader | " + " | ".join(map(str, KL_GRADES)) + " |",
+            "|---" * (len(KL_GRADES) + 1) + "|",
+        ]
+        for grade, row in zip(KL_GRADES, g["confusion"][source], strict=True):
+            out.append(f"| {grade} | " + " | ".join(map(str, row)) + " |")
+        out.append("")
+    return out
+
+
+# ---------------------------------------------------------------- exports
+
+READER_COLUMNS = (
+    "study", "reader", "profession", "experience_years", "phase", "n", "n_missing",
+    "accuracy", "accuracy_low", "accuracy_high", "p_value", "sensitivity",
+    "specificity", "fake_as_real", "real_as_fake", "d_prime", "criterion", "auc",
+    "auc_low", "auc_high", "median_seconds", "kappa_real", "kappa_synthetic",
+    "exact_real", "exact_synthetic", "within_one_real", "within_one_synthetic",
+    "attention_checks", "attention_failed",
+)  # fmt: skip
+
+IMAGE_COLUMNS = (
+    "study", "phase", "case", "image", "truth", "generator", "reference_kl",
+    "n_realism_answers", "n_called_real", "fraction_real", "fraction_real_low",
+    "fraction_real_high", "mean_confidence", "realism_rank", "n_grades",
+    "mean_grade", "modal_grade", "exact_agreement", "within_one",
+)  # fmt: skip
+
+
+def reader_summary_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per reader and phase for ``reader_summary.csv``.
+
+    Every row has the keys of ``READER_COLUMNS``; figures that do not apply
+    to a phase are None.
+    """
+    attention = {e["reader"]: e for e in report["attention"]["readers"]}
+    rows: dict[tuple[Any, str], dict[str, Any]] = {}
+
+    def row(reader: Any, phase: str, profession: Any, years: Any) -> dict[str, Any]:
+        key = (reader, phase)
+        if key not in rows:
+            r = dict.fromkeys(READER_COLUMNS)
+            att = attention.get(reader, {})
+            r.update(
+                study=report.get("study"),
+                reader=reader,
+                profession=profession,
+                experience_years=years,
+                phase=phase,
+                attention_checks=att.get("n", 0),
+                attention_failed=att.get("n_failed", 0),
+            )
+            rows[key] = r
+        return rows[key]
+
+    for phase, d in report["detection"].items():
+        for r in d["readers"]:
+            out = row(r["reader"], phase, r["profession"], r["experience_years"])
+            acc_ci = r["accuracy"].get("ci") or [None, None]
+            out.update(
+                n=r["n"],
+                n_missing=r["n_missing"],
+                accuracy=r["accuracy"]["estimate"],
+                accuracy_low=acc_ci[0],
+                accuracy_high=acc_ci[1],
+                p_value=r["p_value"],
+                sensitivity=r["sensitivity"]["estimate"],
+                specificity=r["specificity"]["estimate"],
+                fake_as_real=r["fake_as_real"]["estimate"],
+                real_as_fake=r["real_as_fake"]["estimate"],
+                d_prime=r["d_prime"],
+                criterion=r["criterion"],
+                median_seconds=r["median_seconds"],
+            )
+            if r["auc"]:
+                auc_ci = r["auc"].get("ci") or [None, None]
+                out.update(
+                    auc=r["auc"]["estimate"], auc_low=auc_ci[0], auc_high=auc_ci[1]
+                )
+    for phase, g in report["grading"].items():
+        for r in g["readers"]:
+            out = row(r["reader"], phase, r["profession"], r["experience_years"])
+            for source in SOURCES:
+                d = r.get(source, {})
+                if d.get("n"):
+                    out[f"kappa_{source}"] = d["kappa_quadratic"]["estimate"]
+                    out[f"exact_{source}"] = d["exact"]["estimate"]
+                    out[f"within_one_{source}"] = d["within_one"]["estimate"]
+    return list(rows.values())
+
+
+def image_summary_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per image and phase for ``image_summary.csv``."""
+    rows: dict[tuple[Any, str], dict[str, Any]] = {}
+
+    def row(i: Mapping[str, Any], phase: str) -> dict[str, Any]:
+        key = (i["case"], phase)
+        if key not in rows:
+            r = dict.fromkeys(IMAGE_COLUMNS)
+            r.update(
+                study=report.get("study"),
+                phase=phase,
+                case=i["case"],
+                image=i["image"],
+                truth=i["truth"],
+                generator=i["generator"],
+                reference_kl=i["reference_kl"],
+            )
+            rows[key] = r
+        return rows[key]
+
+    for phase, d in report["detection"].items():
+        for i in d["images"]:
+            ci = i.get("ci") or [None, None]
+            row(i, phase).update(
+                n_realism_answers=i["n"],
+                n_called_real=i["n_called_real"],
+                fraction_real=i["fraction_real"],
+                fraction_real_low=ci[0],
+                fraction_real_high=ci[1],
+                mean_confidence=i["mean_confidence"],
+                realism_rank=i["rank"],
+            )
+    for phase, g in report["grading"].items():
+        for i in g["images"]:
+            row(i, phase).update(
+                n_grades=i["n"],
+                mean_grade=i.get("mean_grade"),
+                modal_grade=i.get("modal_grade"),
+                exact_agreement=i.get("exact"),
+                within_one=i.get("within_one"),
+            )
+    return list(rows.values())
+
+
+def _imrmc_id(value: Any) -> str:
+    # iMRMC splits on commas and strips whitespace inside fields.
+    return "".join("_" if ch in ", \t\r\n" else ch for ch in str(value))
+
+
+def imrmc_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Rows in the long format read by the FDA iMRMC tool.
+
+    Columns ``readerID, caseID, modalityID, score``. First one truth row per
+    case (``readerID = "-1"``, ``modalityID = "truth"``, ``score`` 1 for
+    synthetic, the positive class, and 0 for real), then one row per main
+    answer with a confidence rating, the phase name as the modality and the
+    6-point rating as the score.
+
+    Written as CSV with a header this is the data frame of the iMRMC R
+    package (``doIMRMC``); :func:`imrmc_text` writes the ``.imrmc`` file of
+    the Java application.
+
+    References
+    ----------
+    .. [1] Gallas, B. D. (2006). One-shot estimate of MRMC variance: AUC.
+       *Acad Radiol* 13(3), 353-362. doi:10.1016/j.acra.2005.11.030
+    """
+    truth: dict[str, str] = {}
+    scores: list[dict[str, str]] = []
+    for r in rows:
+        if r.get("role") != "main" or r.get("phase") not in ("detection", "combined"):
+            continue
+        if r.get("truth") not in SOURCES:
+            continue
+        case = _imrmc_id(r.get("case"))
+        truth.setdefault(case, "1" if r["truth"] == SYNTHETIC else "0")
+        conf = r.get("confidence")
+        if conf is None or (isinstance(conf, float) and math.isnan(conf)):
+            continue
+        score = int(conf) if float(conf).is_integer() else float(conf)
+        scores.append(
+            {
+                "readerID": _imrmc_id(r.get("reader")),
+                "caseID": case,
+                "modalityID": str(r["phase"]),
+                "score": str(score),
+            }
+        )
+    head = [
+        {"readerID": "-1", "caseID": c, "modalityID": "truth", "score": t}
+        for c, t in truth.items()
+    ]
+    return head + scores
+
+
+def imrmc_text(rows: Iterable[Mapping[str, Any]], title: str = "turingtest") -> str:
+    """The ``.imrmc`` input file of the iMRMC Java application.
+
+    A free-text header with the study size (``NR``, ``N0``, ``N1``, ``NM``),
+    then ``BEGIN DATA:`` and the rows of :func:`imrmc_rows`.
+    """
+    body = imrmc_rows(rows)
+    truth = [r["score"] for r in body if r["readerID"] == "-1"]
+    scored = [r for r in body if r["readerID"] != "-1"]
+    lines = [
+        f"{_imrmc_id(title)}: visual Turing test, synthetic images are the positive class",
+        "",
+        f"NR: {len({r['readerID'] for r in scored})}",
+        f"N0: {truth.count('0')}",
+        f"N1: {truth.count('1')}",
+        f"NM: {len({r['modalityID'] for r in scored})}",
+        "",
+        "BEGIN DATA:",
+    ]
+    lines += [
+        f"{r['readerID']},{r['caseID']},{r['modalityID']},{r['score']}" for r in body
+    ]
+    return "\n".join(lines) + "\n"
