@@ -131,6 +131,9 @@ def test_imported_dicom_keeps_no_header_data(media, tmp_path):
     assert px[:, 0].mean() > 250 and px[:, -1].mean() < 5
     row = Image.objects.values().get(pk=image.pk)
     assert not any("Doe" in str(v) or "PAT-12345" in str(v) for v in row.values())
+    # The original file would carry the header, so it is not kept either.
+    assert not image.original and not (media / "originals").exists()
+    assert "original not kept" in image.origin
 
 
 @pytest.mark.django_db

@@ -102,6 +102,8 @@ def test_dataset_layout_needs_a_split_and_takes_only_that_one(media, tmp_path):
     write(root / "README.md", b"# dataset\n")
     with pytest.raises(ImportRefused, match="--split"):
         images_import(root, source="real")
+    with pytest.raises(ImportRefused, match="no split 'val'"):
+        images_import(root, source="real", split="val")
     result = images_import(root, source="real", split="test")
     assert sorted(o.file for o in result.imported) == [
         "knee/test/1/b.png",
@@ -402,3 +404,20 @@ def test_import_images_command_with_generator(media, tmp_path):
             stdout=io.StringIO(),
             stderr=io.StringIO(),
         )
+
+
+def test_orphan_sweep_removes_only_old_unreferenced_files(media, tmp_path):
+    import time
+
+    from turingtest.imaging.services import pool_orphans_remove
+
+    image = image_create(pixels=builders.picture(1), source="real", kl_grade=1)
+    old = write(media / "pool" / ("a" * 64 + ".png"), b"left by a killed import")
+    young = write(media / "pool" / ("b" * 64 + ".png"), b"an import still running")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    assert pool_check().orphan_files == [f"pool/{old.name}", f"pool/{young.name}"]
+
+    assert pool_orphans_remove() == [f"pool/{old.name}"]
+    assert not old.exists() and young.exists()
+    assert (media / image.file.name).exists()

@@ -112,6 +112,12 @@ def _keep_originals() -> bool:
     return bool(getattr(settings, "TURINGTEST", {}).get("KEEP_ORIGINALS", True))
 
 
+def _keep_dicom_originals() -> bool:
+    # A DICOM file carries its patient's data in the header; keeping it would
+    # store exactly what the import is meant to leave behind.
+    return bool(getattr(settings, "TURINGTEST", {}).get("KEEP_DICOM_ORIGINALS", False))
+
+
 def _canonical_by_default() -> bool:
     return bool(getattr(settings, "TURINGTEST", {}).get("CANONICALISE", True))
 
@@ -515,13 +521,17 @@ def _manifest_candidates(
 
 
 def _select_split(cands: list[_Candidate], split: str | None, label: str):
-    if split is not None:
-        return [c for c in cands if c.split == split]
     graded = {
         c.split
         for c in cands
         if c.split is not None and c.folder is not None and c.folder.isdigit()
     }
+    if split is not None:
+        chosen = [c for c in cands if c.split == split]
+        if not chosen and cands:
+            found = ", ".join(sorted(graded)) or "none"
+            raise ImportRefused(f"{label} has no split {split!r} (splits: {found})")
+        return chosen
     # A dataset root with train/ and test/ must not be mixed by accident.
     if len(graded) > 1:
         raise ImportRefused(
@@ -797,6 +807,9 @@ def _import_prepare(
 
     source = cand.source or source
     details = [decoded.format, *decoded.notes]
+    keep_original = canonical and (decoded.format != "DICOM" or _keep_dicom_originals())
+    if canonical and not keep_original:
+        details.append("original not kept")
     if cand.origin_extra:
         details.append(cand.origin_extra)
     step = _image_prepare(
@@ -812,7 +825,7 @@ def _import_prepare(
         seed=cand.seed if source == Source.SYNTHETIC else None,
         job=None,
         job_index=None,
-        original_bytes=data if canonical else None,
+        original_bytes=data if keep_original else None,
         original_name=cand.name,
     )
     if isinstance(step, Image):

@@ -3,7 +3,11 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from turingtest.imaging.services import ImportRefused, images_import
+from turingtest.imaging.services import (
+    ImportRefused,
+    images_import,
+    pool_orphans_remove,
+)
 from turingtest.studies.models import Generator, Source
 
 
@@ -36,6 +40,12 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"no generator named {opts['generator']!r}"
                 ) from None
+
+        removed = pool_orphans_remove()
+        if removed:
+            self.stdout.write(
+                f"removed {len(removed)} files left by an earlier interrupted import"
+            )
 
         bar = None
 
