@@ -118,9 +118,12 @@ def test_zip_with_dataset_layout(media, tmp_path):
         zf.writestr("knee/test/2/a.png", builders.png(builders.picture(1)))
         zf.writestr("knee/test/0/b.jpg", builders.jpeg(builders.picture(2)))
         zf.writestr("__MACOSX/knee/test/0/._b.jpg", b"resource fork")
+        zf.writestr("../escape.png", builders.png(builders.picture(3)))
     result = images_import(archive, source="real", split="test")
     assert sorted(o.image.kl_grade for o in result.imported) == [0, 2]
-    assert not result.rejected
+    assert [o.reason for o in result.rejected] == [
+        "unsafe path in archive (absolute or with '..')"
+    ]
 
 
 def test_manifest_gives_grades_source_and_notes(media, tmp_path):

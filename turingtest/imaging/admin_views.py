@@ -15,6 +15,7 @@ from pathlib import Path
 
 from django import forms
 from django.conf import settings
+from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import HttpRequest, HttpResponse
@@ -118,17 +119,13 @@ def _too_large(request: HttpRequest, limit: int) -> HttpResponse:
         "Split it into smaller archives, or import it on the server with "
         "'manage.py import_images'."
     )
-    return render(
-        request,
-        TEMPLATE,
-        {
-            "form": UploadForm(),
-            "error": message,
-            "limit": limit,
-            "title": "Upload images",
-        },
-        status=413,
-    )
+    context = _page_context(request, limit) | {"form": UploadForm(), "error": message}
+    return render(request, TEMPLATE, context, status=413)
+
+
+def _page_context(request: HttpRequest, limit: int) -> dict:
+    # The admin's own context gives the page its header, user links and sidebar.
+    return admin.site.each_context(request) | {"limit": limit, "title": "Upload images"}
 
 
 @csrf_exempt
@@ -153,7 +150,7 @@ def upload(request: HttpRequest) -> HttpResponse:
 def _upload(
     request: HttpRequest, *, guard: SizeLimitUploadHandler | None, limit: int
 ) -> HttpResponse:
-    context = {"limit": limit, "title": "Upload images"}
+    context = _page_context(request, limit)
     if request.method != "POST":
         context["form"] = UploadForm()
         return render(request, TEMPLATE, context)

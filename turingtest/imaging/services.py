@@ -527,7 +527,8 @@ def _select_split(cands: list[_Candidate], split: str | None, label: str):
         if c.split is not None and c.folder is not None and c.folder.isdigit()
     }
     if split is not None:
-        chosen = [c for c in cands if c.split == split]
+        # Unsafe entries are reported whichever split they would belong to.
+        chosen = [c for c in cands if c.split == split or c.problem]
         if not chosen and cands:
             found = ", ".join(sorted(graded)) or "none"
             raise ImportRefused(f"{label} has no split {split!r} (splits: {found})")
