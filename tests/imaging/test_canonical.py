@@ -105,3 +105,14 @@ def test_same_pixels_same_name():
 def test_spec_refuses_unknown_options():
     with pytest.raises(ValueError):
         CanonicalSpec(fit="stretch")
+
+
+def test_exif_orientation_is_applied_before_canonical_form():
+    arr = builders.picture(9, size=(224, 300))
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # stored rotated: display needs 90° clockwise
+    decoded = decode(builders.jpeg(arr, exif=exif.tobytes()))
+    assert decoded.pixels.shape == (300, 224)
+    assert "EXIF orientation 6 applied" in decoded.notes
+    upright = np.rot90(arr, k=-1).astype(float)
+    assert np.abs(decoded.pixels - upright).mean() < 3
