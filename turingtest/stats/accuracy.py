@@ -170,6 +170,8 @@ def tost(
             "The standard error is zero; the test reduces to whether the estimate "
             f"lies {'inside' if inside else 'outside'} the bounds."
         )
+    if not math.isfinite(df):
+        note = join_notes(note, "Normal reference distribution (infinite df).")
     p = max(p_lower, p_upper)
     return EquivalenceResult(
         estimate, se, df, ci, p, p_lower, p_upper, low, high, alpha, p < alpha, n, note

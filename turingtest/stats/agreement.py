@@ -406,13 +406,13 @@ def cohen_kappa_matrix(
         share_j = np.matmul(rated, onehot.transpose(0, 2, 1)) / n
         expected = np.einsum("xy,xij,yij->ij", w, share_i, share_j)
         kappa = 1.0 - observed / expected
-    r = c.shape[0]
     kappa[(n == 0) | ~(expected > 1e-15)] = math.nan
     note = None
-    if np.isnan(kappa[~np.eye(r, dtype=bool)]).any():
+    if np.isnan(kappa).any():
         note = (
             "Some pairs have no kappa: they share no items, or both used a single "
-            "category on the shared items."
+            "category on the shared items (on the diagonal: a rater who used one "
+            "category only)."
         )
     return KappaMatrix(kappa, n.astype(int), weights or "none", cats, note)
 

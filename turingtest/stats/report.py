@@ -261,6 +261,10 @@ def _relabel(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.n
     return used, position[codes], first[used]
 
 
+def _grade(value: float) -> int | None:
+    return None if math.isnan(value) else int(value)
+
+
 def _missing(note: str) -> dict[str, Any]:
     return {"estimate": None, "note": note}
 
@@ -516,7 +520,8 @@ def _detection(ph: _Phase, *, margin: float, level: float, n_boot: int, seed: in
                     "reader": reader,
                     "fpr": fpr,
                     "tpr": tpr,
-                    "auc": readers[j]["auc"]["estimate"] if readers[j]["auc"] else None,
+                    "auc": readers[j]["auc"]["estimate"],
+                    "note": readers[j]["auc"]["note"],
                 }
             )
         fpr, tpr = roc_points(np.tile(truth, n_r), ph.confidence.reshape(-1))
@@ -808,8 +813,8 @@ def _attention(table: _Table) -> dict[str, Any]:
                     "failed": wrong,
                     "truth": SYNTHETIC if table.truth[i] == 1 else REAL,
                     "answer": [None, REAL, SYNTHETIC][table.answer[i] + 1],
-                    "reference_kl": table.reference_kl[i],
-                    "kl_grade": table.kl[i],
+                    "reference_kl": _grade(table.reference_kl[i]),
+                    "kl_grade": _grade(table.kl[i]),
                 }
             )
     readers = sorted(per_reader.values(), key=lambda e: str(e["reader"]))

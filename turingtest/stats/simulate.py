@@ -106,6 +106,7 @@ def simulate_rows(
             0,
             4,
         ).astype(int)
+        grade[:, role == "attention"] = reference[role == "attention"]
         duration = rng.lognormal(
             np.log(6000) + 0.1 * truth[None, :], 0.4, (n_readers, n_total)
         )
