@@ -172,8 +172,8 @@ def _obuchowski_rockette(
         se, df = se_fixed, math.inf
         random_readers = False
         notes.append(
-            "One reader: the interval treats cases as random only and does not "
-            "generalise to other readers."
+            "One reader: the interval treats cases as random only (normal "
+            "reference, df infinite) and does not generalise to other readers."
         )
     if se > 0:
         statistic = (est - null) / se
