@@ -280,3 +280,21 @@ def test_imrmc_rows_follow_the_imrmc_format(rows):
     assert "BEGIN DATA:" in text and "NR: 8" in text and "N0:" in text
     assert "-1,C00001,truth,0" in text or "-1,C00001,truth,1" in text
     assert "my_study" in text.splitlines()[0]
+
+
+def test_the_statistics_package_imports_neither_django_nor_torch():
+    import ast
+    from pathlib import Path
+
+    import turingtest.stats as package
+
+    for path in Path(package.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            for name in names:
+                assert name.split(".")[0] not in {"django", "torch"}, (path, name)

@@ -489,6 +489,13 @@ def paired_difference_test(
         the paired t-test and ``p_value_wilcoxon`` the signed-rank test
         (Wilcoxon 1945 [4]_), which does not assume normal differences.
 
+    Notes
+    -----
+    Used for within-reader contrasts such as the fake-taken-for-real rate
+    against the real-taken-for-fake rate: each reader is their own control,
+    so reader-to-reader differences in overall skill cancel. Readers are the
+    sample; the images are held fixed.
+
     References
     ----------
     .. [4] Wilcoxon (1945), doi:10.2307/3001968

@@ -387,6 +387,11 @@ def cohen_kappa_matrix(
     matrix products over one-hot codes (``K`` categories), so 200 readers
     (19,900 pairs) take milliseconds. No standard errors; use
     :func:`cohen_kappa` for one pair's interval.
+
+    References
+    ----------
+    .. [1] Cohen (1960), doi:10.1177/001316446002000104
+    .. [2] Cohen (1968), doi:10.1037/h0026256
     """
     arr = np.asarray(labels, dtype=object)
     if arr.ndim != 2:

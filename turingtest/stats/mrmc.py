@@ -95,7 +95,9 @@ def jackknife_covariance(loo: np.ndarray) -> np.ndarray:
     return (n - 1) / n * (dev @ dev.T)
 
 
-def _empty(figure: str, covariance: str, null: float, level: float, note: str):
+def _empty(
+    figure: str, covariance: str, null: float, level: float, note: str
+) -> MRMCResult:
     return MRMCResult(
         estimate=math.nan,
         se=math.nan,

@@ -290,7 +290,9 @@ def _t_mean(values: np.ndarray, level: float = 0.95) -> dict[str, Any]:
     return {"estimate": mean, "se": se, "ci": [mean - q * se, mean + q * se], "n": n}
 
 
-def _wilson_arrays(k: np.ndarray, n: np.ndarray, level: float):
+def _wilson_arrays(
+    k: np.ndarray, n: np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         low, high = proportion_confint(k, np.maximum(n, 1), 1 - level, method="wilson")
         est = np.where(n > 0, k / np.maximum(n, 1), np.nan)
@@ -327,7 +329,9 @@ def _clean(value: Any, path: str, messages: list[str], explained: bool) -> Any:
 # ---------------------------------------------------------------- detection
 
 
-def _detection(ph: _Phase, *, margin: float, level: float, n_boot: int, seed: int):
+def _detection(
+    ph: _Phase, *, margin: float, level: float, n_boot: int, seed: int
+) -> dict[str, Any]:
     n_r, n_c = ph.answer.shape
     truth = ph.truth
     truth_labels = np.where(truth, SYNTHETIC, REAL).astype(object)
@@ -560,7 +564,13 @@ def _detection(ph: _Phase, *, margin: float, level: float, n_boot: int, seed: in
     }
 
 
-def _subgroups(ph, correct, accuracies, labels, level):
+def _subgroups(
+    ph: _Phase,
+    correct: np.ndarray,
+    accuracies: np.ndarray,
+    labels: list[Any],
+    level: float,
+) -> list[dict[str, Any]]:
     out = []
     labels = np.array([str(x) for x in labels], dtype=object)
     n_c = correct.shape[1]
@@ -588,7 +598,7 @@ def _subgroups(ph, correct, accuracies, labels, level):
     return out
 
 
-def _reading_time(ph, answered, level):
+def _reading_time(ph: _Phase, answered: np.ndarray, level: float) -> dict[str, Any]:
     d = np.where(answered, ph.duration, np.nan) / 1000.0
     out: dict[str, Any] = {"unit": "seconds"}
     medians = {}
@@ -623,7 +633,7 @@ def _reading_time(ph, answered, level):
 # ---------------------------------------------------------------- grading
 
 
-def _grading(ph: _Phase, *, level: float, n_boot: int, seed: int):
+def _grading(ph: _Phase, *, level: float, n_boot: int, seed: int) -> dict[str, Any]:
     n_r, n_c = ph.kl.shape
     graded = np.isfinite(ph.kl)
     ref = ph.reference_kl
@@ -873,6 +883,25 @@ def build_report(
         KL grades a grading section. Practice and attention-check cases are
         excluded from every statistic; attention-check failures are listed
         per reader.
+
+    Notes
+    -----
+    Which statistic answers which question, and why each method was chosen,
+    is set out in ``docs/statistics.md``. In short: per-reader rates with
+    Wilson intervals [1]_; pooled accuracy by GEE with readers and images as
+    crossed clusters [2]_; reader-averaged percent correct and AUC by
+    Obuchowski-Rockette with Hillis' df [3]_ [4]_; equivalence to chance by
+    TOST [5]_; agreement by Fleiss' kappa and Krippendorff's alpha; grades
+    against the reference by quadratic-weighted kappa, separately for real
+    and synthetic images.
+
+    References
+    ----------
+    .. [1] Wilson (1927), doi:10.1080/01621459.1927.10502953
+    .. [2] Cameron, Gelbach & Miller (2011), doi:10.1198/jbes.2010.07136
+    .. [3] Obuchowski & Rockette (1995), doi:10.1080/03610919508813243
+    .. [4] Hillis (2007), doi:10.1002/sim.2532
+    .. [5] Schuirmann (1987), doi:10.1007/BF01068419
     """
     rows = list(rows)
     messages: list[str] = []

@@ -276,6 +276,15 @@ def roc_points(truth: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndar
         One point per distinct score used as the threshold "score >= x",
         from the highest threshold down, with (0, 0) prepended. Empty when a
         class is absent.
+
+    Notes
+    -----
+    For ratings on a scale the trapezoidal area under these points equals
+    the Mann-Whitney AUC of :func:`auc_delong` (Hanley & McNeil 1982 [3]_).
+
+    References
+    ----------
+    .. [3] Hanley & McNeil (1982), doi:10.1148/radiology.143.1.7063747
     """
     t = _truth(truth)
     s = np.asarray(scores, dtype=float)
