@@ -269,8 +269,10 @@ def _missing(note: str) -> dict[str, Any]:
     return {"estimate": None, "note": note}
 
 
-def _t_mean(values: np.ndarray, level: float = 0.95) -> dict[str, Any]:
-    """Mean across readers with a t interval."""
+def _t_mean(
+    values: np.ndarray, level: float = 0.95, bounds: tuple[float, float] = (0.0, 1.0)
+) -> dict[str, Any]:
+    """Mean across readers with a t interval, kept inside the possible range."""
     x = np.asarray(values, float)
     x = x[~np.isnan(x)]
     n = len(x)
@@ -287,7 +289,8 @@ def _t_mean(values: np.ndarray, level: float = 0.95) -> dict[str, Any]:
         }
     se = float(x.std(ddof=1) / math.sqrt(n))
     q = float(stats.t.ppf(0.5 + level / 2, n - 1))
-    return {"estimate": mean, "se": se, "ci": [mean - q * se, mean + q * se], "n": n}
+    ci = [max(mean - q * se, bounds[0]), min(mean + q * se, bounds[1])]
+    return {"estimate": mean, "se": se, "ci": ci, "n": n}
 
 
 def _wilson_arrays(
@@ -702,9 +705,12 @@ def _grading(ph: _Phase, *, level: float, n_boot: int, seed: int) -> dict[str, A
             np.tile(np.nonzero(cols)[0], n_r),
             level=level,
         ).to_dict()
+        # A test against 50 % means nothing for grading agreement.
+        pooled_exact.pop("p_value")
+        pooled_exact.pop("null")
         pooled_exact["description"] = "share of grades equal to the reference grade"
         summary[source] = {
-            "mean_kappa_quadratic": _t_mean(kappas[source], level),
+            "mean_kappa_quadratic": _t_mean(kappas[source], level, (-1.0, 1.0)),
             "pooled_exact": pooled_exact,
         }
     kdiff = paired_difference_test(
