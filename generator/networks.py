@@ -7,8 +7,10 @@ Two models share one set of building blocks:
   and a critic without batch norm (the gradient penalty is per sample).
 - ``default``: one class-conditional WGAN-GP for all grades: the grade enters
   the generator through its embedding (conditional batch norm), the critic
-  scores it by projection, both real and fake go through the same
-  differentiable augmentation, and an exponential moving average of the
+  scores it by projection and sees each small group's spread (minibatch
+  standard deviation, against a generator that ignores its latent), both real
+  and fake go through the same differentiable augmentation, the critic learns
+  faster than the generator, and an exponential moving average of the
   generator's weights is what gets sampled.
 
 Both are packed into :class:`KneeGAN` so a checkpoint of either samples the
@@ -28,8 +30,11 @@ References
        (conditional batch norm). NeurIPS 2017. arXiv:1707.00683
 .. [6] Zhao et al. Differentiable Augmentation for Data-Efficient GAN
        Training. NeurIPS 2020. arXiv:2006.10738
-.. [7] Karras et al. Progressive Growing of GANs (generator weight averaging,
-       drift penalty). ICLR 2018. arXiv:1710.10196
+.. [7] Karras et al. Progressive Growing of GANs (minibatch standard
+       deviation, generator weight averaging, drift penalty). ICLR 2018.
+       arXiv:1710.10196
+.. [10] Heusel et al. GANs Trained by a Two Time-Scale Update Rule Converge
+       to a Local Nash Equilibrium. NeurIPS 2017. arXiv:1706.08500
 .. [8] Yazıcı et al. The Unusual Effectiveness of Averaging in GAN Training.
        ICLR 2019. arXiv:1806.04498
 .. [9] Prezja et al. Deep learning synthetic knee X-rays with WGAN-GP; a
@@ -40,6 +45,7 @@ References
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
@@ -72,6 +78,7 @@ class GANConfig:
     gp_lambda: float = 10.0
     drift: float = 0.0  # keeps critic outputs near zero [7]
     diffaugment: str = ""  # comma-separated DiffAugment policy [6], "" for none
+    mbstd_group: int = 0  # critic sees the spread of groups of this size [7]; 0: off
     ema_decay: float = 0.0  # 0: the sampled generator is the trained one
     ema_rampup: float = 10.0  # effective decay min(decay, (1+t)/(rampup+t))
     # bookkeeping during training
@@ -105,11 +112,12 @@ PRESETS: dict[str, GANConfig] = {
         name="default",
         z_dim=128,
         conditional=True,
-        lr_g=2e-4,
-        lr_d=2e-4,
+        lr_g=1e-4,
+        lr_d=2e-4,  # a faster critic [10] in place of more critic steps
         n_critic=2,
         drift=1e-3,
         diffaugment="color,translation,cutout",
+        mbstd_group=4,
         ema_decay=0.999,
     ),
     # Every code path of `default`, small enough for CPU tests.
@@ -126,6 +134,7 @@ PRESETS: dict[str, GANConfig] = {
         n_critic=2,
         drift=1e-3,
         diffaugment="color,translation,cutout",
+        mbstd_group=2,
         ema_decay=0.9,
         sample_every=50,
         checkpoint_every=50,
@@ -235,6 +244,28 @@ class Generator(nn.Module):
 # critic
 
 
+class MinibatchStd(nn.Module):
+    """Append the mean standard deviation over a group of samples as a channel [7].
+
+    A critic that scores samples one at a time cannot see a generator that
+    makes the same image for every latent; this gives it the batch's spread.
+    Groups are contiguous so that a batch concatenated from real, fake and
+    interpolated parts (each a multiple of the group) never mixes them.
+    """
+
+    def __init__(self, group: int):
+        super().__init__()
+        self.group = group
+
+    def forward(self, x):
+        B, C, H, W = x.shape
+        g = math.gcd(self.group, B)
+        y = x.float().view(B // g, g, C, H, W)
+        y = (y.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (B/g,)
+        y = y.repeat_interleave(g).view(B, 1, 1, 1).expand(B, 1, H, W).to(x.dtype)
+        return torch.cat([x, y], dim=1)  # (B, C + 1, H, W)
+
+
 class Critic(nn.Module):
     """image (B, 1, R, R) [+ grade (B,)] -> score (B,). No batch norm [2].
 
@@ -251,6 +282,12 @@ class Critic(nn.Module):
             c_out = channels_at(cfg, res // 2)
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
             c_in, res = c_out, res // 2
+        if cfg.mbstd_group > 1:
+            layers += [
+                MinibatchStd(cfg.mbstd_group),
+                nn.Conv2d(c_in + 1, c_in, 3, 1, 1),
+                nn.LeakyReLU(0.2),
+            ]
         self.features = nn.Sequential(*layers)  # (B, C, b, b)
         self.n_features = c_in * base * base
         self.linear = nn.Linear(self.n_features, 1)
@@ -471,6 +508,7 @@ __all__ = [
     "config_preset",
     "Generator",
     "Critic",
+    "MinibatchStd",
     "KneeGAN",
     "count_parameters",
     "diff_augment",

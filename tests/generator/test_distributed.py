@@ -2,12 +2,9 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from generator.networks import checkpoint_load
 
 
-@pytest.mark.slow
 def test_two_process_gloo_training(knee_data, tmp_path):
     out = tmp_path / "ddp"
     subprocess.run(

@@ -6,6 +6,7 @@ from generator.networks import (
     Critic,
     Generator,
     KneeGAN,
+    MinibatchStd,
     config_preset,
     diff_augment,
     resolution_ladder,
@@ -63,3 +64,11 @@ def test_diffaugment_keeps_shape_and_passes_gradients():
     assert y.shape == x.shape
     y.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_minibatch_std_sees_each_group_alone():
+    same = torch.ones(4, 3, 2, 2)
+    varied = torch.randn(4, 3, 2, 2)
+    out = MinibatchStd(4)(torch.cat([same, varied]))  # two groups of four
+    assert out.shape == (8, 4, 2, 2)
+    assert torch.all(out[:4, 3] < 1e-3) and torch.all(out[4:, 3] > 0.1)

@@ -316,21 +316,9 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    from generator.train import TrainOptions, train
-    from turingtest.imaging.phantom import phantom_dataset
-
+def stack(tmp_path_factory, tiny_checkpoint):
+    checkpoint = tiny_checkpoint
     base = tmp_path_factory.mktemp("generation")
-    phantom_dataset(base / "data", per_grade=4, size=32, seed=0)
-    checkpoint = train(
-        TrainOptions(
-            data=str(base / "data"),
-            out=str(base / "run"),
-            config="tiny",
-            steps=2,
-            progress=False,
-        )
-    )
     s = Stack(base)
     try:
         migrate = s.manage("migrate", "--noinput")
