@@ -165,6 +165,13 @@ def generation_job_create(
     return job
 
 
+def generation_job_requeue(*, job: GenerationJob) -> None:
+    """Queue an unfinished job again (its message may have been lost before a
+    worker took it). Running it twice is safe: the lease lets one worker in."""
+    if job.status in (GenerationJob.Status.PENDING, GenerationJob.Status.RUNNING):
+        transaction.on_commit(lambda: _queue(job.pk))
+
+
 def _claim(job_id: int, me: str) -> GenerationJob | None:
     """Take the job's lease, unless it is finished or a live worker holds it."""
     now = timezone.now()
