@@ -19,6 +19,8 @@ staff_patterns = [
     path("studies/<slug:slug>/status", views.staff_study_status, name="staff-study-status"),
     path("studies/<slug:slug>/invite", views.staff_study_invite, name="staff-study-invite"),
     path("studies/<slug:slug>/results.zip", views.staff_study_export, name="staff-study-export"),
+    path("studies/<slug:slug>/report/rebuild", views.staff_study_report_build, name="staff-study-report-build"),
+    path("studies/<slug:slug>/report/<slug:plot>.png", views.staff_study_report_plot, name="staff-study-report-plot"),
 ]
 
 urlpatterns = [

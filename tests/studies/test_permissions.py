@@ -31,6 +31,8 @@ ALLOWED = {
     "staff-study-status": set(),  # POST only
     "staff-study-invite": set(),  # POST only
     "staff-study-export": {"staff"},
+    "staff-study-report-build": set(),  # POST only
+    "staff-study-report-plot": {"staff"},
     "imaging:upload": {"staff"},
 }
 
@@ -79,6 +81,7 @@ def test_every_url_admits_only_the_intended(visitors, study):
         "position": 0,
         "object_id": study.pk,
         "app_label": "studies",
+        "plot": "forest",
     }
     seen = set()
     for pattern, name in _walk(get_resolver().url_patterns):

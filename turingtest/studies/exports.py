@@ -10,6 +10,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
+from turingtest.stats import report as stats_report
 from turingtest.studies.models import Case, Judgment, ReadingSession, Study
 
 JUDGMENT_COLUMNS = [
@@ -187,6 +188,43 @@ RESULT_FILES: list[tuple[str, list[str] | None, Callable[[Study], Iterable]]] = 
     ("readers.csv", READER_COLUMNS, reader_rows),
     ("images.csv", IMAGE_COLUMNS, image_rows),
     ("orders.csv", ORDER_COLUMNS, order_rows),
+]
+
+
+# The report's files. turingtest.studies.report reads this module's helpers,
+# so it is imported when a file is written, not when this module loads.
+IMRMC_COLUMNS = ["readerID", "caseID", "modalityID", "score"]
+
+
+def reader_summary_rows(study: Study) -> Iterable[dict]:
+    from turingtest.studies.report import reader_summary_export
+
+    return reader_summary_export(study)
+
+
+def image_summary_rows(study: Study) -> Iterable[dict]:
+    from turingtest.studies.report import image_summary_export
+
+    return image_summary_export(study)
+
+
+def report_json_chunks(study: Study) -> Iterable[str]:
+    from turingtest.studies.report import report_json_export
+
+    return report_json_export(study)
+
+
+def imrmc_input_rows(study: Study) -> Iterable[dict]:
+    from turingtest.studies.report import imrmc_export
+
+    return imrmc_export(study)
+
+
+RESULT_FILES += [
+    ("reader_summary.csv", list(stats_report.READER_COLUMNS), reader_summary_rows),
+    ("image_summary.csv", list(stats_report.IMAGE_COLUMNS), image_summary_rows),
+    ("report.json", None, report_json_chunks),
+    ("imrmc_input.csv", IMRMC_COLUMNS, imrmc_input_rows),
 ]
 
 

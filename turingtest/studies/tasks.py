@@ -16,6 +16,7 @@ from celery.signals import worker_ready, worker_shutting_down
 from django.db import close_old_connections, connection
 
 from turingtest.studies import generation
+from turingtest.studies.report import study_report_refresh
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +59,20 @@ def _start_watchdog(**kwargs) -> None:
 @worker_shutting_down.connect
 def _stop_watchdog(**kwargs) -> None:
     _stop.set()
+
+
+# --- the study report ----------------------------------------------------------
+
+
+@shared_task(
+    name="turingtest.studies.tasks.study_report_build",
+    acks_late=True,
+    reject_on_worker_lost=True,
+)
+def study_report_build(study_id: int) -> dict:
+    """Build and store a study's report unless the stored one is current."""
+    close_old_connections()
+    stored, rebuilt = study_report_refresh(study_id=study_id)
+    if stored is None:
+        return {"study": study_id, "built": False}
+    return {"study": study_id, "built": rebuilt, "answers": stored.answers_count}

@@ -6,17 +6,18 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import escape
 from django.views.decorators.http import require_http_methods, require_POST
 
-from turingtest.studies import selectors, services
+from turingtest.studies import report, selectors, services
 from turingtest.studies.api import PHASE_INTROS, image_response_headers  # noqa: F401
 from turingtest.studies.exports import results_zip_stream
 from turingtest.studies.forms import ConsentForm, InviteForm, SignupForm
 from turingtest.studies.models import Reader, Study
+
 
 def render_markdown(text: str) -> str:
     # Escape first: instructions are staff-written, but no raw HTML reaches readers.
@@ -154,6 +155,7 @@ def _staff_context(request: HttpRequest, study: Study, **extra) -> dict:
         "progress": selectors.study_progress(study=study),
         "phases": list(study.phases.order_by("index")),
         "invite_form": extra.pop("invite_form", None) or InviteForm(),
+        "report": report.report_page(study=study),
         "title": study.name,
     } | extra
 
@@ -213,4 +215,28 @@ def staff_study_export(request: HttpRequest, slug: str) -> StreamingHttpResponse
     study = get_object_or_404(Study, slug=slug)
     response = StreamingHttpResponse(results_zip_stream(study), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{study.slug}-results.zip"'
+    return response
+
+
+@staff_member_required
+@require_POST
+def staff_study_report_build(request: HttpRequest, slug: str) -> HttpResponse:
+    study = get_object_or_404(Study, slug=slug)
+    if report.study_report_rebuild(study=study) == "built":
+        messages.success(request, "The report was rebuilt from the answers as they are now.")
+    else:
+        messages.info(request, "The report is being rebuilt; reload this page in a minute.")
+    return redirect(reverse("staff-study", args=[slug]) + "#report")
+
+
+@staff_member_required
+def staff_study_report_plot(request: HttpRequest, slug: str, plot: str) -> HttpResponse:
+    study = get_object_or_404(Study, slug=slug)
+    png = report.study_report_plot(study=study, name=plot)
+    if png is None:
+        raise Http404("No such plot, or no report built yet.")
+    response = HttpResponse(png, content_type="image/png")
+    # The page links each plot with the report's build time, so a rebuilt
+    # report has new URLs and an old plot can be cached.
+    response["Cache-Control"] = "private, max-age=86400"
     return response

@@ -1,0 +1,27 @@
+"""Print a study's report, built from the answers as they are now."""
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from turingtest.stats.report import report_markdown
+from turingtest.studies.models import Study
+from turingtest.studies.report import study_report
+
+
+class Command(BaseCommand):
+    help = "Print a study's statistics report as JSON or Markdown (built fresh)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug")
+        parser.add_argument("--format", choices=["json", "md"], default="md")
+
+    def handle(self, *args, **opts):
+        study = Study.objects.filter(slug=opts["slug"]).first()
+        if study is None:
+            raise CommandError(f"No study {opts['slug']!r}.")
+        report = study_report(study)
+        if opts["format"] == "json":
+            self.stdout.write(json.dumps(report, indent=2))
+        else:
+            self.stdout.write(report_markdown(report))

@@ -1,0 +1,516 @@
+"""The study report from the database: rows for the statistics, stored reports.
+
+:func:`report_rows` reads a study's final answers in the shape that
+:func:`turingtest.stats.report.build_report` takes and :func:`study_report`
+builds the report from them. Built reports are kept as
+:class:`~turingtest.studies.models.StudyReport` rows, so the staff page shows
+one without computing it: a large study's report takes seconds, which no web
+request may spend. :func:`study_report_for_page` says whether the stored one
+is stale; :func:`study_report_refresh` (the Celery task's body) rebuilds it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import markdown
+from django.db import transaction
+from django.db.models import Count, Max
+from django.utils import timezone
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
+
+from turingtest.stats import plots as report_plots
+from turingtest.stats.report import (
+    REPORT_VERSION,
+    build_report,
+    image_summary_rows,
+    imrmc_rows,
+    reader_summary_rows,
+    report_markdown,
+)
+from turingtest.studies.exports import is_correct
+from turingtest.studies.models import (
+    Case,
+    Enrollment,
+    Judgment,
+    JudgmentRevision,
+    Study,
+    StudyReport,
+)
+
+# Up to this many answers the page builds a stale report itself. Measured on
+# this 2-core machine (SQLite): reading 1,800 answers (15 readers x 60 cases
+# x 2 phases) and building their report takes 0.2-0.4 s, 5,000 answers
+# 0.5-0.7 s. The plots are not drawn then (about 0.2-0.35 s each, 1 s for
+# all four): the plot view draws each on its first request and stores it, so
+# no request passes a second.
+SYNC_BUILD_MAX_ANSWERS = 5000
+
+# name -> (title, drawing function)
+PLOTS: dict[str, tuple[str, Callable[[Mapping[str, Any]], bytes]]] = {
+    "forest": ("Accuracy per reader", report_plots.forest_plot),
+    "roc": ("ROC curves", report_plots.roc_plot),
+    "kl-confusion": ("KL grades, real vs synthetic", report_plots.kl_confusion_plot),
+    "realism": ("Realism of each image", report_plots.realism_histogram),
+}
+THUMBNAILS = 6
+
+
+# ---------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class AnswersFingerprint:
+    """What changes whenever a study's answers change (they are append-only)."""
+
+    answers_count: int
+    revisions_count: int
+    last_answer_at: datetime | None
+
+
+def _judgments(study: Study):
+    return Judgment.objects.filter(
+        session__enrollment__study=study, session__phase__isnull=False
+    )
+
+
+def answers_fingerprint(study: Study) -> AnswersFingerprint:
+    """Counts and latest time of the answers the report is built from."""
+    judgments = _judgments(study).aggregate(n=Count("id"), last=Max("answered_at"))
+    revisions = JudgmentRevision.objects.filter(
+        judgment__session__enrollment__study=study,
+        judgment__session__phase__isnull=False,
+    ).aggregate(n=Count("id"), last=Max("answered_at"))
+    times = [t for t in (judgments["last"], revisions["last"]) if t is not None]
+    return AnswersFingerprint(judgments["n"], revisions["n"], max(times, default=None))
+
+
+def report_rows(study: Study) -> Iterator[dict[str, Any]]:
+    """One row per judgment outside practice, with its final answer and case role.
+
+    A revised judgment counts with its latest revision; the reading time
+    stays that of the first answer, when the image was read. Case and reader
+    fields are read once and shared between rows, which keeps a study of
+    800,000 answers in memory.
+    """
+    cases = {}
+    for pk, number, role, token, source, grade, generator in Case.objects.filter(
+        study=study
+    ).values_list(
+        "id",
+        "number",
+        "role",
+        "image__token",
+        "image__source",
+        "image__kl_grade",
+        "image__generator__name",
+    ):
+        cases[pk] = (number, role, token, source, grade, generator or "")
+    readers = {
+        pk: (code, profession, years)
+        for pk, code, profession, years in Enrollment.objects.filter(
+            study=study
+        ).values_list(
+            "id", "reader__code", "reader__profession", "reader__experience_years"
+        )
+    }
+    latest = {
+        judgment: (answer, confidence, grade)
+        for judgment, answer, confidence, grade in JudgmentRevision.objects.filter(
+            judgment__session__enrollment__study=study,
+            judgment__session__phase__isnull=False,
+        )
+        .order_by("judgment_id", "revision")
+        .values_list("judgment_id", "answer", "confidence", "kl_grade")
+    }
+    judgments = (
+        _judgments(study)
+        .order_by("session_id", "position")
+        .values_list(
+            "id",
+            "session__enrollment_id",
+            "session__phase__kind",
+            "position",
+            "case_id",
+            "answer",
+            "confidence",
+            "kl_grade",
+            "duration_ms",
+        )
+    )
+    slug = study.slug
+    for pk, enrollment, phase, position, case, *answer, duration in judgments.iterator(
+        chunk_size=5000
+    ):
+        code, profession, years = readers[enrollment]
+        number, role, token, source, reference, generator = cases[case]
+        answer, confidence, grade = latest.get(pk, answer)
+        yield {
+            "study": slug,
+            "reader": code,
+            "reader_profession": profession,
+            "reader_experience_years": years,
+            "phase": phase,
+            "position": position + 1,
+            "case": number,
+            "image": token,
+            "role": role,
+            "truth": source,
+            "reference_kl": reference,
+            "generator": generator,
+            "answer": answer,
+            "confidence": confidence,
+            "kl_grade": grade,
+            "correct": is_correct(phase, source, reference, answer, grade),
+            "duration_ms": duration,
+        }
+
+
+def study_report(study: Study) -> dict[str, Any]:
+    """The full report of the study's answers as they are now (JSON-ready)."""
+    return build_report(report_rows(study), study=study.slug)
+
+
+# ---------------------------------------------------------------- storing
+
+
+def _is_current(stored: StudyReport | None, fingerprint: AnswersFingerprint) -> bool:
+    return (
+        stored is not None
+        and stored.version == REPORT_VERSION
+        and stored.answers_count == fingerprint.answers_count
+        and stored.revisions_count == fingerprint.revisions_count
+        and stored.last_answer_at == fingerprint.last_answer_at
+    )
+
+
+def _png_text(png: bytes) -> str:
+    return base64.b64encode(png).decode("ascii")
+
+
+def study_report_save(*, study: Study, with_plots: bool = True) -> StudyReport:
+    """Build the study's report now and store it in place of the last one.
+
+    The fingerprint is read before the answers, so an answer arriving during
+    the build leaves the stored report marked stale rather than current.
+    """
+    fingerprint = answers_fingerprint(study)
+    start = time.perf_counter()
+    data = study_report(study)
+    plots = (
+        {name: _png_text(draw(data)) for name, (_, draw) in PLOTS.items()}
+        if with_plots
+        else {}
+    )
+    seconds = time.perf_counter() - start
+    with transaction.atomic():
+        stored, _ = StudyReport.objects.update_or_create(
+            study=study,
+            defaults={
+                "version": REPORT_VERSION,
+                "built_at": timezone.now(),
+                "build_seconds": seconds,
+                "answers_count": fingerprint.answers_count,
+                "revisions_count": fingerprint.revisions_count,
+                "last_answer_at": fingerprint.last_answer_at,
+                "data": data,
+                "plots": plots,
+            },
+        )
+    return stored
+
+
+def study_report_refresh(*, study_id: int) -> tuple[StudyReport | None, bool]:
+    """Make the stored report current and complete; (report, whether rebuilt).
+
+    Idempotent: over unchanged answers a second run builds nothing, and a
+    report built by a page without its plots only gets the plots drawn.
+    None when the study is gone.
+    """
+    study = Study.objects.filter(pk=study_id).first()
+    if study is None:
+        return None, False
+    stored = StudyReport.objects.filter(study=study).defer("data").first()
+    if not _is_current(stored, answers_fingerprint(study)):
+        return study_report_save(study=study), True
+    for name in PLOTS:
+        if name not in stored.plots:
+            study_report_plot(study=study, name=name)
+    return stored, False
+
+
+def _queue(study_id: int) -> None:
+    from turingtest.studies.tasks import study_report_build
+
+    # CPU work: the default queue, never a gpu worker's.
+    study_report_build.apply_async(args=[study_id], queue="default")
+
+
+def study_report_rebuild(*, study: Study) -> str:
+    """Rebuild now where that is quick ("built"), else queue the task ("queued")."""
+    if answers_fingerprint(study).answers_count < SYNC_BUILD_MAX_ANSWERS:
+        study_report_save(study=study, with_plots=False)
+        return "built"
+    transaction.on_commit(lambda: _queue(study.pk))
+    return "queued"
+
+
+@dataclass(frozen=True)
+class PageReport:
+    """The stored report as the staff page shows it."""
+
+    stored: StudyReport | None
+    stale: bool
+    answers_count: int
+
+
+def study_report_for_page(*, study: Study) -> PageReport:
+    """The stored report, built here first if it is stale and the study small."""
+    fingerprint = answers_fingerprint(study)
+    stored = StudyReport.objects.filter(study=study).defer("plots").first()
+    current = _is_current(stored, fingerprint)
+    if not current and fingerprint.answers_count < SYNC_BUILD_MAX_ANSWERS:
+        stored = study_report_save(study=study, with_plots=False)
+        current = True
+    return PageReport(stored, not current, fingerprint.answers_count)
+
+
+def study_report_plot(*, study: Study, name: str) -> bytes | None:
+    """A plot of the stored report as PNG, drawn and kept on first request.
+
+    None when the name is unknown or no report is stored yet.
+    """
+    if name not in PLOTS:
+        return None
+    stored = StudyReport.objects.filter(study=study).defer("data").first()
+    if stored is None:
+        if answers_fingerprint(study).answers_count >= SYNC_BUILD_MAX_ANSWERS:
+            return None
+        stored = study_report_save(study=study, with_plots=False)
+    if name in stored.plots:
+        return base64.b64decode(stored.plots[name])
+    data = StudyReport.objects.values_list("data", flat=True).get(pk=stored.pk)
+    png = PLOTS[name][1](data)
+    with transaction.atomic():
+        # Other plots of the same report may be stored meanwhile; keep them.
+        row = StudyReport.objects.select_for_update().defer("data").get(pk=stored.pk)
+        if row.built_at == stored.built_at and name not in row.plots:
+            row.plots = row.plots | {name: _png_text(png)}
+            row.save(update_fields=["plots"])
+    return png
+
+
+def study_report_current(study: Study) -> dict[str, Any]:
+    """The report of the answers as they are now: the stored one if current."""
+    stored = StudyReport.objects.filter(study=study).defer("plots").first()
+    if _is_current(stored, answers_fingerprint(study)):
+        return stored.data
+    return study_report_save(study=study, with_plots=False).data
+
+
+# ---------------------------------------------------------------- exports
+
+
+def reader_summary_export(study: Study) -> list[dict[str, Any]]:
+    return reader_summary_rows(study_report_current(study))
+
+
+def image_summary_export(study: Study) -> list[dict[str, Any]]:
+    return image_summary_rows(study_report_current(study))
+
+
+def report_json_export(study: Study) -> Iterator[str]:
+    # Sorted keys: PostgreSQL's jsonb does not keep the order of stored keys,
+    # and the file should not depend on the database or on a cache.
+    yield json.dumps(study_report_current(study), indent=2, sort_keys=True) + "\n"
+
+
+def imrmc_export(study: Study) -> list[dict[str, str]]:
+    return imrmc_rows(report_rows(study))
+
+
+# ---------------------------------------------------------------- display
+
+
+def _pct(d: Mapping[str, Any] | None) -> str:
+    if not d or d.get("estimate") is None:
+        return "n/a"
+    ci = d.get("ci") or [None, None]
+    if ci[0] is None or ci[1] is None:
+        return f"{100 * d['estimate']:.1f}%"
+    return f"{100 * d['estimate']:.1f}% ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})"
+
+
+def _num(d: Mapping[str, Any] | None, digits: int = 3) -> str:
+    if not d or d.get("estimate") is None:
+        return "n/a"
+    ci = d.get("ci") or [None, None]
+    if ci[0] is None or ci[1] is None:
+        return f"{d['estimate']:.{digits}f}"
+    return f"{d['estimate']:.{digits}f} ({ci[0]:.{digits}f}–{ci[1]:.{digits}f})"
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _fixed(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _detection_view(d: Mapping[str, Any]) -> dict[str, Any]:
+    asym = d["error_asymmetry"]
+    eq = d["equivalence"]["readers"]
+    agreement = d["agreement"]
+    return {
+        "phase": d["phase"],
+        "n_readers": d["n_readers"],
+        "n_cases": d["n_cases"],
+        "n_real": d["n_real"],
+        "n_synthetic": d["n_synthetic"],
+        "note": d.get("note"),
+        "readers": [
+            {
+                "reader": r["reader"],
+                "profession": r["profession"],
+                "experience_years": r["experience_years"],
+                "n": r["n"],
+                "accuracy": _pct(r["accuracy"]),
+                "p_value": _p(r["p_value"]),
+                "sensitivity": _pct(r["sensitivity"]),
+                "specificity": _pct(r["specificity"]),
+                "fake_as_real": _pct(r["fake_as_real"]),
+                "real_as_fake": _pct(r["real_as_fake"]),
+                "d_prime": _fixed(r["d_prime"]),
+                "auc": _num(r["auc"]) if r["auc"] else "n/a",
+            }
+            for r in d["readers"]
+        ],
+        "pooled_accuracy": _pct(d["pooled_accuracy"]),
+        "pooled_p": _p(d["pooled_accuracy"].get("p_value")),
+        "mrmc_percent_correct": _pct(d["mrmc_percent_correct"]),
+        "mrmc_auc": _num(d["mrmc_auc"]),
+        "mrmc_auc_p": _p(d["mrmc_auc"].get("p_value")),
+        "fake_as_real": _pct(asym["fake_as_real"]["pooled"]),
+        "real_as_fake": _pct(asym["real_as_fake"]["pooled"]),
+        "asymmetry": _pct(asym["difference"]),
+        "asymmetry_p": _p(asym["difference"].get("p_value")),
+        "tost_margin": f"{100 * d['equivalence']['margin']:.0f}",
+        "tost_equivalent": eq.get("equivalent"),
+        "tost_p": _p(eq.get("p_value")),
+        "tost_note": eq.get("note"),
+        "fleiss_kappa": _num(agreement["fleiss_kappa"]),
+        "krippendorff_alpha": _num(agreement["krippendorff_alpha"]),
+        "cohen_kappa_mean": _fixed(agreement["cohen_kappa"].get("mean"), 3),
+    }
+
+
+def _grading_view(g: Mapping[str, Any]) -> dict[str, Any]:
+    summary = g["summary"]
+    sources = ("real", "synthetic")
+    alpha = g["inter_reader_alpha"]
+    return {
+        "phase": g["phase"],
+        "n_readers": g["n_readers"],
+        "n_cases": g["n_cases"],
+        "note": g.get("note"),
+        "summary": [
+            {
+                "source": source,
+                "kappa": _num(summary[source]["mean_kappa_quadratic"]),
+                "exact": _pct(summary[source]["pooled_exact"]),
+                "alpha": _num(alpha.get(source)),
+            }
+            for source in sources
+        ],
+        "difference": _num(summary["kappa_difference"]),
+        "difference_p": _p(summary["kappa_difference"].get("p_value")),
+        "readers": [
+            {
+                "reader": r["reader"],
+                **{
+                    f"kappa_{s}": _num(r[s].get("kappa_quadratic"), 2)
+                    if r[s].get("n")
+                    else "n/a"
+                    for s in sources
+                },
+                **{
+                    f"exact_{s}": _pct(r[s].get("exact")) if r[s].get("n") else "n/a"
+                    for s in sources
+                },
+            }
+            for r in g["readers"]
+        ],
+    }
+
+
+def _thumbnails(detection: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    for phase in ("detection", "combined"):
+        if phase in detection:
+            images = detection[phase]["images"]
+            break
+    else:
+        return {"most": [], "least": []}
+    fakes = [
+        i
+        for i in images
+        if i["truth"] == "synthetic" and i["fraction_real"] is not None
+    ]
+    fakes.sort(key=lambda i: (-i["fraction_real"], str(i["case"])))
+
+    def view(i: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "token": i["image"],
+            "case": i["case"],
+            "reference_kl": i["reference_kl"],
+            "called_real": f"{i['n_called_real']} of {i['n']}",
+            "fraction_real": f"{100 * i['fraction_real']:.0f}%",
+        }
+
+    k = min(THUMBNAILS, len(fakes) // 2) if len(fakes) > 1 else len(fakes)
+    most = fakes[:k]
+    least = fakes[::-1][: min(THUMBNAILS, len(fakes) - k)]
+    return {"most": [view(i) for i in most], "least": [view(i) for i in least]}
+
+
+def report_page(*, study: Study) -> dict[str, Any] | None:
+    """What the staff page shows of the stored report, formatted for display.
+
+    None while no report is stored (a large study before its first build).
+    """
+    page = study_report_for_page(study=study)
+    stored = page.stored
+    if stored is None:
+        return None
+    data = stored.data
+    phases = ("grading", "detection", "combined")
+    detection = data.get("detection") or {}
+    grading = data.get("grading") or {}
+    return {
+        "stale": page.stale,
+        "answers_now": page.answers_count,
+        "built_at": stored.built_at,
+        "build_seconds": stored.build_seconds,
+        "answers_count": stored.answers_count,
+        "counts": data["counts"],
+        "n_readers": len(data["readers"]),
+        "attention": data["attention"],
+        "messages": data.get("messages", []),
+        "detection": [_detection_view(detection[p]) for p in phases if p in detection],
+        "grading": [_grading_view(grading[p]) for p in phases if p in grading],
+        "thumbnails": _thumbnails(detection),
+        "plots": [(name, title) for name, (title, _) in PLOTS.items()],
+        # Escaped first: reader codes and generator names are user input.
+        "full_html": mark_safe(
+            markdown.markdown(escape(report_markdown(data)), extensions=["extra"])
+        ),
+    }
