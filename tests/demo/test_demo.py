@@ -1,0 +1,64 @@
+"""``make demo``'s build step, run as a user runs it: a real worker, the embedded defaults."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+pytestmark = [pytest.mark.worker, pytest.mark.slow]
+
+
+def _manage(env: dict, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_demo_builds_a_study_with_generated_images_and_answers(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env |= {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "MEDIA_ROOT": str(tmp_path / "media"),
+        "BROKER_DIR": str(tmp_path / "broker"),
+        "DJANGO_SETTINGS_MODULE": "turingtest.settings",
+    }
+    workdir = tmp_path / "demo"
+    args = ("demo", "--no-serve", "--workdir", str(workdir), "--readers", "3", "--per-grade", "2", "--train-steps", "2")
+    first = _manage(env, *args)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "turingtest demo is ready" in first.stdout
+    links = [line.strip() for line in first.stdout.splitlines() if "/invite/" in line]
+    assert len(links) == 3
+    assert (workdir / "runs" / "demo" / "checkpoint.pt").exists()
+
+    out = tmp_path / "results"
+    assert _manage(env, "export_results", "demo-knee", "--out", str(out)).returncode == 0
+    images = list(csv.DictReader((out / "images.csv").open()))
+    main = [r for r in images if r["role"] == "main"]
+    assert len(main) == 20
+    assert {r["generator"] for r in main if r["truth"] == "synthetic"} == {"demo"}
+    judgments = list(csv.DictReader((out / "judgments.csv").open()))
+    assert len(judgments) == 3 * 2 * 20
+    readers = list(csv.DictReader((out / "readers.csv").open()))
+    assert len(readers) == 3 and all(r["completed_at"] for r in readers)
+
+    report = _manage(env, "study_report", "demo-knee", "--format", "json")
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)
+
+    started = time.monotonic()
+    again = _manage(env, *args, timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert time.monotonic() - started < 60
+    assert [line.strip() for line in again.stdout.splitlines() if "/invite/" in line] == links

@@ -1,0 +1,227 @@
+"""``make demo``: a living study built the way production builds one.
+
+Real pool (your folder, or the procedural knee phantom) → a generator trained
+briefly on it → a generation job run by a real Celery worker on the embedded
+broker → a two-phase study with simulated readers and invitation links. Each
+step is skipped when its result already exists, so a second run starts in
+seconds.
+"""
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import transaction
+from tqdm import tqdm
+
+from turingtest.studies import services
+from turingtest.studies.models import Case, GenerationJob, Generator, Image, Study
+
+DEMO_SLUG = "demo-knee"
+GENERATOR_NAME = "demo"
+ADMIN_USER = "admin"
+
+
+@dataclass
+class DemoOptions:
+    data: str | None = None
+    workdir: Path = field(default_factory=lambda: settings.VAR_DIR / "demo")
+    per_grade: int = 6  # main cases per grade and source
+    practice: int = 4
+    readers: int = 20
+    train_args: tuple[str, ...] = ("--config", "tiny", "--resolution", "64", "--minutes", "3")
+    say: Callable[[str], None] = print
+
+
+@dataclass
+class DemoResult:
+    study: Study
+    admin_user: str
+    admin_password: str
+    links: list[str]
+
+
+def _admin(workdir: Path) -> tuple[str, str]:
+    secret = workdir / "admin-password.txt"
+    user_model = get_user_model()
+    if secret.exists() and user_model.objects.filter(username=ADMIN_USER).exists():
+        return ADMIN_USER, secret.read_text().strip()
+    password = secrets.token_urlsafe(9)
+    user, _ = user_model.objects.get_or_create(username=ADMIN_USER, defaults={"email": "admin@example.org"})
+    user.is_staff = user.is_superuser = True
+    user.set_password(password)
+    user.save()
+    secret.write_text(password)
+    secret.chmod(0o600)
+    return ADMIN_USER, password
+
+
+def _real_pool(opts: DemoOptions) -> Path:
+    """Fill the real pool once; returns the folder the generator trains on."""
+    from turingtest.imaging.phantom import phantom_dataset
+    from turingtest.imaging.services import images_import
+
+    if opts.data:
+        source = Path(opts.data).expanduser()
+        if not source.exists():
+            raise SystemExit(f"DATA={opts.data}: no such folder or file.")
+    else:
+        source = opts.workdir / "phantoms"
+        needed = opts.per_grade + opts.practice + 2
+        if not (source / "4").exists():
+            opts.say(f"Drawing {needed * 5} procedural knee phantoms (no DATA given)…")
+            phantom_dataset(source, per_grade=needed, size=settings.TURINGTEST["IMAGE_SIZE"], seed=2024)
+    if not Image.objects.filter(source="real").exists():
+        opts.say(f"Importing real images from {source}…")
+        with tqdm(desc="import", unit="img") as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.total, bar.n = total, done
+                bar.refresh()
+
+            result = images_import(source, source="real", progress=progress)
+        opts.say(result.summary())
+    return source
+
+
+def _generator(opts: DemoOptions, data: Path) -> Generator:
+    from turingtest.studies.generation import generator_register
+
+    existing = Generator.objects.filter(name=GENERATOR_NAME).first()
+    if existing is not None:
+        return existing
+    run = opts.workdir / "runs" / GENERATOR_NAME
+    checkpoint = run / "checkpoint.pt"
+    if not checkpoint.exists():
+        opts.say("Training the demo generator (a few minutes on a CPU; reused next time)…")
+        subprocess.run(
+            [sys.executable, "-m", "generator.train", "--data", str(data), "--out", str(run), *opts.train_args],
+            check=True,
+        )
+    return generator_register(checkpoint=checkpoint, name=GENERATOR_NAME)
+
+
+def worker_start(log: Path) -> subprocess.Popen:
+    """A Celery worker for both queues, on whatever broker the settings name."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "turingtest",
+            "worker",
+            "-Q",
+            "gpu,default",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            f"demo-{os.getpid()}@%h",
+        ],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env=os.environ | {"DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "turingtest.settings")},
+    )
+
+
+def _synthetic_pool(opts: DemoOptions, generator: Generator, worker: subprocess.Popen) -> None:
+    from turingtest.studies.generation import generation_job_create, generation_job_requeue
+
+    have = Image.objects.filter(source="synthetic", generator=generator).count()
+    wanted = (opts.per_grade + 2) * 5
+    if have >= opts.per_grade * 5:
+        return
+    job = GenerationJob.objects.filter(generator=generator).exclude(status=GenerationJob.Status.FAILED).first()
+    with transaction.atomic():
+        if job is None or job.status == GenerationJob.Status.DONE:
+            job = generation_job_create(generator=generator, per_grade={g: wanted // 5 for g in range(5)})
+        else:
+            generation_job_requeue(job=job)  # left unfinished by an interrupted demo
+    opts.say(f"Generation job {job.pk} queued; the Celery worker beside the demo runs it…")
+    with tqdm(total=job.total, desc="generate", unit="img") as bar:
+        while True:
+            job.refresh_from_db()
+            bar.n = job.done
+            bar.refresh()
+            if job.status in (GenerationJob.Status.DONE, GenerationJob.Status.FAILED):
+                break
+            if worker.poll() is not None:
+                raise SystemExit("The Celery worker stopped; see var/demo/worker.log.")
+            time.sleep(0.5)
+    if job.status == GenerationJob.Status.FAILED:
+        raise SystemExit(f"Generation failed: {job.error}")
+
+
+def _study(opts: DemoOptions) -> Study:
+    from turingtest.studies.simulation import readers_simulate
+
+    study = Study.objects.filter(slug=DEMO_SLUG).first()
+    if study is not None:
+        return study
+    study = services.study_create(
+        slug=DEMO_SLUG,
+        name="Knee radiographs: real or synthetic? (demo)",
+        phases=("grading", "detection"),
+        practice_count=opts.practice,
+        show_score=True,
+        instructions=(
+            "Thank you for taking part. You will see knee radiographs (AP view), one at a time.\n\n"
+            "Work at your usual reading pace; there is no time limit, and you can pause and come back."
+        ),
+    )
+    services.cases_build(study=study, per_grade=opts.per_grade, seed=1)
+    study = services.study_open(study=study)
+    opts.say(f"Simulating {opts.readers} readers…")
+    with tqdm(total=opts.readers, desc="readers", unit="reader") as bar:
+        readers_simulate(study=study, readers=opts.readers, accuracy=0.65, seed=1, progress=bar.update)
+    return study
+
+
+def _links(opts: DemoOptions, study: Study, base_url: str, count: int = 3) -> list[str]:
+    """Three unused invitation links, kept between runs (only hashes live in the database)."""
+    store = opts.workdir / "invitations.txt"
+    tokens = store.read_text().split() if store.exists() else []
+    tokens = [t for t in tokens if services.invitation_find(token=t) is not None]
+    while len(tokens) < count:
+        tokens += [token for _, token in services.invitations_create(study=study, count=count - len(tokens))]
+    store.write_text("\n".join(tokens) + "\n")
+    return [f"{base_url}/invite/{t}/" for t in tokens]
+
+
+def demo_build(opts: DemoOptions, *, base_url: str = "http://127.0.0.1:8000") -> tuple[DemoResult, subprocess.Popen]:
+    """Build (or find) everything the demo shows; returns it with the running worker."""
+    opts.workdir.mkdir(parents=True, exist_ok=True)
+    call_command("migrate", verbosity=0)
+    user, password = _admin(opts.workdir)
+    data = _real_pool(opts)
+    generator = _generator(opts, data)
+    worker = worker_start(opts.workdir / "worker.log")
+    try:
+        _synthetic_pool(opts, generator, worker)
+        study = _study(opts)
+        links = _links(opts, study, base_url)
+    except BaseException:
+        worker_stop(worker)
+        raise
+    assert study.cases.filter(role=Case.Role.MAIN).exists()
+    return DemoResult(study, user, password, links), worker
+
+
+def worker_stop(worker: subprocess.Popen) -> None:
+    if worker.poll() is None:
+        worker.terminate()
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()

@@ -1,0 +1,49 @@
+from pathlib import Path
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from turingtest.demo import DemoOptions, demo_build, worker_stop
+
+
+class Command(BaseCommand):
+    help = "Build the demo study (once) and serve it with a Celery worker beside the web server."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--data", default=None, help="Real images (any layout import_images accepts).")
+        parser.add_argument("--addr", default="127.0.0.1:8000")
+        parser.add_argument("--readers", type=int, default=20)
+        parser.add_argument("--per-grade", type=int, default=6, help="Main cases per KL grade and source.")
+        parser.add_argument("--workdir", default=None, help="Where the demo keeps its files (default var/demo).")
+        parser.add_argument(
+            "--train-steps", type=int, default=None, help="Train the generator this many steps (default: 3 minutes)."
+        )
+        parser.add_argument("--no-serve", action="store_true", help="Build only, then exit.")
+
+    def handle(self, *args, **opts):
+        base_url = f"http://{opts['addr']}"
+        options = DemoOptions(
+            data=opts["data"], readers=opts["readers"], per_grade=opts["per_grade"], say=self.stdout.write
+        )
+        if opts["workdir"]:
+            options.workdir = Path(opts["workdir"])
+        if opts["train_steps"]:
+            options.train_args = ("--config", "tiny", "--resolution", "64", "--steps", str(opts["train_steps"]))
+        result, worker = demo_build(options, base_url=base_url)
+        try:
+            study = result.study
+            self.stdout.write(
+                self.style.SUCCESS("\nturingtest demo is ready")
+                + f"\n  Reading and results: {base_url}/"
+                + f"\n  Admin:               {base_url}/admin/  user {result.admin_user!r}, password {result.admin_password!r}"
+                + f"\n  Study page:          {base_url}/staff/studies/{study.slug}/"
+                + "\n  Invitation links for real readers (single use):\n    "
+                + "\n    ".join(result.links)
+                + "\n\nCtrl-C stops the web server and the worker.\n"
+            )
+            if not opts["no_serve"]:
+                call_command("runserver", opts["addr"], use_reloader=False)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            worker_stop(worker)
