@@ -1,7 +1,12 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import NestedObjects, unquote
+from django.core.exceptions import ValidationError
+from django.db import router
+from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
+from turingtest.studies import backup
 from turingtest.studies.models import (
     Case,
     Enrollment,
@@ -42,7 +47,7 @@ class StudyAdmin(admin.ModelAdmin):
         fields = list(super().get_readonly_fields(request, obj))
         if obj is not None and obj.status != Study.Status.DRAFT:
             # Readers are mid-study: the protocol they were given stays as it was.
-            fields += ["slug", "seed", "edit_policy", "practice_count"]
+            fields += ["slug", "seed", "edit_policy", "practice_count", "instructions", "consent_text"]
         return fields
 
     def get_prepopulated_fields(self, request, obj=None):
@@ -50,6 +55,45 @@ class StudyAdmin(admin.ModelAdmin):
 
     def get_inlines(self, request, obj):
         return [] if obj is not None and obj.status != Study.Status.DRAFT else self.inlines
+
+    # Deleting a study with answers: one at a time, typed confirmation, results first.
+    delete_confirmation_template = "admin/studies/study/delete_confirmation.html"
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        # Answers and an open study's cases are never deleted one by one; with
+        # their study they go, once delete_model has exported them.
+        perms_needed -= {m._meta.verbose_name for m in (Case, Judgment, JudgmentRevision)}
+        if protected:
+            collector = NestedObjects(using=router.db_for_write(Study))
+            collector.collect(objs)
+            # Judgments protect their cases; study_delete removes them first.
+            if all(isinstance(obj, Judgment) for obj in collector.protected):
+                protected = []
+        return deleted, counts, perms_needed, protected
+
+    def delete_view(self, request, object_id, extra_context=None):
+        study = self.get_object(request, unquote(object_id))
+        answers = backup.study_answer_count(study=study) if study is not None else 0
+        if answers and request.method == "POST" and request.POST.get("confirm", "").strip() != study.slug:
+            messages.error(request, f"Type the study's slug ({study.slug}) to confirm its deletion.")
+            return HttpResponseRedirect(request.path)
+        extra_context = (extra_context or {}) | {"answers": answers, "deleted_dir": backup.deleted_dir()}
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ValidationError as exc:  # answers arrived after the page was shown
+            messages.error(request, " ".join(exc.messages))
+            return HttpResponseRedirect(request.path)
+
+    def delete_model(self, request, obj):
+        deleted = backup.study_delete(study=obj, confirmation=request.POST.get("confirm", ""))
+        if deleted.archive is not None:
+            messages.info(request, f"Its answers and a restorable backup were written to {deleted.archive}.")
 
 
 @admin.register(Image)
@@ -72,12 +116,35 @@ class ImageAdmin(admin.ModelAdmin):
     def original_name(self, obj: Image) -> str:
         return obj.original.name or "—"
 
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.cases.exclude(study__status=Study.Status.DRAFT).exists():
+            # The truth of a case that readers are answering (or have answered).
+            fields += ["source", "kl_grade", "generator", "seed"]
+        return fields
+
 
 @admin.register(Case)
 class CaseAdmin(admin.ModelAdmin):
     list_display = ["study", "number", "role", "image"]
     list_filter = ["study", "role"]
     raw_id_fields = ["image"]
+
+    # Cases change only while their study is a draft: readers mid-study keep theirs.
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.study.status != Study.Status.DRAFT:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.study.status != Study.Status.DRAFT:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "study":
+            kwargs["queryset"] = Study.objects.filter(status=Study.Status.DRAFT)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 @admin.register(Reader)
