@@ -416,7 +416,7 @@ def judgment_record(
     next unanswered position can be answered.
     """
     now = now or timezone.now()
-    session = ReadingSession.objects.select_for_update().select_related("enrollment__study", "phase").get(pk=session.pk)
+    session = ReadingSession.objects.select_for_update(of=("self",)).select_related("enrollment__study", "phase").get(pk=session.pk)
     if session.enrollment.study.status != Study.Status.OPEN:
         raise AnswerInvalid("This study is not open for reading.")
     existing = session.judgments.filter(position=position).first()
@@ -457,7 +457,7 @@ def judgment_revise(
 ) -> JudgmentRevision:
     """Change an answer where the study allows it; the first answer stays as it was."""
     now = now or timezone.now()
-    session = ReadingSession.objects.select_for_update().select_related("enrollment__study", "phase").get(pk=session.pk)
+    session = ReadingSession.objects.select_for_update(of=("self",)).select_related("enrollment__study", "phase").get(pk=session.pk)
     study = session.enrollment.study
     if study.edit_policy != Study.EditPolicy.UNTIL_PHASE_END or session.phase is None:
         raise AnswerInvalid("Answers in this study cannot be changed once given.")
