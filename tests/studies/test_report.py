@@ -356,3 +356,40 @@ def test_stale_report_is_flagged_and_rebuilt_through_the_queue(
     page = staff_client.get(f"/staff/studies/{answered.slug}/").content.decode()
     assert 'id="report-stale"' not in page
     assert StudyReport.objects.get().answers_count == 100
+
+
+def test_report_from_the_database_equals_the_report_of_the_same_answers(db):
+    from turingtest.stats.report import build_report
+    from turingtest.stats.simulate import simulate_rows
+    from turingtest.studies.simulated_rows import study_load_rows
+
+    rows = simulate_rows(6, 20, n_practice=2, n_attention=2, seed=4, study="sim")
+    study = study_load_rows(slug="sim", rows=rows)
+    db_report, memory = study_report(study), build_report(rows)
+    assert db_report["counts"]["main"] == memory["counts"]["main"] == 6 * 20 * 2
+    assert db_report["counts"]["attention"] == memory["counts"]["attention"]
+
+    def attention(report):
+        return [
+            (a["reader"], a["n"], a["n_failed"]) for a in report["attention"]["readers"]
+        ]
+
+    assert attention(db_report) == attention(memory)
+    d, m = db_report["detection"]["detection"], memory["detection"]["detection"]
+    for key in ("pooled_accuracy", "mrmc_percent_correct", "mrmc_auc"):
+        for field in ("estimate", "se", "df"):
+            assert d[key][field] == pytest.approx(m[key][field], rel=1e-9), key
+    assert d["agreement"]["fleiss_kappa"]["estimate"] == pytest.approx(
+        m["agreement"]["fleiss_kappa"]["estimate"], rel=1e-9
+    )
+    assert [r["accuracy"] for r in d["readers"]] == [
+        r["accuracy"] for r in m["readers"]
+    ]
+    g, mg = db_report["grading"]["grading"], memory["grading"]["grading"]
+    for source in ("real", "synthetic"):
+        assert g["summary"][source]["mean_kappa_quadratic"][
+            "estimate"
+        ] == pytest.approx(
+            mg["summary"][source]["mean_kappa_quadratic"]["estimate"], rel=1e-9
+        )
+    assert g["confusion"] == mg["confusion"]

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import markdown
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, Max
 from django.utils import timezone
@@ -482,6 +483,20 @@ def _thumbnails(detection: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]
     return {"most": [view(i) for i in most], "least": [view(i) for i in least]}
 
 
+def _full_html(stored: StudyReport) -> str:
+    # Rendering a large study's Markdown takes 0.3-0.5 s, which every view of
+    # the page would pay again; a rebuilt report has a new key.
+    key = f"study-report-html:{stored.pk}:{stored.built_at.timestamp()}"
+    html = cache.get(key)
+    if html is None:
+        # Escaped first: reader codes and generator names are user input.
+        html = markdown.markdown(
+            escape(report_markdown(stored.data)), extensions=["extra"]
+        )
+        cache.set(key, html, 7 * 24 * 3600)
+    return mark_safe(html)
+
+
 def report_page(*, study: Study) -> dict[str, Any] | None:
     """What the staff page shows of the stored report, formatted for display.
 
@@ -509,8 +524,5 @@ def report_page(*, study: Study) -> dict[str, Any] | None:
         "grading": [_grading_view(grading[p]) for p in phases if p in grading],
         "thumbnails": _thumbnails(detection),
         "plots": [(name, title) for name, (title, _) in PLOTS.items()],
-        # Escaped first: reader codes and generator names are user input.
-        "full_html": mark_safe(
-            markdown.markdown(escape(report_markdown(data)), extensions=["extra"])
-        ),
+        "full_html": _full_html(stored),
     }

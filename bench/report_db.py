@@ -1,0 +1,110 @@
+"""Time the study report read from the database, as the page and the task pay it.
+
+Run from the repository root (SQLite by default; set DATABASE_URL for
+PostgreSQL)::
+
+    .venv/bin/python bench/report_db.py [--large 200x2000] [--skip-large]
+
+Each size is a simulated study (grading + detection phases, 2 practice and 2
+attention-check cases) written in bulk into a throwaway test database. For
+each it prints: reading the answer fingerprint (what every page view pays),
+reading the rows, building the report, drawing the four plots, the whole
+rebuild as the Celery task runs it (with plots), the page's own rebuild
+(without plots) and a page view of a current stored report. The sizes are the reference study
+(15 readers x 60 images), the page's synchronous limit (about 5,000
+answers) and a large study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "turingtest.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db import connection  # noqa: E402
+from django.test.utils import setup_databases, teardown_databases  # noqa: E402
+
+from turingtest.stats.report import build_report  # noqa: E402
+from turingtest.stats.simulate import simulate_rows  # noqa: E402
+from turingtest.studies import report  # noqa: E402
+from turingtest.studies.simulated_rows import study_load_rows  # noqa: E402
+
+
+def _clock(fn):
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def _size(text: str) -> tuple[int, int]:
+    readers, cases = text.lower().split("x")
+    return int(readers), int(cases)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--large", type=_size, default=(200, 2000), metavar="RxC")
+    parser.add_argument("--skip-large", action="store_true")
+    args = parser.parse_args()
+    sizes = [("reference", 15, 60), ("sync limit", 24, 100)]
+    if not args.skip_large:
+        sizes.append(("large", *args.large))
+
+    old = setup_databases(verbosity=0, interactive=False)
+    try:
+        print(
+            f"python {platform.python_version()}, {connection.vendor}, "
+            f"{os.cpu_count()} CPUs; seconds, one run each"
+        )
+        header = (
+            f"{'study':<11}{'size':>11}{'answers':>9}{'load':>7}{'finger':>8}"
+            f"{'rows':>7}{'report':>8}{'plots':>7}{'task':>7}{'sync':>7}{'page':>7}"
+        )
+        print(header)
+        for i, (label, n_readers, n_cases) in enumerate(sizes):
+            rows = simulate_rows(n_readers, n_cases, seed=i)
+            load, study = _clock(
+                lambda rows=rows, i=i: study_load_rows(
+                    slug=f"bench{i}", rows=rows, reader_prefix=f"B{i}"
+                )
+            )
+            del rows
+            finger, fp = _clock(lambda study=study: report.answers_fingerprint(study))
+            read, db_rows = _clock(lambda study=study: list(report.report_rows(study)))
+            build, data = _clock(lambda db_rows=db_rows: build_report(db_rows))
+            del db_rows
+            draw, _ = _clock(
+                lambda data=data: [f(data) for _, f in report.PLOTS.values()]
+            )
+            task, _ = _clock(
+                lambda study=study: report.study_report_refresh(study_id=study.pk)
+            )
+            # What the page pays to build a report itself (no plots), and to
+            # show a stored current one.
+            sync, _ = _clock(
+                lambda study=study: report.study_report_save(
+                    study=study, with_plots=False
+                )
+            )
+            page, _ = _clock(lambda study=study: report.report_page(study=study))
+            print(
+                f"{label:<11}{f'{n_readers}x{n_cases}':>11}{fp.answers_count:>9,}"
+                f"{load:>7.1f}{finger:>8.3f}{read:>7.2f}{build:>8.2f}{draw:>7.2f}"
+                f"{task:>7.2f}{sync:>7.2f}{page:>7.2f}"
+            )
+    finally:
+        teardown_databases(old, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()
