@@ -130,5 +130,7 @@ def test_reader_completes_study_by_keyboard_and_export_matches(live_server, page
         for column, value in expected.items():
             assert row[column] == value, (row, expected)
         assert row["reader_profession"] == "radiologist" and row["reader_experience_years"] == "12"
+    page.goto(f"{base}/staff/studies/browser/")
+    page.wait_for_load_state("networkidle")  # the report's plots, before the server stops
     if SCREENSHOTS:
         page.screenshot(path=str(Path(SCREENSHOTS) / "study-page.png"), full_page=True)
