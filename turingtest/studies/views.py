@@ -1,15 +1,19 @@
 """Server-rendered pages: the reader's path through a study, and staff's study page."""
 
 import markdown
+from axes.handlers.proxy import AxesProxyHandler
+from axes.helpers import get_lockout_response
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import escape
+from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods, require_POST
 
 from turingtest.studies import report, selectors, services
@@ -34,10 +38,18 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
+# Invalid invitation links count as failed sign-ins of one pseudo-account per
+# address, so guessing links locks the address out as guessing passwords does.
+INVITATION_GUESS = {"username": "invitation-link"}
+
+
 @require_http_methods(["GET", "POST"])
 def invitation(request: HttpRequest, token: str) -> HttpResponse:
+    if AxesProxyHandler.is_locked(request, INVITATION_GUESS):
+        return get_lockout_response(request, None, INVITATION_GUESS)
     found = services.invitation_find(token=token)
     if found is None:
+        user_login_failed.send(sender=__name__, credentials=INVITATION_GUESS, request=request)
         # Unknown, used and expired tokens get the same answer.
         return render(request, "studies/invitation_invalid.html", status=404)
     reader = Reader.objects.filter(user=request.user).first() if request.user.is_authenticated else None
@@ -113,6 +125,7 @@ def study_home(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+@ensure_csrf_cookie  # the viewer sends the cookie's token with every answer
 def study_read(request: HttpRequest, slug: str) -> HttpResponse:
     enrollment = _enrollment_or_404(request, slug)
     if enrollment is None:
