@@ -1,0 +1,410 @@
+"""Who gets in: invitations, guessing, passwords, CSRF, production settings, CSP."""
+
+import json
+import math
+import os
+import re
+import secrets
+import string
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.apps import apps
+from django.conf import settings as django_settings
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
+
+from tests.conftest import PASSWORD, ReaderAPI
+from turingtest.studies import services
+from turingtest.studies.models import Invitation, Judgment, Study
+
+ROOT = Path(__file__).resolve().parents[2]
+URLSAFE = set(string.ascii_letters + string.digits + "-_")
+
+
+def signup_form(email: str, password: str = PASSWORD) -> dict:
+    return {
+        "name": "Dr Test",
+        "email": email,
+        "password": password,
+        "password_again": password,
+        "profession": "radiologist",
+        "experience_years": "5",
+    }
+
+
+# --- invitations ----------------------------------------------------------------
+
+
+def test_invitation_links_cannot_be_guessed(study):
+    created = services.invitations_create(study=study, count=200)
+    tokens = [token for _, token in created]
+    assert len(set(tokens)) == len(tokens)
+    for token in tokens:
+        assert set(token) <= URLSAFE
+        # URL-safe base64: 6 bits a character, from the OS's CSPRNG.
+        assert len(token) * math.log2(64) >= 190
+    # Characters are spread over the whole alphabet, as random tokens would be.
+    seen = "".join(tokens)
+    assert len(set(seen)) == 64
+    assert max(seen.count(c) for c in set(seen)) < 3 * len(seen) / 64
+    # Only a hash is stored: the database cannot give a link back.
+    stored = set(Invitation.objects.values_list("token_hash", flat=True))
+    assert not stored & set(tokens) and all(len(h) == 64 for h in stored)
+
+
+def test_wrong_used_expired_and_closed_links_look_the_same(study, make_study, client):
+    fresh = lambda s=study: services.invitations_create(study=s)[0]  # noqa: E731
+    used_inv, used = fresh()
+    assert (
+        client.post(f"/invite/{used}/", signup_form("a@example.org")).status_code == 302
+    )
+    client.logout()
+    expired_inv, expired = fresh()
+    Invitation.objects.filter(pk=expired_inv.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    closed_study = make_study(slug="closed", seed=3)
+    _, closed = fresh(closed_study)
+    services.study_close(study=closed_study)
+    wrong = secrets.token_urlsafe(24)
+    bodies = set()
+    for n, token in enumerate((wrong, used, expired, closed, "x", "a" * 300)):
+        for method in ("get", "post"):
+            # From separate addresses, so the lockout for guessing stays out of it.
+            visitor = Client(REMOTE_ADDR=f"10.0.{n}.{len(method)}")
+            response = getattr(visitor, method)(
+                f"/invite/{token}/", signup_form("b@example.org")
+            )
+            assert response.status_code == 404, (token, method)
+            bodies.add(response.content)
+    assert len(bodies) == 1
+    assert b"not valid" in bodies.pop()
+    assert Invitation.objects.filter(used_at__isnull=False).count() == 1
+
+
+def test_an_invitation_signs_up_exactly_one_reader(study, django_user_model):
+    _, token = services.invitations_create(study=study)[0]
+    first = Client().post(f"/invite/{token}/", signup_form("one@example.org"))
+    assert first.status_code == 302
+    second = Client().post(f"/invite/{token}/", signup_form("two@example.org"))
+    assert second.status_code == 404
+    assert not django_user_model.objects.filter(username="two@example.org").exists()
+
+
+@pytest.mark.parametrize(
+    "password, problem",
+    [
+        ("short1!", "too short"),
+        ("password123", "too common"),
+        ("8203948571203", "entirely numeric"),
+        ("dr.smith.knee@example.org", "too similar"),
+    ],
+)
+def test_sign_up_refuses_weak_passwords(study, django_user_model, password, problem):
+    _, token = services.invitations_create(study=study)[0]
+    form = signup_form("dr.smith.knee@example.org", password)
+    response = Client().post(f"/invite/{token}/", form)
+    assert response.status_code == 200
+    assert problem in response.content.decode()
+    assert not django_user_model.objects.filter(username=form["email"]).exists()
+    assert (
+        Invitation.objects.get(token_hash=services._token_hash(token)).used_at is None
+    )
+
+
+# --- guessing passwords and links ---------------------------------------------------
+
+
+def test_login_locks_out_after_repeated_failures(enrollment):
+    limit = django_settings.AXES_FAILURE_LIMIT
+    assert 3 <= limit <= 10
+    client = Client()
+    username = enrollment.reader.user.username
+    for _ in range(limit - 1):
+        response = client.post(
+            "/accounts/login/", {"username": username, "password": "wrong-guess-1"}
+        )
+        assert response.status_code == 200  # the form again, with its error
+    locked = client.post(
+        "/accounts/login/", {"username": username, "password": "wrong-guess-2"}
+    )
+    assert locked.status_code == 429
+    # Now even the right password is refused, and no session is made.
+    right = client.post(
+        "/accounts/login/", {"username": username, "password": PASSWORD}
+    )
+    assert right.status_code == 429
+    assert "_auth_user_id" not in client.session
+    # Another account from the same address is not locked out with it.
+    other = Client().get("/accounts/login/")
+    assert other.status_code == 200
+
+
+def test_guessing_invitation_links_locks_out(study):
+    limit = django_settings.AXES_FAILURE_LIMIT
+    client = Client()
+    for _ in range(limit - 1):
+        assert client.get(f"/invite/{secrets.token_urlsafe(24)}/").status_code == 404
+    assert client.get(f"/invite/{secrets.token_urlsafe(24)}/").status_code == 429
+    # Locked out, a valid link does not work from that address either, so a
+    # lucky guess is not told apart from a wrong one.
+    _, token = services.invitations_create(study=study)[0]
+    assert client.get(f"/invite/{token}/").status_code == 429
+
+
+# --- CSRF -------------------------------------------------------------------------
+
+
+def _walk(patterns, prefix=""):
+    for p in patterns:
+        if isinstance(p, URLResolver):
+            yield from _walk(p.url_patterns, prefix + str(p.pattern))
+        elif isinstance(p, URLPattern):
+            yield prefix + str(p.pattern)
+
+
+def _concrete(pattern: str, values: dict) -> str:
+    path = re.sub(
+        r"\(\?P<(\w+)>[^)]*\)", lambda m: str(values.get(m.group(1), 1)), pattern
+    )
+    path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values.get(m.group(1), 1)), path)
+    return "/" + path.replace("^", "").replace("$", "").replace("\\Z", "").replace(
+        "\\", ""
+    )
+
+
+def _row_counts() -> dict[str, int]:
+    skip = {"sessions", "axes", "admin"}
+    return {
+        m._meta.label: m.objects.count()
+        for m in apps.get_models()
+        if m._meta.app_label not in skip
+    }
+
+
+def test_every_state_changing_request_needs_the_csrf_token(
+    study, enrollment, staff_client
+):
+    image = study.cases.first().image
+    values = {
+        "slug": study.slug,
+        "token": image.token,
+        "stage": 1,
+        "position": 0,
+        "object_id": study.pk,
+        "app_label": "studies",
+    }
+    reader = Client(enforce_csrf_checks=True)
+    reader.force_login(enrollment.reader.user)
+    staff = Client(enforce_csrf_checks=True)
+    staff.cookies = staff_client.cookies
+    anonymous = Client(enforce_csrf_checks=True)
+    ReaderAPI(reader, study.slug).next()  # the reader has started reading
+    _, token = services.invitations_create(study=study)[0]
+    before = _row_counts()
+    status_before = Study.objects.get(pk=study.pk).status
+    checked = 0
+    for pattern in _walk(get_resolver().url_patterns):
+        url = _concrete(pattern, values)
+        if pattern.startswith("invite/"):
+            url = f"/invite/{token}/"
+        for who, client in (("reader", reader), ("staff", staff), ("anon", anonymous)):
+            for method in ("post", "put", "patch", "delete"):
+                body = json.dumps({"stage": "practice", "position": 0, "kl_grade": 1})
+                response = getattr(client, method)(
+                    url, body, content_type="application/json"
+                )
+                checked += 1
+                if response.status_code == 302 and who != "staff":
+                    # A staff page sends everyone else to sign in first.
+                    assert "login" in response["Location"], (url, who, method)
+                    continue
+                assert response.status_code == 403, (url, who, method)
+    assert checked > 100
+    assert _row_counts() == before
+    assert Study.objects.get(pk=study.pk).status == status_before
+
+    # The same answer with the token from the cookie goes through: the 403s
+    # above were the CSRF check, not something else.
+    reader.get(f"/s/{study.slug}/read/")  # the reading page hands out the token
+    csrf = reader.cookies["csrftoken"].value
+    api = f"/api/v1/studies/{study.slug}/answers"
+    body = json.dumps({"stage": "practice", "position": 0, "kl_grade": 1})
+    ok = reader.post(api, body, content_type="application/json", HTTP_X_CSRFTOKEN=csrf)
+    assert ok.status_code == 201
+    assert Judgment.objects.count() == 1
+
+
+# --- production settings ------------------------------------------------------------
+
+
+def production_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DEBUG="False",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="turingtest.example.org",
+        DJANGO_SETTINGS_MODULE="turingtest.settings",
+    )
+    return env
+
+
+def test_check_deploy_is_clean_in_production_settings():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=production_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+PRODUCTION_PROBE = """
+import django
+django.setup()
+from django.conf import settings
+from django.test import Client
+from django.test.utils import setup_test_environment
+setup_test_environment()
+response = Client().get("/accounts/login/", secure=True, HTTP_HOST="turingtest.example.org")
+cookie = response.cookies["csrftoken"]
+print(json.dumps({
+    "status": response.status_code,
+    "csrf_cookie_secure": bool(cookie["secure"]),
+    "session_cookie_secure": settings.SESSION_COOKIE_SECURE,
+    "session_cookie_httponly": settings.SESSION_COOKIE_HTTPONLY,
+    "hsts": response.headers.get("Strict-Transport-Security", ""),
+    "csp": response.headers.get("Content-Security-Policy", ""),
+    "plain_http": Client().get("/accounts/login/", HTTP_HOST="turingtest.example.org").status_code,
+    "debug": settings.DEBUG,
+}))
+"""
+
+
+def test_production_cookies_are_secure_and_https_is_enforced(tmp_path):
+    env = production_env() | {"STATIC_ROOT": str(tmp_path / "static")}
+    collect = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert collect.returncode == 0, collect.stderr
+    result = subprocess.run(
+        [sys.executable, "-c", "import json\n" + PRODUCTION_PROBE],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["status"] == 200 and seen["debug"] is False
+    assert seen["csrf_cookie_secure"] and seen["session_cookie_secure"]
+    assert seen["session_cookie_httponly"]
+    assert "max-age=31536000" in seen["hsts"]
+    assert seen["plain_http"] == 301  # redirected to HTTPS
+    assert "script-src 'self'" in seen["csp"]
+
+
+# --- Content-Security-Policy ------------------------------------------------------
+
+
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I)
+EVENT_HANDLER = re.compile(r"<[^>]+\son[a-z]+\s*=", re.I)
+
+
+def test_pages_carry_a_csp_without_inline_script(
+    study, enrollment, staff_client, client
+):
+    reader = Client()
+    reader.force_login(enrollment.reader.user)
+    _, token = services.invitations_create(study=study)[0]
+    pages = [
+        (client, "/accounts/login/"),
+        (client, f"/invite/{token}/"),
+        (client, "/invite/wrong/"),
+        (reader, "/"),
+        (reader, f"/s/{study.slug}/"),
+        (reader, f"/s/{study.slug}/read/"),
+        (staff_client, f"/staff/studies/{study.slug}/"),
+        (staff_client, "/staff/images/upload/"),
+        (staff_client, "/admin/"),
+        (staff_client, f"/admin/studies/study/{study.pk}/change/"),
+        (staff_client, "/admin/studies/study/add/"),
+        (staff_client, f"/admin/studies/study/{study.pk}/delete/"),
+    ]
+    for who, url in pages:
+        response = who.get(url, follow=True)
+        assert response.status_code in (200, 404), (url, response.status_code)
+        csp = response.headers["Content-Security-Policy"]
+        directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+        assert directives["script-src"] == "'self'", url
+        assert "unsafe-inline" not in directives["script-src"]
+        assert directives["object-src"] == "'none'"
+        assert directives["frame-ancestors"] == "'none'"
+        html = response.content.decode()
+        assert not INLINE_SCRIPT.search(html), (url, INLINE_SCRIPT.search(html))
+        assert not EVENT_HANDLER.search(html), (url, EVENT_HANDLER.search(html))
+    image = reader.get(f"/api/v1/studies/{study.slug}/next").json()["image"]
+    assert "Content-Security-Policy" in reader.get(image).headers
+
+
+# --- readers see only their own --------------------------------------------------
+
+
+def test_readers_reach_only_their_studys_images_and_their_own_answers(
+    make_study, make_reader
+):
+    study = make_study(slug="review", edit_policy="until_phase_end")
+    other_study = make_study(slug="elsewhere", seed=8)
+    clients = []
+    for s in (study, study, other_study):
+        e = services.enrollment_consent(enrollment=make_reader(s))
+        c = Client()
+        c.force_login(e.reader.user)
+        clients.append(c)
+    mine, neighbours, theirs = clients
+    own_images = set(study.cases.values_list("image__token", flat=True))
+    foreign = set(other_study.cases.values_list("image__token", flat=True))
+    assert foreign - own_images and own_images - foreign
+    for token in foreign - own_images:
+        assert mine.get(f"/api/v1/images/{token}").status_code == 404
+    for token in own_images - foreign:
+        assert theirs.get(f"/api/v1/images/{token}").status_code == 404
+    # Guessing tokens: the same 404 as a real token of another study.
+    guessed = mine.get(f"/api/v1/images/{secrets.token_urlsafe(16)}")
+    real_elsewhere = mine.get(f"/api/v1/images/{next(iter(foreign - own_images))}")
+    assert guessed.status_code == real_elsewhere.status_code == 404
+    assert guessed.content == real_elsewhere.content
+
+    # Two readers of one study answer the first case of phase 1 differently;
+    # the API names only stage and position, resolved in the caller's session.
+    for client, grade in ((neighbours, 4), (mine, 1)):
+        api = ReaderAPI(client, study.slug)
+        step = api.next().json()
+        while step["stage"] == "practice":
+            step = api.answer(step).json()["next"]
+        assert api.answer(step, kl_grade=grade).status_code == 201
+    for client, grade in ((neighbours, 4), (mine, 1)):
+        detail = client.get(f"/api/v1/studies/{study.slug}/answers/1/0")
+        assert detail.status_code == 200 and detail.json()["kl_grade"] == grade
+    # The reader of another study is refused outright.
+    assert theirs.get(f"/api/v1/studies/{study.slug}/next").status_code == 403
+    assert theirs.get(f"/api/v1/studies/{study.slug}/answers/1/0").status_code == 403
+    refused = ReaderAPI(theirs, study.slug).post(
+        "answers", {"stage": "practice", "position": 0, "kl_grade": 1}
+    )
+    assert refused.status_code == 403
+    assert not Judgment.objects.filter(session__enrollment__study=other_study).exists()
