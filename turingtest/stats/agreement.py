@@ -346,7 +346,8 @@ def cohen_kappa(
     return KappaResult(
         estimate=kappa,
         se=se,
-        ci=(kappa - q * se, kappa + q * se),
+        # Wald limits can leave kappa's range with few items; clip to [-1, 1].
+        ci=(max(kappa - q * se, -1.0), min(kappa + q * se, 1.0)),
         p_value=p_value,
         se0=se0,
         z=z,
@@ -540,7 +541,9 @@ def fleiss_kappa(counts: ArrayLike, *, level: float = 0.95) -> FleissKappaResult
     return FleissKappaResult(
         estimate=kappa,
         se=se,
-        ci=(kappa - q * se, kappa + q * se) if math.isfinite(se) else nan_ci(),
+        ci=(max(kappa - q * se, -1.0), min(kappa + q * se, 1.0))
+        if math.isfinite(se)
+        else nan_ci(),
         p_value=p_value,
         se0=se0,
         z=z,

@@ -1,0 +1,23 @@
+"""Intervals stay inside the range their statistic can take."""
+
+import numpy as np
+
+from turingtest.stats import cohen_kappa, fleiss_kappa
+
+
+def test_cohen_kappa_interval_stays_within_minus_one_and_one():
+    # Six items on which two readers disagree almost perfectly: the Wald
+    # interval of this strongly negative kappa would reach below -1.
+    a = np.array([0, 4, 0, 4, 2, 2])
+    b = np.array([4, 0, 4, 0, 2, 1])
+    result = cohen_kappa(a, b, weights="quadratic")
+    low, high = result.ci
+    assert -1.0 <= low <= result.estimate <= high <= 1.0
+    unclipped_low = result.estimate - 1.959963984540054 * result.se
+    assert unclipped_low < -1.0  # the case really needed clipping
+
+
+def test_fleiss_kappa_interval_stays_within_minus_one_and_one():
+    counts = np.array([[1, 1], [1, 1], [2, 0]])
+    result = fleiss_kappa(counts)
+    assert -1.0 <= result.ci[0] <= result.ci[1] <= 1.0
