@@ -6,6 +6,7 @@ the practice round only, feedback.
 """
 
 import json
+import string
 from collections.abc import Callable
 from functools import wraps
 
@@ -34,6 +35,9 @@ IMAGE_HEADERS = {
     "Content-Disposition": "inline",
     "X-Content-Type-Options": "nosniff",
 }
+
+
+TOKEN_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_")
 
 
 def image_response_headers(image) -> dict[str, str]:
@@ -82,7 +86,8 @@ def reader_api(view: Callable) -> Callable:
 def _parse_json(request: HttpRequest) -> dict:
     try:
         body = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: a body nested thousands of levels deep.
         raise ValidationError("The request body must be a JSON object.") from exc
     if not isinstance(body, dict):
         raise ValidationError("The request body must be a JSON object.")
@@ -248,6 +253,10 @@ def image(request: HttpRequest, token: str) -> FileResponse:
 
     Every refusal is the same 404, so a token's existence cannot be probed.
     """
+    # Only URL-safe tokens can exist; anything else (a NUL byte, which
+    # PostgreSQL refuses in a query) is not looked up at all.
+    if len(token) > 32 or not set(token) <= TOKEN_CHARACTERS:
+        raise Http404("No such image.")
     found = selectors.image_for_user(user=request.user, token=token)
     if found is None:
         raise Http404("No such image.")
