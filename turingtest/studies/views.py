@@ -17,7 +17,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods, require_POST
 
 from turingtest.studies import report, selectors, services
-from turingtest.studies.api import PHASE_INTROS, image_response_headers  # noqa: F401
+from turingtest.studies.api import PHASE_INTROS
 from turingtest.studies.exports import results_zip_stream
 from turingtest.studies.forms import ConsentForm, InviteForm, SignupForm
 from turingtest.studies.models import Reader, Study
