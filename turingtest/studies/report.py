@@ -225,6 +225,9 @@ def study_report_save(*, study: Study, with_plots: bool = True) -> StudyReport:
                 "plots": plots,
             },
         )
+    # Read back as stored: PostgreSQL's jsonb turns -0.0 into 0 and reorders
+    # keys, and a file exported now must equal one exported from the store.
+    stored.refresh_from_db(fields=["data"])
     return stored
 
 
