@@ -46,12 +46,13 @@ from turingtest.studies.models import (
     StudyReport,
 )
 
-# Up to this many answers the page builds a stale report itself. Measured on
-# this 2-core machine (SQLite): reading 1,800 answers (15 readers x 60 cases
-# x 2 phases) and building their report takes 0.2-0.4 s, 5,000 answers
-# 0.5-0.7 s. The plots are not drawn then (about 0.2-0.35 s each, 1 s for
-# all four): the plot view draws each on its first request and stores it, so
-# no request passes a second.
+# Up to this many answers the page builds a stale report itself. Measured
+# with bench/report_db.py on a shared 2-core machine: reading and building
+# the report of 1,860 answers (15 readers x 60 cases x 2 phases) takes
+# 0.3-0.6 s, of 4,900 answers 0.5-0.6 s. The four plots take 1.5-2.4 s
+# together, so they are not drawn then: the plot view draws each one
+# (0.3-0.6 s) on its first request and stores it. A large study (800,000
+# answers) takes 12-18 s and is left to the Celery task.
 SYNC_BUILD_MAX_ANSWERS = 5000
 
 # name -> (title, drawing function)
@@ -332,7 +333,7 @@ def image_summary_export(study: Study) -> list[dict[str, Any]]:
 
 def report_json_export(study: Study) -> Iterator[str]:
     # Sorted keys: PostgreSQL's jsonb does not keep the order of stored keys,
-    # and the file should not depend on the database or on a cache.
+    # and the file should not depend on the database.
     yield json.dumps(study_report_current(study), indent=2, sort_keys=True) + "\n"
 
 
