@@ -1,0 +1,168 @@
+"""A real gunicorn server stopped mid-study, by a crash and by a restart.
+
+Readers keep their browser (cookies) across the outage: their sessions go on
+without signing in again, the answer in flight when the server died is sent
+again, and at the end every answer the server acknowledged is stored once.
+"""
+
+import http.client
+import json
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.reliability.live import (
+    HttpReader,
+    LiveStack,
+    answer_body,
+    audit,
+    hang_up,
+    raw_request,
+)
+
+pytestmark = pytest.mark.slow
+SLUG = "restart"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    s = LiveStack(tmp_path_factory.mktemp("restart"), name="test_restart")
+    try:
+        s.setup()
+        s.info = s.seed(slug=SLUG, readers=3, per_grade=1, practice=2)
+        yield s
+    finally:
+        s.close()
+
+
+class Reading:
+    """A reader who answers whatever comes next and remembers what was acknowledged."""
+
+    def __init__(self, stack: LiveStack, email: str, acknowledged: dict) -> None:
+        self.email = email
+        self.http = HttpReader(stack, timeout=20)
+        self.acknowledged = acknowledged
+        self.in_flight: dict | None = None
+        self.finished = False
+
+    def step(self) -> None:
+        reply = self.http.next(SLUG)
+        assert reply.status == 200, (reply.status, reply.body[:200])
+        step = reply.json()
+        if "redirect" in step:
+            self.finished = True
+            return
+        self.send(step)
+
+    def send(self, step: dict) -> None:
+        body, reply = None, None
+        try:
+            body, reply = self.http.answer(SLUG, step, choice=step["position"] + 1)
+        except (OSError, http.client.HTTPException):
+            # The server died with this answer in flight: it may or may not
+            # have been stored. The reader will send it again.
+            self.in_flight = answer_body(step, step["position"] + 1)
+            self.http.close()
+            raise
+        assert reply.status in (200, 201), (reply.status, reply.body[:300])
+        if reply.status == 201:
+            self.acknowledged[(self.email, body["stage"], body["position"])] = body
+
+    def resend(self) -> int:
+        body = self.in_flight
+        reply = self.http.post_json(f"/api/v1/studies/{SLUG}/answers", body)
+        assert reply.status in (200, 201), (reply.status, reply.body[:300])
+        if reply.status == 201:
+            self.acknowledged[(self.email, body["stage"], body["position"])] = body
+        self.in_flight = None
+        return reply.status
+
+
+def keep_answering(reader: Reading, stop: threading.Event) -> None:
+    try:
+        while not stop.is_set() and not reader.finished:
+            reader.step()
+    except (OSError, http.client.HTTPException):
+        pass
+
+
+def outage(stack: LiveStack, reader: Reading, sig: int) -> None:
+    """Stop the server with ``sig`` while ``reader`` is answering as fast as it can."""
+    stop = threading.Event()
+    before = len(reader.acknowledged)
+    worker = threading.Thread(target=keep_answering, args=(reader, stop))
+    worker.start()
+    deadline = time.monotonic() + 20
+    while len(reader.acknowledged) < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stack.stop(sig)
+    stop.set()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+
+
+def stored_positions(stack: LiveStack, email: str, stage) -> list[int]:
+    session = stack.sessions(SLUG).get((email, stage), {"answers": []})
+    return [a[0] for a in session["answers"]]
+
+
+def test_a_restarted_server_loses_no_answer_and_sessions_continue(stack):
+    acknowledged: dict = {}
+    emails = stack.info["readers"]
+    stack.start(workers=2, threads=2)
+    readers = [Reading(stack, email, acknowledged) for email in emails]
+    for reader in readers:
+        reader.http.login(reader.email)
+        reader.http.consent(SLUG)
+        for _ in range(4):
+            reader.step()
+    a, b, c = readers
+    answers = f"/api/v1/studies/{SLUG}/answers"
+
+    # A crash: every server process killed at once. Reader a is answering as
+    # fast as the server lets them; reader b's answer is half sent.
+    step_b = b.http.next(SLUG).json()
+    body_b = json.dumps(answer_body(step_b, 1)).encode()
+    half_sent = raw_request(b.http, "POST", answers, body_b, send=len(body_b) // 2)
+    outage(stack, a, signal.SIGKILL)
+    hang_up(half_sent)
+    stack.start(workers=2, threads=2)
+    for reader in readers:
+        reply = reader.http.next(SLUG)
+        assert reply.status == 200, "the session did not survive the crash"
+        assert "position" in reply.json()
+    if a.in_flight is not None:  # sent again: stored once, in or not before
+        assert a.resend() in (200, 201)
+    assert step_b["position"] not in stored_positions(stack, b.email, step_b["stage"])
+    b.in_flight = json.loads(body_b)
+    assert b.resend() == 201
+
+    # A restart: SIGTERM lets requests in progress finish. Reader c's answer
+    # went in, but c hung up before the reply: sent again, it is not stored twice.
+    step_c = c.http.next(SLUG).json()
+    body_c = answer_body(step_c, 2)
+    hang_up(raw_request(c.http, "POST", answers, json.dumps(body_c).encode()))
+    deadline = time.monotonic() + 10
+    while step_c["position"] not in stored_positions(stack, c.email, step_c["stage"]):
+        assert time.monotonic() < deadline, "the answer sent before hanging up is lost"
+        time.sleep(0.05)
+    outage(stack, a, signal.SIGTERM)
+    stack.start(workers=2, threads=2)
+    if a.in_flight is not None:
+        a.resend()
+    c.in_flight = body_c
+    assert c.resend() == 200  # a duplicate: the server had it
+    acknowledged[(c.email, body_c["stage"], body_c["position"])] = body_c
+
+    for reader in readers:
+        while not reader.finished:
+            reader.step()
+
+    stored, problems = audit(stack, SLUG, emails, stack.info["phases"], acknowledged)
+    assert problems == []
+    per_reader = stack.info["practice_cases"] + 2 * stack.info["main_cases"]
+    assert stored == len(emails) * per_reader
+    assert len(acknowledged) == stored
+    assert "Traceback" not in stack.log_path.read_text()
