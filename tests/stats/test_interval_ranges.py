@@ -21,3 +21,14 @@ def test_fleiss_kappa_interval_stays_within_minus_one_and_one():
     counts = np.array([[1, 1], [1, 1], [2, 0]])
     result = fleiss_kappa(counts)
     assert -1.0 <= result.ci[0] <= result.ci[1] <= 1.0
+
+
+def test_mrmc_interval_stays_within_zero_and_one():
+    from turingtest.stats import mrmc_auc
+
+    rng = np.random.default_rng(3)
+    truth = np.array([0] * 5 + [1] * 5)
+    scores = np.where(truth == 1, 5, 1) + rng.integers(-1, 2, size=(2, 10))
+    scores[0, :] = np.where(truth == 1, 6, 1)  # one perfect reader
+    result = mrmc_auc(truth, scores)
+    assert 0.0 <= result.ci[0] <= result.estimate <= result.ci[1] <= 1.0

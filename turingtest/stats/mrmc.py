@@ -77,6 +77,12 @@ class MRMCResult(Result):
     note: str | None = None
 
 
+
+def _clip_unit(low: float, high: float) -> tuple[float, float]:
+    """Limits inside [0, 1], where AUC and percent correct live. OR-DBM MRMC
+    prints unclipped limits; they differ only when a limit leaves the range."""
+    return max(low, 0.0), min(high, 1.0)
+
 def jackknife_covariance(loo: np.ndarray) -> np.ndarray:
     """Jackknife covariance of readers' estimates from leave-one-case-out values.
 
@@ -143,7 +149,7 @@ def _obuchowski_rockette(
     var_fixed = max(float(cov.sum()) / r**2, 0.0)
     se_fixed = math.sqrt(var_fixed)
     q = z_quantile(level)
-    ci_fixed = (est - q * se_fixed, est + q * se_fixed)
+    ci_fixed = _clip_unit(est - q * se_fixed, est + q * se_fixed)
     p_fixed = (
         float(2 * stats.norm.sf(abs(est - null) / se_fixed))
         if se_fixed > 0
@@ -180,7 +186,7 @@ def _obuchowski_rockette(
     if se > 0:
         statistic = (est - null) / se
         tq = float(stats.t.ppf(0.5 + level / 2, df)) if math.isfinite(df) else q
-        ci = (est - tq * se, est + tq * se)
+        ci = _clip_unit(est - tq * se, est + tq * se)
         if math.isfinite(df):
             p = float(2 * stats.t.sf(abs(statistic), df))
         else:
