@@ -24,11 +24,15 @@ def test_fleiss_kappa_interval_stays_within_minus_one_and_one():
 
 
 def test_mrmc_interval_stays_within_zero_and_one():
+    from scipy import stats
+
     from turingtest.stats import mrmc_auc
 
-    rng = np.random.default_rng(3)
+    # Two good readers, ten cases: Hillis' df is small and the t limit
+    # would pass 1.
     truth = np.array([0] * 5 + [1] * 5)
-    scores = np.where(truth == 1, 5, 1) + rng.integers(-1, 2, size=(2, 10))
-    scores[0, :] = np.where(truth == 1, 6, 1)  # one perfect reader
+    scores = truth * 2.5 + np.random.default_rng(3).normal(size=(2, 10))
     result = mrmc_auc(truth, scores)
     assert 0.0 <= result.ci[0] <= result.estimate <= result.ci[1] <= 1.0
+    unclipped_high = result.estimate + stats.t.ppf(0.975, result.df) * result.se
+    assert unclipped_high > 1.0  # the case really needed clipping
