@@ -180,3 +180,32 @@ def test_a_closed_browser_resumes_at_the_same_case_and_order(make_study, make_re
         .values_list("case", flat=True)
     ]
     assert cases == order  # every case once, in the stored order
+
+
+def test_two_tabs_starting_a_phase_at_once_share_one_session(
+    study, enrollment, monkeypatch
+):
+    import random
+
+    from turingtest.studies import services
+
+    real_seed = services.session_seed
+    raced = []
+
+    def other_tab_first(**kwargs):
+        # The other tab stores the session between this one's look and its save.
+        seed = real_seed(**kwargs)
+        cases = study.cases.filter(role="practice").order_by("number")
+        order = list(cases.values_list("id", flat=True))
+        random.Random(seed).shuffle(order)
+        raced.append(
+            ReadingSession.objects.create(
+                enrollment=enrollment, phase=None, seed=seed, order=order
+            )
+        )
+        return seed
+
+    monkeypatch.setattr(services, "session_seed", other_tab_first)
+    session = services.reading_session_start(enrollment=enrollment, phase=None)
+    assert raced and session.pk == raced[0].pk
+    assert ReadingSession.objects.filter(enrollment=enrollment).count() == 1
