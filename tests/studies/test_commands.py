@@ -57,3 +57,14 @@ def test_simulation_needs_an_open_study(make_study):
     study = make_study(slug="draft", open=False)
     with pytest.raises(CommandError, match="open it before"):
         run("simulate_readers", study.slug, "--readers", "1")
+
+
+def test_open_and_close_from_the_command_line(make_study):
+    study = make_study(slug="cli-open", open=False)
+    assert run("open_study", study.slug).strip() == "cli-open is open."
+    assert run("open_study", study.slug, "--close").strip() == "cli-open is closed."
+    with pytest.raises(CommandError, match="needs cases"):
+        from turingtest.studies.services import study_create
+
+        study_create(slug="bare", name="Bare")
+        run("open_study", "bare")
