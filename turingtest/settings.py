@@ -129,7 +129,7 @@ if REDIS_URL:
     }
 else:
     BROKER_DIR = Path(env("BROKER_DIR", default=str(VAR_DIR / "broker")))
-    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_URL = "filesystem://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
