@@ -1,0 +1,602 @@
+"""Many readers at once, misbehaving, against the app as it runs in production.
+
+    .venv/bin/python bench/readers_load.py [--readers 50,200] [--workers 3]
+        [--threads 4] [--run-limit 210] [--image-seconds 5]
+
+Starts gunicorn (gthread workers) with production settings (DEBUG off,
+manifest static files, secure cookies behind a TLS proxy that the client
+plays by sending X-Forwarded-Proto) on PostgreSQL, in a fresh database this
+script creates and drops, and Redis (cache and broker), all on loopback.
+It seeds a 60-case study (6 real and 6 synthetic procedural phantoms per KL
+grade, 4 practice cases, grading then detection) per reader count, with the
+readers signed up through invitations.
+
+Each simulated reader signs in through the login form, consents, opens the
+reading page and answers every case of the practice round and both phases
+through the JSON API, fetching each image once as a browser with a cache
+would (the current one and the preloaded next). They click fast: 0-0.3 s per
+case, ten to thirty times faster than people read, so the server runs at its
+limit. They also misbehave:
+
+- double submits: the same answer sent twice at once (a double click);
+- reloads mid-case: the reading page and ``next`` again, which must show the
+  same case;
+- aborted requests: an answer sent and the connection reset before the reply,
+  an image download dropped after its headers;
+- parallel tabs: a tenth of readers read in two tabs at once, both answering.
+
+Afterwards the database must hold exactly one judgment per (reader, stage,
+position), none missing, none duplicated, each of the case the stored order
+puts there, every order a permutation of the study's cases, and every answer
+the server acknowledged with a 201 stored as sent. The script prints p50,
+p95 and p99 latencies of "next", "image" and "submit" (and sign-in),
+requests per second and errors for each reader count, then the image
+throughput of the access-checked image view beside whitenoise and nginx
+serving the same files from disk with the same worker processes.
+
+Bounded: every run stops at ``--run-limit`` seconds whatever it has done,
+servers and database are removed at the end, nothing leaves loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.reliability.live import (  # noqa: E402
+    HttpReader,
+    LiveStack,
+    answer_body,
+    audit,
+    free_port,
+    hang_up,
+    raw_request,
+)
+
+PHASES = 2
+
+
+@dataclass
+class Run:
+    """What one reader count did: latencies, statuses, misbehaviour, errors."""
+
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    statuses: Counter = field(default_factory=Counter)
+    events: Counter = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    acknowledged: dict = field(default_factory=dict)
+    finished: set = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, kind: str, reply) -> None:
+        self.latencies[kind].append(reply.seconds)
+        self.statuses[(kind, reply.status)] += 1
+        if reply.status >= 500 or (reply.status >= 400 and reply.status != 503):
+            self.error(f"{kind}: HTTP {reply.status} {reply.body[:120]!r}")
+
+    def error(self, text: str) -> None:
+        with self.lock:
+            self.errors.append(text)
+
+    def requests(self) -> int:
+        return sum(self.statuses.values())
+
+
+class Browser:
+    """One reader's browser: cookies, an image cache shared by its tabs."""
+
+    def __init__(self, stack: LiveStack, run: Run, slug: str, email: str, seed: int):
+        self.stack, self.run, self.slug, self.email = stack, run, slug, email
+        self.rng = random.Random(seed)
+        self.http = HttpReader(stack, timeout=120)
+        self.cached: set[str] = set()
+        self.cache_lock = threading.Lock()
+
+    def fetch_image(self, tab: HttpReader, url: str | None) -> None:
+        if not url:
+            return
+        with self.cache_lock:
+            if url in self.cached:
+                return
+            self.cached.add(url)
+        reply = tab.image(url)
+        self.run.record("image", reply)
+
+    def submit(self, tab: HttpReader, step: dict) -> dict | None:
+        """Answer ``step`` until the server says it has it; returns the next step."""
+        body = answer_body(step, self.rng.randrange(30))
+        path = f"/api/v1/studies/{self.slug}/answers"
+        for _ in range(20):
+            reply = tab.post_json(path, body)
+            self.run.record("submit", reply)
+            if reply.status == 201:
+                self.acknowledge(body)
+            if reply.status in (200, 201):
+                return reply.json()["next"]
+            if reply.status != 503:
+                return None  # recorded as an error; the caller asks for next again
+            self.run.events["try again (503)"] += 1
+            time.sleep(0.2)
+        return None
+
+    def acknowledge(self, body: dict) -> None:
+        key = (self.email, body["stage"], body["position"])
+        with self.run.lock:
+            if key in self.run.acknowledged:
+                self.run.errors.append(f"{key}: acknowledged twice")
+            self.run.acknowledged[key] = body
+
+    def next(self, tab: HttpReader) -> dict:
+        reply = tab.next(self.slug)
+        self.run.record("next", reply)
+        return reply.json()
+
+    def double_submit(self, tab: HttpReader, step: dict) -> dict | None:
+        body = answer_body(step, self.rng.randrange(30))
+        path = f"/api/v1/studies/{self.slug}/answers"
+        other = tab.tab()
+        replies = []
+
+        def click():
+            replies.append(other.post_json(path, body))
+
+        second = threading.Thread(target=click)
+        second.start()
+        replies.append(tab.post_json(path, body))
+        second.join()
+        other.close()
+        for reply in replies:
+            self.run.record("submit", reply)
+        codes = sorted(r.status for r in replies)
+        self.run.events["double submits"] += 1
+        if codes.count(201) > 1:
+            self.run.error(f"double submit stored twice: {codes}")
+        for reply in replies:
+            if reply.status == 201:
+                self.acknowledge(body)
+        ok = [r for r in replies if r.status in (200, 201)]
+        return ok[0].json()["next"] if ok else None
+
+    def abort_submit(self, tab: HttpReader, step: dict) -> None:
+        import json
+
+        body = json.dumps(answer_body(step, self.rng.randrange(30))).encode()
+        path = f"/api/v1/studies/{self.slug}/answers"
+        sock = raw_request(tab, "POST", path, body)
+        time.sleep(self.rng.uniform(0, 0.02))
+        hang_up(sock)
+        self.run.events["aborted submits"] += 1
+
+    def abort_image(self, tab: HttpReader, url: str) -> None:
+        sock = raw_request(tab, "GET", url)
+        try:
+            sock.recv(200)
+        except OSError:
+            pass
+        hang_up(sock)
+        self.run.events["aborted image downloads"] += 1
+
+    def read(self, tab: HttpReader, deadline: float, alone: bool) -> None:
+        step = self.next(tab)
+        while "redirect" not in step:
+            if time.monotonic() > deadline:
+                return
+            if step.get("review"):
+                # Another tab answered the last case between this one's look at
+                # the stage and at the session: the page offers "finish".
+                reply = tab.post_json(
+                    f"/api/v1/studies/{self.slug}/finish", {"stage": step["stage"]}
+                )
+                self.run.record("finish", reply)
+                self.run.events["finish after another tab's last answer"] += 1
+                step = reply.json()["next"] if reply.status == 200 else self.next(tab)
+                continue
+            self.fetch_image(tab, step.get("image"))
+            self.fetch_image(tab, step.get("preload"))
+            time.sleep(self.rng.uniform(0, 0.3))
+            roll = self.rng.random()
+            if roll < 0.03:
+                self.run.record("page", tab.read_page(self.slug))
+                again = self.next(tab)
+                self.run.events["reloads mid-case"] += 1
+                if alone and (again.get("position"), again.get("image")) != (
+                    step["position"],
+                    step["image"],
+                ):
+                    self.run.error(f"{self.email}: reload moved from {step} to {again}")
+                step = again
+                continue
+            if roll < 0.05:
+                self.abort_submit(tab, step)
+                step = self.next(tab)  # it went in, or it did not: next says which
+                continue
+            if roll < 0.06 and step.get("image"):
+                self.abort_image(tab, step["image"])
+            if roll < 0.14:
+                following = self.double_submit(tab, step)
+            else:
+                following = self.submit(tab, step)
+            step = following if following is not None else self.next(tab)
+        with self.run.lock:
+            self.run.finished.add(self.email)
+
+    def session(self, deadline: float, tabs: int) -> None:
+        try:
+            reply = self.http.login(self.email)
+            self.run.record("sign-in", reply)
+            self.http.consent(self.slug)
+            self.run.record("page", self.http.read_page(self.slug))
+            if tabs == 1:
+                self.read(self.http, deadline, alone=True)
+                return
+            self.run.events["readers with two tabs"] += 1
+            second = self.http.tab()
+            other = threading.Thread(target=self.read, args=(second, deadline, False))
+            other.start()
+            self.read(self.http, deadline, alone=False)
+            other.join()
+        except Exception as exc:  # a reader that fails is counted, not fatal
+            self.run.error(f"{self.email}: {type(exc).__name__}: {exc}")
+
+
+def percentiles(values: list[float]) -> str:
+    if not values:
+        return "—"
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return f"{q[49] * 1000:6.0f} {q[94] * 1000:6.0f} {q[98] * 1000:6.0f}"
+
+
+def reading_run(
+    stack: LiveStack, info: dict, limit: float, seed: int
+) -> tuple[Run, float]:
+    run = Run()
+    rng = random.Random(seed)
+    readers = info["readers"]
+    ramp = min(30.0, 0.1 * len(readers))  # readers arrive over the first seconds
+    deadline = time.monotonic() + limit
+    threads = []
+    started = time.monotonic()
+    for n, email in enumerate(readers):
+        browser = Browser(stack, run, info["slug"], email, seed * 10_000 + n)
+        tabs = 2 if rng.random() < 0.1 else 1
+        t = threading.Thread(target=browser.session, args=(deadline, tabs), daemon=True)
+        threads.append(t)
+        t.start()
+        time.sleep(ramp / len(readers))
+    for t in threads:
+        t.join(timeout=max(0.0, deadline - time.monotonic()) + 60)
+    return run, time.monotonic() - started
+
+
+def report_run(stack: LiveStack, info: dict, run: Run, seconds: float) -> dict:
+    stored, problems = audit(
+        stack,
+        info["slug"],
+        info["readers"],
+        PHASES,
+        run.acknowledged,
+        complete=run.finished,
+    )
+    duplicates = stack.query(
+        "SELECT count(*) FROM (SELECT j.session_id, j.case_id FROM studies_judgment j "
+        "GROUP BY j.session_id, j.case_id HAVING count(*) > 1) d"
+    )[0][0]
+    per_reader = info["practice_cases"] + PHASES * info["main_cases"]
+    n = len(info["readers"])
+    total_stored = stack.query(
+        "SELECT count(*) FROM studies_judgment j JOIN studies_readingsession s "
+        "ON s.id = j.session_id JOIN studies_enrollment e ON e.id = s.enrollment_id "
+        "JOIN studies_study st ON st.id = e.study_id WHERE st.slug = ?",
+        (info["slug"],),
+    )[0][0]
+    print(f"\n== {n} readers ({info['slug']}): {seconds:.0f} s")
+    print(f"   finished: {len(run.finished)}/{n} readers")
+    print(
+        f"   judgments stored: {total_stored} of {n * per_reader} for all to finish; "
+        f"duplicated (reader, stage, case): {duplicates}"
+    )
+    print(
+        f"   acknowledged answers (201): {len(run.acknowledged)}, all stored as sent: {not [p for p in problems if 'acknowledged' in p or 'sent' in p]}"
+    )
+    verdict = (
+        "no answer missing, duplicated or out of order" if not problems else "PROBLEMS"
+    )
+    print(f"   database check: {verdict}; finished readers complete")
+    for problem in problems[:10]:
+        print(f"     {problem}")
+    requests = run.requests()
+    print(f"   requests: {requests} in {seconds:.0f} s = {requests / seconds:.0f}/s")
+    print(f"   errors: {len(run.errors)}")
+    for error in run.errors[:8]:
+        print(f"     {error}")
+    print("   latency ms        p50    p95    p99   count")
+    for kind in ("next", "image", "submit", "sign-in", "page"):
+        values = run.latencies.get(kind, [])
+        print(f"   {kind:<14} {percentiles(values)} {len(values):7d}")
+    print(
+        "   misbehaviour: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(run.events.items()))
+    )
+    statuses = Counter()
+    for (_, status), count in run.statuses.items():
+        statuses[status] += count
+    print("   statuses: " + ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items())))
+    return {
+        "readers": n,
+        "finished": len(run.finished),
+        "stored": total_stored,
+        "expected": n * per_reader,
+        "problems": len(problems),
+        "duplicates": duplicates,
+        "errors": len(run.errors),
+        "rps": requests / seconds,
+    }
+
+
+# --- image serving side by side ------------------------------------------------
+
+
+def hammer(port: int, paths: list[str], headers: dict, seconds: float, clients: int):
+    """``clients`` keep-alive connections fetching random ``paths`` for ``seconds``."""
+    import http.client
+
+    counts, sizes, latencies, failures = [0] * clients, [0] * clients, [], [0]
+    stop = time.monotonic() + seconds
+
+    def loop(i: int) -> None:
+        rng = random.Random(i)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while time.monotonic() < stop:
+            path = rng.choice(paths)
+            t0 = time.perf_counter()
+            try:
+                conn.request("GET", path, headers=headers)
+                response = conn.getresponse()
+                body = response.read()
+            except (OSError, http.client.HTTPException):
+                failures[0] += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                continue
+            latencies.append(time.perf_counter() - t0)
+            if response.status != 200:
+                failures[0] += 1
+                continue
+            counts[i] += 1
+            sizes[i] += len(body)
+        conn.close()
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    return {
+        "per_s": sum(counts) / elapsed,
+        "mb_s": sum(sizes) / elapsed / 2**20,
+        "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
+        "failures": failures[0],
+    }
+
+
+WHITENOISE_APP = """
+import os
+from whitenoise import WhiteNoise
+
+def not_found(environ, start_response):
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [b"not found"]
+
+application = WhiteNoise(not_found, root=os.environ["POOL_ROOT"], prefix="pool/",
+                         max_age=3600, autorefresh=False)
+"""
+
+NGINX_CONF = """
+worker_processes {workers};
+daemon off;
+pid {base}/nginx.pid;
+error_log {base}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 30;
+    keepalive_requests 1000000;
+    default_type image/png;
+    client_body_temp_path {base}/nginx-tmp;
+    server {{
+        listen 127.0.0.1:{port};
+        location /pool/ {{
+            root {media};
+            add_header Cache-Control "private, max-age=3600";
+        }}
+    }}
+}}
+"""
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server on {port} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def image_serving(stack: LiveStack, info: dict, args, base: Path) -> None:
+    rows = stack.query(
+        "SELECT i.token, i.file FROM studies_image i JOIN studies_case c ON c.image_id = i.id "
+        "JOIN studies_study s ON s.id = c.study_id WHERE s.slug = ?",
+        (info["slug"],),
+    )
+    reader = HttpReader(stack)
+    reader.login(info["readers"][0])
+    view_headers = reader.headers()
+    clients = args.image_clients
+    seconds = args.image_seconds
+    results = {}
+    print(
+        f"\n== image serving: {len(rows)} files, {clients} keep-alive clients, {seconds:.0f} s each"
+    )
+    results["django view"] = hammer(
+        stack.port,
+        [f"/api/v1/images/{t}" for t, _ in rows],
+        view_headers,
+        seconds,
+        clients,
+    )
+    files = ["/" + f for _, f in rows]
+    media = Path(stack.env["MEDIA_ROOT"])
+    host = {"Host": "127.0.0.1"}
+
+    (base / "whitenoise_app.py").write_text(WHITENOISE_APP)
+    port = free_port()
+    env = stack.env | {"POOL_ROOT": str(media / "pool")}
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "gunicorn", "whitenoise_app:application",
+            "--chdir", str(base), "--bind", f"127.0.0.1:{port}",
+            "--workers", str(args.workers), "--threads", str(args.threads),
+            "--worker-class", "gthread", "--keep-alive", "30", "--no-control-socket",
+        ],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, proc)
+        hammer(port, files[:5], host, 1, 1)  # warm the workers up
+        results["whitenoise"] = hammer(port, files, host, seconds, clients)
+    finally:
+        stop_group(proc)
+
+    nginx = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if nginx:
+        port = free_port()
+        (base / "nginx-tmp").mkdir(exist_ok=True)
+        conf = base / "nginx.conf"
+        conf.write_text(
+            NGINX_CONF.format(workers=args.workers, base=base, port=port, media=media)
+        )
+        proc = subprocess.Popen(
+            [nginx, "-c", str(conf), "-p", str(base)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        try:
+            wait_for_port(port, proc)
+            results["nginx"] = hammer(port, files, host, seconds, clients)
+        finally:
+            stop_group(proc)
+    else:
+        print(
+            "   nginx not installed (apt-get install nginx-light): compared with whitenoise only"
+        )
+
+    django = results["django view"]["per_s"]
+    print("   server            images/s    MiB/s   p50 ms  failures  view/this")
+    for name, r in results.items():
+        ratio = django / r["per_s"] if r["per_s"] else float("nan")
+        print(
+            f"   {name:<16} {r['per_s']:9.0f} {r['mb_s']:8.1f} {r['p50_ms']:8.1f} "
+            f"{r['failures']:9d} {ratio:10.2f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--readers", default="50,200")
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--run-limit", type=float, default=210.0)
+    parser.add_argument("--image-seconds", type=float, default=5.0)
+    parser.add_argument("--image-clients", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--database",
+        default=os.environ.get(
+            "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="a PostgreSQL server; the benchmark makes and drops a database of its own",
+    )
+    parser.add_argument(
+        "--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/11")
+    )
+    args = parser.parse_args()
+    counts = [int(n) for n in args.readers.split(",")]
+    begun = time.monotonic()
+    base = Path(tempfile.mkdtemp(prefix="turingtest-load-"))
+    base.chmod(0o755)  # nginx's workers run as another user and must read the media
+    print(
+        f"gunicorn: {args.workers} gthread workers x {args.threads} threads on "
+        f"{os.cpu_count()} CPUs; PostgreSQL and Redis on loopback; client in this process"
+    )
+    stack = LiveStack(
+        base, name="bench_readers", production=True,
+        redis_url=args.redis, database_url=args.database,
+    )  # fmt: skip
+    try:
+        t0 = time.monotonic()
+        stack.setup()
+        studies = {
+            n: stack.seed(slug=f"load{n}", readers=n, per_grade=6, practice=4, size=224)
+            for n in counts
+        }
+        print(
+            f"database, static files and {sum(counts)} readers seeded in {time.monotonic() - t0:.0f} s"
+        )
+        stack.start(workers=args.workers, threads=args.threads)
+        summaries = []
+        for i, n in enumerate(counts):
+            run, seconds = reading_run(stack, studies[n], args.run_limit, args.seed + i)
+            summaries.append(report_run(stack, studies[n], run, seconds))
+        image_serving(stack, studies[counts[0]], args, base)
+        tracebacks = stack.log_path.read_text().count("Traceback")
+        print(
+            f"\nserver log: {tracebacks} tracebacks; total time {time.monotonic() - begun:.0f} s"
+        )
+        failed = [s for s in summaries if s["problems"] or s["duplicates"]]
+        if failed:
+            sys.exit(1)
+    finally:
+        stack.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
