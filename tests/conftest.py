@@ -6,6 +6,8 @@ from django.test import Client
 from turingtest.studies import services
 from turingtest.studies.models import Study
 
+pytest_plugins = ["tests.browser"]
+
 PASSWORD = "correct-horse-battery-staple"
 
 

@@ -136,7 +136,10 @@ def worker_start(log: Path) -> subprocess.Popen:
 
 
 def _synthetic_pool(opts: DemoOptions, generator: Generator, worker: subprocess.Popen) -> None:
-    from turingtest.studies.generation import generation_job_create, generation_job_requeue
+    from turingtest.studies.generation import (
+        generation_job_create,
+        generation_job_requeue,
+    )
 
     have = Image.objects.filter(source="synthetic", generator=generator).count()
     wanted = (opts.per_grade + 2) * 5

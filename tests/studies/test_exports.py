@@ -5,7 +5,12 @@ from datetime import datetime
 
 from django.core.management import call_command
 
-from turingtest.studies.exports import IMAGE_COLUMNS, JUDGMENT_COLUMNS, ORDER_COLUMNS, READER_COLUMNS
+from turingtest.studies.exports import (
+    IMAGE_COLUMNS,
+    JUDGMENT_COLUMNS,
+    ORDER_COLUMNS,
+    READER_COLUMNS,
+)
 from turingtest.studies.models import Judgment, ReadingSession
 
 

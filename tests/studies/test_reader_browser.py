@@ -11,7 +11,6 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
-from tests.browser import browser, page  # noqa: F401
 from tests.conftest import PASSWORD
 from turingtest.studies import services
 
@@ -41,7 +40,7 @@ def _wait_image(page) -> None:
     expect(page.locator("#image")).to_have_attribute("src", re.compile(r"^/api/v1/images/"))
 
 
-def test_reader_completes_study_by_keyboard_and_export_matches(live_server, page, pool, django_user_model):  # noqa: F811
+def test_reader_completes_study_by_keyboard_and_export_matches(live_server, page, pool, django_user_model):
     study = services.study_create(slug="browser", name="Knee radiographs", phases=("grading", "detection"), practice_count=2)
     services.cases_build(study=study, per_grade=1, seed=11)
     services.study_open(study=study)

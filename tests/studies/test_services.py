@@ -5,7 +5,13 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from turingtest.studies import selectors, services
-from turingtest.studies.models import Case, Invitation, Judgment, JudgmentRevision, Study
+from turingtest.studies.models import (
+    Case,
+    Invitation,
+    Judgment,
+    JudgmentRevision,
+    Study,
+)
 
 
 def test_study_create_rejects_unknown_protocol(db):

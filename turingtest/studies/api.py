@@ -17,7 +17,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from turingtest.studies import selectors, services
-from turingtest.studies.models import DETECTION_SCALE, Enrollment, Phase, ReadingSession, Study
+from turingtest.studies.models import (
+    DETECTION_SCALE,
+    Enrollment,
+    Phase,
+    ReadingSession,
+    Study,
+)
 
 PHASE_INTROS = {
     Phase.Kind.GRADING: "Grade each knee radiograph on the Kellgren–Lawrence scale from 0 to 4.",

@@ -349,7 +349,8 @@ class Judgment(models.Model):
     session = models.ForeignKey(ReadingSession, on_delete=models.CASCADE, related_name="judgments")
     case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="judgments")
     position = models.PositiveIntegerField()
-    answer = models.CharField(max_length=10, choices=Answer, null=True, blank=True)
+    # NULL, not "", means the phase did not ask: the check constraint ties it to confidence.
+    answer = models.CharField(max_length=10, choices=Answer, null=True, blank=True)  # noqa: DJ001
     confidence = models.PositiveSmallIntegerField(choices=DETECTION_SCALE, null=True, blank=True)
     kl_grade = models.PositiveSmallIntegerField(null=True, blank=True)
     served_at = models.DateTimeField()
@@ -376,7 +377,8 @@ class JudgmentRevision(models.Model):
 
     judgment = models.ForeignKey(Judgment, on_delete=models.CASCADE, related_name="revisions")
     revision = models.PositiveSmallIntegerField()
-    answer = models.CharField(max_length=10, choices=Answer, null=True, blank=True)
+    # NULL, not "", means the phase did not ask: the check constraint ties it to confidence.
+    answer = models.CharField(max_length=10, choices=Answer, null=True, blank=True)  # noqa: DJ001
     confidence = models.PositiveSmallIntegerField(choices=DETECTION_SCALE, null=True, blank=True)
     kl_grade = models.PositiveSmallIntegerField(null=True, blank=True)
     answered_at = models.DateTimeField()
