@@ -8,10 +8,11 @@
         --out samples/   # writes samples/2/seed-000000.png ...
 
 Each image's latent is drawn from its own ``torch.Generator`` seeded with the
-image's seed, and the averaged generator runs in eval mode (batch norm uses
-stored statistics), so an image does not depend on the batch it was made in,
-nor on the batch size. On one device and build the bytes repeat exactly;
-across devices they agree up to floating-point rounding.
+image's seed, the averaged generator runs in eval mode (batch norm uses
+stored statistics), and every forward pass has the same batch shape (a short
+last batch is padded), so an image depends on neither the other seeds asked
+for nor their order. With the same ``batch_size`` on one device and build the
+bytes repeat exactly; another batch size or device may round a pixel by one.
 """
 
 from __future__ import annotations
@@ -71,10 +72,14 @@ class Sampler:
             yield np.empty((0, self.resolution, self.resolution), np.uint8)
             return
         for i in range(0, len(seeds), batch_size):
-            z = self.latents(seeds[i : i + batch_size]).to(self.device)
-            x = self.model.generate(z, int(grade))[:, 0]  # (n, R, R) in [-1, 1]
+            chunk = seeds[i : i + batch_size]
+            z = torch.zeros(batch_size, self.config.z_dim)
+            z[: len(chunk)] = self.latents(chunk)
+            # Always the same batch shape: kernels chosen per shape round
+            # differently in the last bits, which can flip a pixel by one.
+            x = self.model.generate(z.to(self.device), int(grade))[: len(chunk), 0]
             x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-            yield x.cpu().numpy()
+            yield x.cpu().numpy()  # (n, R, R)
 
 
 @lru_cache(maxsize=4)

@@ -8,13 +8,20 @@ from generator.sample import Sampler, main, parse_ranges, sample
 
 
 def test_seeded_sampling_is_deterministic_and_batch_independent(tiny_checkpoint):
-    a = sample(tiny_checkpoint, 2, [5, 6, 7, 8])
-    assert a.dtype == np.uint8 and a.shape == (4, 32, 32)
+    seeds = [5, 6, 7, 8, 9, 10, 11]
+    a = sample(tiny_checkpoint, 2, seeds, batch_size=4)
+    assert a.dtype == np.uint8 and a.shape == (7, 32, 32)
     fresh = Sampler(tiny_checkpoint)  # not the cached one
-    assert np.array_equal(a, fresh(2, [5, 6, 7, 8]))
+    assert np.array_equal(a, fresh(2, seeds, batch_size=4))
+    # other companions, other order, other positions in the batch
     assert np.array_equal(
-        a, sample(tiny_checkpoint, 2, [8, 7, 6, 5], batch_size=1)[::-1]
+        a[::-1], sample(tiny_checkpoint, 2, seeds[::-1], batch_size=4)
     )
+    for k, s in enumerate(seeds):
+        assert np.array_equal(a[k], sample(tiny_checkpoint, 2, [s], batch_size=4)[0])
+    # another batch size may only round differently
+    b = sample(tiny_checkpoint, 2, seeds, batch_size=1)
+    assert np.abs(a.astype(int) - b).max() <= 1
     assert not np.array_equal(a[0], a[1])  # different seeds, different images
 
 
