@@ -219,6 +219,31 @@ def test_random_study_slugs(hostile, slug, method):
     check(response, before)
 
 
+def test_answer_times_come_from_the_server_clock(hostile):
+    from django.utils import timezone
+
+    step = hostile.next().json()
+    forged = {
+        "served_at": "2000-01-01T00:00:00Z",
+        "answered_at": "2000-01-01T00:00:01Z",
+    }
+    before = timezone.now()
+    body = {"stage": step["stage"], "position": step["position"], "kl_grade": 2}
+    assert (
+        hostile.post("answers", body | forged | {"duration_ms": 1}).status_code == 201
+    )
+    revised = hostile.post("revisions", body | forged | {"kl_grade": 3})
+    assert revised.status_code == 201
+    after = timezone.now()
+    judgment = Judgment.objects.get(position=step["position"], session__phase__index=0)
+    revision = judgment.revisions.get()
+    started = judgment.session.started_at
+    assert started <= judgment.served_at <= before <= judgment.answered_at <= after
+    assert before <= revision.answered_at <= after
+    elapsed = judgment.answered_at - judgment.served_at
+    assert judgment.duration_ms == int(elapsed.total_seconds() * 1000)
+
+
 def test_every_endpoint_refuses_the_wrong_method_and_changes_nothing(hostile):
     before = snapshot()
     base = hostile.base
