@@ -1,6 +1,6 @@
-"""A real gunicorn server stopped mid-study, by a crash and by a restart.
+"""A real gunicorn server: stopped mid-study, and sent an oversize upload.
 
-Readers keep their browser (cookies) across the outage: their sessions go on
+Readers keep their browser (cookies) across an outage: their sessions go on
 without signing in again, the answer in flight when the server died is sent
 again, and at the end every answer the server acknowledged is stored once.
 """
@@ -8,6 +8,7 @@ again, and at the end every answer the server acknowledged is stored once.
 import http.client
 import json
 import signal
+import socket
 import threading
 import time
 
@@ -24,14 +25,21 @@ from tests.reliability.live import (
 
 pytestmark = pytest.mark.slow
 SLUG = "restart"
+STAFF = "staff@example.org"
+UPLOAD_LIMIT = 2**20
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    s = LiveStack(tmp_path_factory.mktemp("restart"), name="test_restart")
+    s = LiveStack(tmp_path_factory.mktemp("live"), name="test_live")
+    s.env["TURINGTEST_MAX_UPLOAD_BYTES"] = str(UPLOAD_LIMIT)
+    s.env["TMPDIR"] = str(s.base / "tmp")
+    (s.base / "tmp").mkdir()
     try:
         s.setup()
         s.info = s.seed(slug=SLUG, readers=3, per_grade=1, practice=2)
+        s.env["DJANGO_SUPERUSER_PASSWORD"] = "staff-password-for-tests-1"
+        s.manage("createsuperuser", "--noinput", "--username", STAFF, "--email", STAFF)
         yield s
     finally:
         s.close()
@@ -111,6 +119,7 @@ def stored_positions(stack: LiveStack, email: str, stage) -> list[int]:
 def test_a_restarted_server_loses_no_answer_and_sessions_continue(stack):
     acknowledged: dict = {}
     emails = stack.info["readers"]
+    stack.stop()
     stack.start(workers=2, threads=2)
     readers = [Reading(stack, email, acknowledged) for email in emails]
     for reader in readers:
@@ -166,3 +175,49 @@ def test_a_restarted_server_loses_no_answer_and_sessions_continue(stack):
     assert stored == len(emails) * per_reader
     assert len(acknowledged) == stored
     assert "Traceback" not in stack.log_path.read_text()
+
+
+def test_an_oversize_upload_is_refused_before_its_body_arrives(stack):
+    if stack.server is None:
+        stack.start(workers=2, threads=2)
+    images = stack.query("SELECT count(*) FROM studies_image")[0][0]
+    staff = HttpReader(stack)
+    staff.login(STAFF, "staff-password-for-tests-1")
+    assert staff.request("GET", "/staff/images/upload/").status == 200
+    # The client announces 200 MiB and sends 16 KiB of it; the answer must not
+    # wait for the rest.
+    boundary = "turingtestboundary"
+    head = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="files"; filename="big.zip"\r\n'
+        "Content-Type: application/zip\r\n\r\n"
+    ).encode()
+    declared = 200 * 2**20
+    headers = staff.headers(
+        {
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": str(declared),
+            "Origin": staff.origin,
+            "Referer": staff.origin + "/staff/images/upload/",
+            "X-CSRFToken": staff.cookies["csrftoken"],
+        }
+    )
+    request = "POST /staff/images/upload/ HTTP/1.1\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in headers.items()
+    )
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=15) as conn:
+        conn.sendall(request.encode() + b"\r\n" + head + bytes(16 * 1024))
+        reply = b""
+        while b"</html>" not in reply:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    seconds = time.monotonic() - started
+    status_line = reply.split(b"\r\n", 1)[0]
+    assert b" 413 " in status_line, reply[:500]
+    assert b"larger than the limit of 1 MiB" in reply
+    assert seconds < 10
+    assert stack.query("SELECT count(*) FROM studies_image")[0][0] == images
+    assert not any((stack.base / "tmp").iterdir())
