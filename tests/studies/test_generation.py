@@ -377,3 +377,55 @@ def test_a_killed_worker_is_replaced_and_the_job_still_completes(stack):
         stack.assert_complete(job_id, per_grade=60)
     finally:
         stack.stop_workers()
+
+
+def test_a_pending_job_whose_message_was_lost_is_queued_again(
+    tiny, monkeypatch, django_capture_on_commit_callbacks
+):
+    queued = []
+    monkeypatch.setattr(generation, "_queue", queued.append)
+    job = generation.generation_job_create(generator=tiny, per_grade={0: 1})
+    queued.clear()  # the first message never reached a worker
+    with transaction.atomic():
+        assert generation.generation_jobs_recover() == []  # still within its lease
+    GenerationJob.objects.filter(pk=job.pk).update(
+        heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert generation.generation_jobs_recover() == [job.pk]
+        assert generation.generation_jobs_recover() == []
+    assert queued == [job.pk]
+
+
+# --- the admin ---------------------------------------------------------------
+
+
+def test_a_job_added_in_the_admin_is_queued(
+    staff_client, tiny, monkeypatch, django_capture_on_commit_callbacks
+):
+    queued = []
+    monkeypatch.setattr(generation, "_queue", queued.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            "/admin/studies/generationjob/add/",
+            {"generator": tiny.pk, "per_grade": '{"0": 2, "3": 1}'},
+        )
+    assert response.status_code == 302, response.content[:2000]
+    job = GenerationJob.objects.get()
+    assert (job.total, job.status, queued) == (3, "pending", [job.pk])
+
+    GenerationJob.objects.filter(pk=job.pk).update(status="running", done=2)
+    page = staff_client.get("/admin/studies/generationjob/").content.decode()
+    assert "2 / 3 (66%)" in page
+    change = staff_client.get(f"/admin/studies/generationjob/{job.pk}/change/")
+    assert change.status_code == 200 and 'name="per_grade"' not in change.content.decode()
+
+
+def test_a_bad_request_in_the_admin_queues_nothing(staff_client, tiny, monkeypatch):
+    queued = []
+    monkeypatch.setattr(generation, "_queue", queued.append)
+    response = staff_client.post(
+        "/admin/studies/generationjob/add/", {"generator": tiny.pk, "per_grade": '{"9": 2}'}
+    )
+    assert response.status_code in (200, 302)
+    assert not GenerationJob.objects.exists() and not queued

@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import NestedObjects, unquote
 from django.core.exceptions import ValidationError
@@ -203,8 +204,52 @@ class GeneratorAdmin(admin.ModelAdmin):
     readonly_fields = ["sha256", "created_at"]
 
 
+class GenerationJobForm(forms.ModelForm):
+    class Meta:
+        model = GenerationJob
+        fields = ["generator", "per_grade"]
+
+    def clean_per_grade(self):
+        from turingtest.studies.generation import per_grade_normalise
+
+        return per_grade_normalise(self.cleaned_data["per_grade"])
+
+
 @admin.register(GenerationJob)
 class GenerationJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "generator", "status", "done", "total", "created_at", "finished_at"]
+    form = GenerationJobForm
+    list_display = ["id", "generator", "status", "progress", "created_at", "finished_at", "error"]
     list_filter = ["status", "generator"]
-    readonly_fields = ["status", "done", "total", "error", "started_at", "finished_at"]
+    readonly_fields = [
+        "status",
+        "progress",
+        "error",
+        "worker",
+        "heartbeat_at",
+        "attempts",
+        "started_at",
+        "finished_at",
+    ]
+
+    @admin.display(description="Progress")
+    def progress(self, obj: GenerationJob) -> str:
+        if not obj.total:
+            return "—"
+        return f"{obj.done} / {obj.total} ({100 * obj.done // obj.total}%)"
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["generator", "per_grade"]
+        return ["generator", "per_grade", *self.readonly_fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A job, once queued, is the worker's: staff watch it, never edit it.
+        return [] if obj is None else ["generator", "per_grade", *self.readonly_fields]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        from turingtest.studies.generation import generation_job_create
+
+        job = generation_job_create(generator=obj.generator, per_grade=obj.per_grade)
+        obj.pk, obj.total, obj._state.adding = job.pk, job.total, False

@@ -126,7 +126,7 @@ def job_slots(job: GenerationJob) -> list[tuple[int, int]]:
     return slots
 
 
-def _normalise_per_grade(per_grade: Mapping) -> dict[str, int]:
+def per_grade_normalise(per_grade: Mapping) -> dict[str, int]:
     out = {}
     for grade, count in per_grade.items():
         g, n = int(grade), int(count)
@@ -152,7 +152,7 @@ def generation_job_create(
     *, generator: Generator, per_grade: Mapping[int | str, int]
 ) -> GenerationJob:
     """A job for ``per_grade`` images, queued on the "gpu" queue once committed."""
-    per_grade = _normalise_per_grade(per_grade)
+    per_grade = per_grade_normalise(per_grade)
     job = GenerationJob(
         generator=generator,
         per_grade=per_grade,
@@ -363,20 +363,24 @@ def generation_job_execute(*, job_id: int) -> GenerationJob | None:
 
 
 def generation_jobs_recover() -> list[int]:
-    """Queue again every running job whose lease has run out; returns their ids.
+    """Queue again every job left without a worker; returns their ids.
 
-    Several workers may run this at once: the conditional update lets exactly
-    one of them requeue each job.
+    A running job whose lease has run out lost its worker. A pending job not
+    taken within a lease may have lost its message (a broker restarted, or a
+    queueing that failed after commit); a second message is harmless, since
+    the lease lets one worker in. Several workers may run this at once: the
+    conditional update lets exactly one of them requeue each job.
     """
     stale = timezone.now() - timedelta(seconds=lease_seconds())
+    unfinished = (GenerationJob.Status.RUNNING, GenerationJob.Status.PENDING)
     requeued = []
     candidates = GenerationJob.objects.filter(
-        status=GenerationJob.Status.RUNNING, heartbeat_at__lt=stale
-    ).values_list("pk", "heartbeat_at")
-    for pk, heartbeat in candidates:
+        status__in=unfinished, heartbeat_at__lt=stale
+    ).values_list("pk", "status", "heartbeat_at")
+    for pk, status, heartbeat in candidates:
         with transaction.atomic():
             taken = GenerationJob.objects.filter(
-                pk=pk, status=GenerationJob.Status.RUNNING, heartbeat_at=heartbeat
+                pk=pk, status=status, heartbeat_at=heartbeat
             ).update(
                 status=GenerationJob.Status.PENDING,
                 worker="",
