@@ -194,7 +194,9 @@ def _save_uploads(files, folder: Path) -> tuple[list[Path], Path | None]:
     loose_dir.mkdir()
     has_loose = False
     for number, upload in enumerate(files):
-        name = get_valid_filename(Path(upload.name or "upload").name) or "upload"
+        name = _storable(
+            get_valid_filename(Path(upload.name or "upload").name) or "upload"
+        )
         head = upload.read(4)
         upload.seek(0)
         target_dir = (
@@ -212,6 +214,17 @@ def _save_uploads(files, folder: Path) -> tuple[list[Path], Path | None]:
         else:
             has_loose = True
     return archives, loose_dir if has_loose else None
+
+
+def _storable(name: str, limit: int = 200) -> str:
+    """``name`` cut to fit the file system (255 bytes a name), its suffix kept;
+    a browser may send a longer one and it would fail the whole upload."""
+    if len(name.encode()) <= limit:
+        return name
+    suffix = Path(name).suffix
+    suffix = suffix if len(suffix.encode()) <= 16 else ""
+    stem = name[: len(name) - len(suffix)].encode()
+    return stem[: limit - len(suffix.encode())].decode(errors="ignore") + suffix
 
 
 def _import_all(
