@@ -6,6 +6,7 @@ never a 5xx, and a refused request leaves every table as it was.
 
 import io
 import json
+import os
 import zipfile
 
 import pytest
@@ -380,10 +381,55 @@ def test_a_zip_inside_a_zip_is_not_unpacked(staff_client, media, upload_tmp):
 def test_random_uploads_never_fail_the_server(
     staff_client, media, upload_tmp, files, grade
 ):
-    uploads = [SimpleUploadedFile(name or "f", data) for name, data in files]
+    # The test client sends only a base name; hostile paths are tested below.
+    names = [os.path.basename(name) for name, _ in files]
+    names = [n if n not in ("", ".", "..") else "f" for n in names]
+    uploads = [
+        SimpleUploadedFile(n, data) for n, (_, data) in zip(names, files, strict=True)
+    ]
     response = post_upload(staff_client, uploads, grade=grade)
     assert response.status_code in (200, 400), response.status_code
     assert_nothing_left(media, upload_tmp)
+
+
+@pytest.mark.parametrize(
+    "filename",
+    ["../../../etc/passwd.png", "/tmp/x.png", "..", ".", "", "a\\..\\b.png", "é" * 300],
+)
+def test_hostile_file_names_stay_inside_the_upload_folder(
+    staff_client, media, upload_tmp, tmp_path, filename
+):
+    from tests.imaging import builders
+
+    boundary = "hostileboundary"
+    png = builders.png(builders.picture(3))
+    parts = [
+        ("source", None, b"real"),
+        ("grade", None, b"2"),
+        ("files", filename, png),
+    ]
+    body = b""
+    for name, file_name, data in parts:
+        disposition = f'form-data; name="{name}"'
+        if file_name is not None:
+            disposition += f'; filename="{file_name}"'
+        body += (
+            f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+        )
+    body += f"--{boundary}--\r\n".encode()
+    outside = set(tmp_path.parent.iterdir())
+    response = staff_client.generic(
+        "POST",
+        "/staff/images/upload/",
+        body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+    )
+    assert response.status_code in (200, 400)
+    assert set(tmp_path.parent.iterdir()) == outside
+    assert not any(upload_tmp.iterdir())
+    assert pool_check().ok
 
 
 def test_a_database_failure_mid_upload_leaves_nothing(staff_client, media, upload_tmp):
