@@ -152,3 +152,22 @@ def test_a_redis_restart_and_a_dead_worker_still_finish_the_job(stack, broker):
         stack.assert_complete(job, per_grade=30)
     finally:
         stack.stop_workers()
+
+
+def test_a_job_whose_message_died_with_redis_before_any_worker_is_still_run(
+    stack, broker
+):
+    job = start_job(stack, per_grade=4)
+    assert stack.job(job)[0] == "pending"
+    broker.restart()  # the queued message is gone before a worker saw it
+    stack.worker("late")
+    try:
+        status, done, total, _, error = stack.wait_for(
+            job, lambda row: row[0] in ("done", "failed")
+        )
+        assert (status, done, total, error) == ("done", 20, 20, "")
+        stack.assert_complete(job, per_grade=4)
+        log = (stack.base / "late.log").read_text()
+        assert f"generation job {job} lost its worker; queued again" in log
+    finally:
+        stack.stop_workers()
