@@ -52,8 +52,22 @@ def pool(make_image):
 
 @pytest.fixture
 def make_study(pool):
-    def make(slug="knee", phases=("grading", "detection"), per_grade=1, practice=2, open=True, seed=7, **opts):
-        study = services.study_create(slug=slug, name=f"Study {slug}", phases=phases, practice_count=practice, **opts)
+    def make(
+        slug="knee",
+        phases=("grading", "detection"),
+        per_grade=1,
+        practice=2,
+        open=True,
+        seed=7,
+        **opts,
+    ):
+        study = services.study_create(
+            slug=slug,
+            name=f"Study {slug}",
+            phases=phases,
+            practice_count=practice,
+            **opts,
+        )
         services.cases_build(study=study, per_grade=per_grade, seed=seed)
         if open:
             study = services.study_open(study=study)
@@ -73,7 +87,7 @@ def make_reader(db):
 
     def make(study: Study, **profile):
         n = next(counter)
-        (_, token), = services.invitations_create(study=study, count=1)
+        ((_, token),) = services.invitations_create(study=study, count=1)
         fields = {
             "email": f"reader{n}@example.org",
             "password": PASSWORD,
@@ -101,7 +115,13 @@ def reader_client(enrollment) -> Client:
 
 @pytest.fixture
 def staff_client(db, django_user_model) -> Client:
-    user = django_user_model.objects.create_user("staff@example.org", "staff@example.org", PASSWORD, is_staff=True, is_superuser=True)
+    user = django_user_model.objects.create_user(
+        "staff@example.org",
+        "staff@example.org",
+        PASSWORD,
+        is_staff=True,
+        is_superuser=True,
+    )
     client = Client()
     client.force_login(user)
     return client
@@ -121,7 +141,9 @@ class ReaderAPI:
         import json
 
         data = body if isinstance(body, (str, bytes)) else json.dumps(body)
-        return self.client.post(f"{self.base}/{path}", data=data, content_type="application/json", **kwargs)
+        return self.client.post(
+            f"{self.base}/{path}", data=data, content_type="application/json", **kwargs
+        )
 
     def answer(self, step: dict, confidence=None, kl_grade=None):
         phase = step["phase"]
@@ -129,7 +151,9 @@ class ReaderAPI:
             "stage": step["stage"],
             "position": step["position"],
             "confidence": (confidence or 2) if phase["asks_realism"] else None,
-            "kl_grade": (1 if kl_grade is None else kl_grade) if phase["asks_grade"] else None,
+            "kl_grade": (1 if kl_grade is None else kl_grade)
+            if phase["asks_grade"]
+            else None,
         }
         return self.post("answers", body)
 

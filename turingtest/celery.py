@@ -22,7 +22,12 @@ def broker_folders_create() -> None:
     """The filesystem transport expects its folders to exist, in sender and worker alike."""
     options = app.conf.broker_transport_options or {}
     if str(app.conf.broker_url).startswith("filesystem"):
-        for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
+        for key in (
+            "data_folder_in",
+            "data_folder_out",
+            "processed_folder",
+            "control_folder",
+        ):
             if options.get(key):
                 Path(options[key]).mkdir(parents=True, exist_ok=True)
 

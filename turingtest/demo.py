@@ -37,7 +37,14 @@ class DemoOptions:
     per_grade: int = 6  # main cases per grade and source
     practice: int = 4
     readers: int = 20
-    train_args: tuple[str, ...] = ("--config", "tiny", "--resolution", "64", "--minutes", "3")
+    train_args: tuple[str, ...] = (
+        "--config",
+        "tiny",
+        "--resolution",
+        "64",
+        "--minutes",
+        "3",
+    )
     say: Callable[[str], None] = print
 
 
@@ -55,7 +62,9 @@ def _admin(workdir: Path) -> tuple[str, str]:
     if secret.exists() and user_model.objects.filter(username=ADMIN_USER).exists():
         return ADMIN_USER, secret.read_text().strip()
     password = secrets.token_urlsafe(9)
-    user, _ = user_model.objects.get_or_create(username=ADMIN_USER, defaults={"email": "admin@example.org"})
+    user, _ = user_model.objects.get_or_create(
+        username=ADMIN_USER, defaults={"email": "admin@example.org"}
+    )
     user.is_staff = user.is_superuser = True
     user.set_password(password)
     user.save()
@@ -78,7 +87,12 @@ def _real_pool(opts: DemoOptions) -> Path:
         needed = opts.per_grade + opts.practice + 2
         if not (source / "4").exists():
             opts.say(f"Drawing {needed * 5} procedural knee phantoms (no DATA given)…")
-            phantom_dataset(source, per_grade=needed, size=settings.TURINGTEST["IMAGE_SIZE"], seed=2024)
+            phantom_dataset(
+                source,
+                per_grade=needed,
+                size=settings.TURINGTEST["IMAGE_SIZE"],
+                seed=2024,
+            )
     if not Image.objects.filter(source="real").exists():
         opts.say(f"Importing real images from {source}…")
         with tqdm(desc="import", unit="img") as bar:
@@ -101,9 +115,20 @@ def _generator(opts: DemoOptions, data: Path) -> Generator:
     run = opts.workdir / "runs" / GENERATOR_NAME
     checkpoint = run / "checkpoint.pt"
     if not checkpoint.exists():
-        opts.say("Training the demo generator (a few minutes on a CPU; reused next time)…")
+        opts.say(
+            "Training the demo generator (a few minutes on a CPU; reused next time)…"
+        )
         subprocess.run(
-            [sys.executable, "-m", "generator.train", "--data", str(data), "--out", str(run), *opts.train_args],
+            [
+                sys.executable,
+                "-m",
+                "generator.train",
+                "--data",
+                str(data),
+                "--out",
+                str(run),
+                *opts.train_args,
+            ],
             check=True,
         )
     return generator_register(checkpoint=checkpoint, name=GENERATOR_NAME)
@@ -131,11 +156,18 @@ def worker_start(log: Path) -> subprocess.Popen:
         ],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
-        env=os.environ | {"DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "turingtest.settings")},
+        env=os.environ
+        | {
+            "DJANGO_SETTINGS_MODULE": os.environ.get(
+                "DJANGO_SETTINGS_MODULE", "turingtest.settings"
+            )
+        },
     )
 
 
-def _synthetic_pool(opts: DemoOptions, generator: Generator, worker: subprocess.Popen) -> None:
+def _synthetic_pool(
+    opts: DemoOptions, generator: Generator, worker: subprocess.Popen
+) -> None:
     from turingtest.studies.generation import (
         generation_job_create,
         generation_job_requeue,
@@ -145,13 +177,21 @@ def _synthetic_pool(opts: DemoOptions, generator: Generator, worker: subprocess.
     wanted = (opts.per_grade + 2) * 5
     if have >= opts.per_grade * 5:
         return
-    job = GenerationJob.objects.filter(generator=generator).exclude(status=GenerationJob.Status.FAILED).first()
+    job = (
+        GenerationJob.objects.filter(generator=generator)
+        .exclude(status=GenerationJob.Status.FAILED)
+        .first()
+    )
     with transaction.atomic():
         if job is None or job.status == GenerationJob.Status.DONE:
-            job = generation_job_create(generator=generator, per_grade={g: wanted // 5 for g in range(5)})
+            job = generation_job_create(
+                generator=generator, per_grade={g: wanted // 5 for g in range(5)}
+            )
         else:
             generation_job_requeue(job=job)  # left unfinished by an interrupted demo
-    opts.say(f"Generation job {job.pk} queued; the Celery worker beside the demo runs it…")
+    opts.say(
+        f"Generation job {job.pk} queued; the Celery worker beside the demo runs it…"
+    )
     with tqdm(total=job.total, desc="generate", unit="img") as bar:
         while True:
             job.refresh_from_db()
@@ -187,7 +227,13 @@ def _study(opts: DemoOptions) -> Study:
     study = services.study_open(study=study)
     opts.say(f"Simulating {opts.readers} readers…")
     with tqdm(total=opts.readers, desc="readers", unit="reader") as bar:
-        readers_simulate(study=study, readers=opts.readers, accuracy=0.65, seed=1, progress=bar.update)
+        readers_simulate(
+            study=study,
+            readers=opts.readers,
+            accuracy=0.65,
+            seed=1,
+            progress=bar.update,
+        )
     return study
 
 
@@ -197,12 +243,19 @@ def _links(opts: DemoOptions, study: Study, base_url: str, count: int = 3) -> li
     tokens = store.read_text().split() if store.exists() else []
     tokens = [t for t in tokens if services.invitation_find(token=t) is not None]
     while len(tokens) < count:
-        tokens += [token for _, token in services.invitations_create(study=study, count=count - len(tokens))]
+        tokens += [
+            token
+            for _, token in services.invitations_create(
+                study=study, count=count - len(tokens)
+            )
+        ]
     store.write_text("\n".join(tokens) + "\n")
     return [f"{base_url}/invite/{t}/" for t in tokens]
 
 
-def demo_build(opts: DemoOptions, *, base_url: str = "http://127.0.0.1:8000") -> tuple[DemoResult, subprocess.Popen]:
+def demo_build(
+    opts: DemoOptions, *, base_url: str = "http://127.0.0.1:8000"
+) -> tuple[DemoResult, subprocess.Popen]:
     """Build (or find) everything the demo shows; returns it with the running worker."""
     opts.workdir.mkdir(parents=True, exist_ok=True)
     call_command("migrate", verbosity=0)

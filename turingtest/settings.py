@@ -17,7 +17,9 @@ env = environ.Env()
 DEBUG = env.bool("DEBUG", default=True)
 SECRET_KEY = env(
     "SECRET_KEY",
-    default="embedded-default-insecure-key-set-SECRET_KEY-in-production" if DEBUG else environ.Env.NOTSET,
+    default="embedded-default-insecure-key-set-SECRET_KEY-in-production"
+    if DEBUG
+    else environ.Env.NOTSET,
 )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -73,7 +75,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # each other out for long.
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", "transaction_mode": "IMMEDIATE"}
+        {
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+        }
     )
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
@@ -82,7 +88,9 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
+    },
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
@@ -155,7 +163,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 TURINGTEST = {
     "IMAGE_SIZE": env.int("TURINGTEST_IMAGE_SIZE", default=224),
     "INVITATION_DAYS": env.int("TURINGTEST_INVITATION_DAYS", default=30),
-    "MAX_UPLOAD_BYTES": env.int("TURINGTEST_MAX_UPLOAD_BYTES", default=512 * 1024 * 1024),
+    "MAX_UPLOAD_BYTES": env.int(
+        "TURINGTEST_MAX_UPLOAD_BYTES", default=512 * 1024 * 1024
+    ),
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024

@@ -8,7 +8,11 @@ api_patterns = [
     path("schema", api.schema, name="api-schema"),
     path("studies/<slug:slug>/next", api.next_case, name="api-next"),
     path("studies/<slug:slug>/answers", api.answer_create, name="api-answers"),
-    path("studies/<slug:slug>/answers/<int:stage>/<int:position>", api.answer_detail, name="api-answer-detail"),
+    path(
+        "studies/<slug:slug>/answers/<int:stage>/<int:position>",
+        api.answer_detail,
+        name="api-answer-detail",
+    ),
     path("studies/<slug:slug>/revisions", api.revision_create, name="api-revisions"),
     path("studies/<slug:slug>/finish", api.stage_finish, name="api-finish"),
     path("images/<str:token>", api.image, name="api-image"),
@@ -16,11 +20,31 @@ api_patterns = [
 
 staff_patterns = [
     path("studies/<slug:slug>/", views.staff_study, name="staff-study"),
-    path("studies/<slug:slug>/status", views.staff_study_status, name="staff-study-status"),
-    path("studies/<slug:slug>/invite", views.staff_study_invite, name="staff-study-invite"),
-    path("studies/<slug:slug>/results.zip", views.staff_study_export, name="staff-study-export"),
-    path("studies/<slug:slug>/report/rebuild", views.staff_study_report_build, name="staff-study-report-build"),
-    path("studies/<slug:slug>/report/<slug:plot>.png", views.staff_study_report_plot, name="staff-study-report-plot"),
+    path(
+        "studies/<slug:slug>/status",
+        views.staff_study_status,
+        name="staff-study-status",
+    ),
+    path(
+        "studies/<slug:slug>/invite",
+        views.staff_study_invite,
+        name="staff-study-invite",
+    ),
+    path(
+        "studies/<slug:slug>/results.zip",
+        views.staff_study_export,
+        name="staff-study-export",
+    ),
+    path(
+        "studies/<slug:slug>/report/rebuild",
+        views.staff_study_report_build,
+        name="staff-study-report-build",
+    ),
+    path(
+        "studies/<slug:slug>/report/<slug:plot>.png",
+        views.staff_study_report_plot,
+        name="staff-study-report-plot",
+    ),
 ]
 
 urlpatterns = [

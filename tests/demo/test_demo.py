@@ -25,7 +25,9 @@ def _manage(env: dict, *args: str, timeout: float = 600) -> subprocess.Completed
 
 
 def test_demo_builds_a_study_with_generated_images_and_answers(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")
+    }
     env |= {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "MEDIA_ROOT": str(tmp_path / "media"),
@@ -33,7 +35,18 @@ def test_demo_builds_a_study_with_generated_images_and_answers(tmp_path):
         "DJANGO_SETTINGS_MODULE": "turingtest.settings",
     }
     workdir = tmp_path / "demo"
-    args = ("demo", "--no-serve", "--workdir", str(workdir), "--readers", "3", "--per-grade", "2", "--train-steps", "2")
+    args = (
+        "demo",
+        "--no-serve",
+        "--workdir",
+        str(workdir),
+        "--readers",
+        "3",
+        "--per-grade",
+        "2",
+        "--train-steps",
+        "2",
+    )
     first = _manage(env, *args)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "turingtest demo is ready" in first.stdout
@@ -42,7 +55,9 @@ def test_demo_builds_a_study_with_generated_images_and_answers(tmp_path):
     assert (workdir / "runs" / "demo" / "checkpoint.pt").exists()
 
     out = tmp_path / "results"
-    assert _manage(env, "export_results", "demo-knee", "--out", str(out)).returncode == 0
+    assert (
+        _manage(env, "export_results", "demo-knee", "--out", str(out)).returncode == 0
+    )
     images = list(csv.DictReader((out / "images.csv").open()))
     main = [r for r in images if r["role"] == "main"]
     assert len(main) == 20
@@ -60,4 +75,6 @@ def test_demo_builds_a_study_with_generated_images_and_answers(tmp_path):
     again = _manage(env, *args, timeout=120)
     assert again.returncode == 0, again.stderr[-2000:]
     assert time.monotonic() - started < 60
-    assert [line.strip() for line in again.stdout.splitlines() if "/invite/" in line] == links
+    assert [
+        line.strip() for line in again.stdout.splitlines() if "/invite/" in line
+    ] == links

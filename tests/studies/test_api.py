@@ -12,7 +12,10 @@ def test_reader_walks_practice_then_phases(reader_api, study):
     assert [s["position"] for s in steps if s["stage"] == 1] == list(range(10))
     assert all(s["total"] == 10 for s in steps if s["stage"] != "practice")
     assert Judgment.objects.filter(session__phase__isnull=False).count() == 20
-    assert reader_api.next().json() == {"stage": "done", "redirect": f"/s/{study.slug}/done/"}
+    assert reader_api.next().json() == {
+        "stage": "done",
+        "redirect": f"/s/{study.slug}/done/",
+    }
 
 
 def test_next_preloads_the_following_image(reader_api):
@@ -24,7 +27,10 @@ def test_next_preloads_the_following_image(reader_api):
 def test_practice_gives_feedback_and_phases_do_not(reader_api):
     step = reader_api.next().json()
     practice = reader_api.answer(step, kl_grade=0).json()
-    assert set(practice["feedback"]) == {"reference_kl", "correct"}  # grading first: no word of sources
+    assert set(practice["feedback"]) == {
+        "reference_kl",
+        "correct",
+    }  # grading first: no word of sources
     step = practice["next"]
     step = reader_api.answer(step).json()["next"]
     assert step["stage"] == 1

@@ -32,7 +32,13 @@ def _secrets(study):
     found = set()
     for case in Case.objects.filter(study=study).select_related("image"):
         image = case.image
-        found |= {image.sha256, image.sha256[:16], image.origin, image.file.name, f"/{image.pk}/"}
+        found |= {
+            image.sha256,
+            image.sha256[:16],
+            image.origin,
+            image.file.name,
+            f"/{image.pk}/",
+        }
     return {s for s in found if s}
 
 
@@ -46,15 +52,30 @@ def test_no_ground_truth_or_identity_in_any_response(reader_api, study):
         headers = " ".join(f"{k}: {v}" for k, v in response.headers.items())
         for secret in secrets:
             assert secret not in body and secret not in headers
-        assert not re.search(r"\breal\b.*\bpk\b|\bkl_grade\"?:\s*\d", body.replace('"kl_grade": null', ""))
+        assert not re.search(
+            r"\breal\b.*\bpk\b|\bkl_grade\"?:\s*\d",
+            body.replace('"kl_grade": null', ""),
+        )
     for step in steps:
-        assert set(step) <= {"stage", "phase", "position", "total", "can_revise", "image", "preload", "review"}
+        assert set(step) <= {
+            "stage",
+            "phase",
+            "position",
+            "total",
+            "can_revise",
+            "image",
+            "preload",
+            "review",
+        }
         assert re.fullmatch(r"/api/v1/images/[A-Za-z0-9_-]{22}", step["image"])
 
 
 def test_grading_phase_never_mentions_synthetic_images(reader_api, study):
     client = reader_api.client
-    pages = [client.get(f"/s/{study.slug}/").content, client.get(f"/s/{study.slug}/read/").content]
+    pages = [
+        client.get(f"/s/{study.slug}/").content,
+        client.get(f"/s/{study.slug}/read/").content,
+    ]
     step = reader_api.next().json()
     texts = [*pages]
     while step.get("stage") in ("practice", 1):
@@ -71,7 +92,10 @@ def test_images_are_served_identically(reader_api, study):
     responses, steps = _reader_traffic(reader_api, study)
     images = [r for r in responses if r.get("Content-Type") == "image/png"]
     assert len(images) == 22
-    header_sets = {frozenset((k, v) for k, v in r.headers.items() if k != "Content-Length") for r in images}
+    header_sets = {
+        frozenset((k, v) for k, v in r.headers.items() if k != "Content-Length")
+        for r in images
+    }
     assert len(header_sets) == 1
     headers = dict(next(iter(header_sets)))
     assert "Last-Modified" not in headers and "ETag" not in headers
@@ -97,7 +121,9 @@ def test_images_only_for_enrolled_readers(client, study, make_study, make_reader
     if who == "other_reader":
         from turingtest.studies.services import enrollment_consent
 
-        client.force_login(enrollment_consent(enrollment=make_reader(other)).reader.user)
+        client.force_login(
+            enrollment_consent(enrollment=make_reader(other)).reader.user
+        )
     elif who == "unconsented":
         client.force_login(make_reader(study).reader.user)
     response = client.get(f"/api/v1/images/{image.token}")

@@ -13,8 +13,12 @@ def run(*args) -> str:
 
 
 def test_study_setup_from_the_command_line(pool):
-    assert "grading → detection" in run("create_study", "cli", "--name", "CLI study", "--phases", "grading,detection")
-    assert "10 main cases, 2 practice" in run("build_cases", "cli", "--per-grade", "1", "--seed", "3", "--practice", "2")
+    assert "grading → detection" in run(
+        "create_study", "cli", "--name", "CLI study", "--phases", "grading,detection"
+    )
+    assert "10 main cases, 2 practice" in run(
+        "build_cases", "cli", "--per-grade", "1", "--seed", "3", "--practice", "2"
+    )
     study = Study.objects.get(slug="cli")
     assert study.cases.filter(role=Case.Role.MAIN).count() == 10
     links = run("invite_readers", "cli", "--count", "3").split()
@@ -34,9 +38,20 @@ def test_create_study_rejects_bad_protocol(db):
 
 
 def test_simulated_readers_answer_everything(study):
-    out = run("simulate_readers", study.slug, "--readers", "3", "--accuracy", "0.7", "--seed", "1")
+    out = run(
+        "simulate_readers",
+        study.slug,
+        "--readers",
+        "3",
+        "--accuracy",
+        "0.7",
+        "--seed",
+        "1",
+    )
     assert "3 simulated readers gave 66 answers" in out
-    assert Enrollment.objects.filter(study=study, completed_at__isnull=False).count() == 3
+    assert (
+        Enrollment.objects.filter(study=study, completed_at__isnull=False).count() == 3
+    )
     assert Judgment.objects.filter(session__phase__isnull=False).count() == 60
 
 
@@ -47,7 +62,9 @@ def test_simulated_accuracy_tracks_the_setting(make_study):
     def accuracy(p, seed):
         Judgment.objects.all().delete()
         readers_simulate(study=study, readers=6, accuracy=p, seed=seed)
-        js = Judgment.objects.filter(session__enrollment__study=study).select_related("case__image")
+        js = Judgment.objects.filter(session__enrollment__study=study).select_related(
+            "case__image"
+        )
         return sum(j.answer == j.case.image.source for j in js) / js.count()
 
     assert accuracy(0.95, 1) > accuracy(0.5, 2) + 0.2

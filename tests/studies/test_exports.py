@@ -18,25 +18,45 @@ def _read_csv(text: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-def test_results_zip_matches_answers_and_command(reader_api, study, staff_client, tmp_path):
+def test_results_zip_matches_answers_and_command(
+    reader_api, study, staff_client, tmp_path
+):
     reader_api.answer_all()
     response = staff_client.get(f"/staff/studies/{study.slug}/results.zip")
     assert response.status_code == 200
-    assert response["Content-Disposition"] == f'attachment; filename="{study.slug}-results.zip"'
+    assert (
+        response["Content-Disposition"]
+        == f'attachment; filename="{study.slug}-results.zip"'
+    )
     archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
     names = {n.split("/", 1)[1] for n in archive.namelist()}
     assert {"judgments.csv", "readers.csv", "images.csv", "orders.csv"} <= names
 
-    call_command("export_results", study.slug, "--out", str(tmp_path / "out"), stdout=io.StringIO())
+    call_command(
+        "export_results",
+        study.slug,
+        "--out",
+        str(tmp_path / "out"),
+        stdout=io.StringIO(),
+    )
     for name in ("judgments.csv", "readers.csv", "images.csv", "orders.csv"):
-        assert archive.read(f"{study.slug}/{name}") == (tmp_path / "out" / name).read_bytes()
+        assert (
+            archive.read(f"{study.slug}/{name}")
+            == (tmp_path / "out" / name).read_bytes()
+        )
 
     judgments = _read_csv(archive.read(f"{study.slug}/judgments.csv").decode())
     assert list(judgments[0]) == JUDGMENT_COLUMNS
-    assert len(judgments) == Judgment.objects.filter(session__phase__isnull=False).count() == 20
+    assert (
+        len(judgments)
+        == Judgment.objects.filter(session__phase__isnull=False).count()
+        == 20
+    )
     stored = {
         (j.session.phase.kind, j.position + 1): j
-        for j in Judgment.objects.filter(session__phase__isnull=False).select_related("case__image", "session__phase")
+        for j in Judgment.objects.filter(session__phase__isnull=False).select_related(
+            "case__image", "session__phase"
+        )
     }
     for row in judgments:
         j = stored[(row["phase"], int(row["position"]))]
@@ -51,19 +71,29 @@ def test_results_zip_matches_answers_and_command(reader_api, study, staff_client
             assert (row["kl_grade"], row["answer"], row["confidence"]) == ("1", "", "")
             assert row["correct"] == str(j.case.image.kl_grade == 1).lower()
         else:
-            assert (row["answer"], row["confidence"], row["kl_grade"]) == ("real", "2", "")
+            assert (row["answer"], row["confidence"], row["kl_grade"]) == (
+                "real",
+                "2",
+                "",
+            )
             assert row["correct"] == str(j.case.image.source == "real").lower()
         assert not row["reader"].isdigit()
 
     readers = _read_csv(archive.read(f"{study.slug}/readers.csv").decode())
-    assert list(readers[0]) == READER_COLUMNS and len(readers) == 1 and readers[0]["completed_at"]
+    assert (
+        list(readers[0]) == READER_COLUMNS
+        and len(readers) == 1
+        and readers[0]["completed_at"]
+    )
     images = _read_csv(archive.read(f"{study.slug}/images.csv").decode())
     assert list(images[0]) == IMAGE_COLUMNS and len(images) == 12
     orders = _read_csv(archive.read(f"{study.slug}/orders.csv").decode())
     assert list(orders[0]) == ORDER_COLUMNS
     session = ReadingSession.objects.get(phase__index=1)
     numbers = dict(study.cases.values_list("id", "number"))
-    assert [int(r["case"]) for r in orders if r["phase"] == "detection"] == [numbers[i] for i in session.order]
+    assert [int(r["case"]) for r in orders if r["phase"] == "detection"] == [
+        numbers[i] for i in session.order
+    ]
 
 
 def test_revisions_are_exported_as_extra_rows(make_study, make_reader, tmp_path):
@@ -71,9 +101,16 @@ def test_revisions_are_exported_as_extra_rows(make_study, make_reader, tmp_path)
 
     study = make_study(slug="edits", edit_policy="until_phase_end", practice=0)
     enrollment = services.enrollment_consent(enrollment=make_reader(study))
-    session = services.reading_session_start(enrollment=enrollment, phase=study.phases.get(index=0))
+    session = services.reading_session_start(
+        enrollment=enrollment, phase=study.phases.get(index=0)
+    )
     services.judgment_record(session=session, position=0, kl_grade=1)
     services.judgment_revise(session=session, position=0, kl_grade=3)
-    call_command("export_results", study.slug, "--out", str(tmp_path), stdout=io.StringIO())
+    call_command(
+        "export_results", study.slug, "--out", str(tmp_path), stdout=io.StringIO()
+    )
     rows = _read_csv((tmp_path / "judgments.csv").read_text())
-    assert [(r["position"], r["kl_grade"], r["revision"]) for r in rows] == [("1", "1", "0"), ("1", "3", "1")]
+    assert [(r["position"], r["kl_grade"], r["revision"]) for r in rows] == [
+        ("1", "1", "0"),
+        ("1", "3", "1"),
+    ]

@@ -418,14 +418,17 @@ def test_a_job_added_in_the_admin_is_queued(
     page = staff_client.get("/admin/studies/generationjob/").content.decode()
     assert "2 / 3 (66%)" in page
     change = staff_client.get(f"/admin/studies/generationjob/{job.pk}/change/")
-    assert change.status_code == 200 and 'name="per_grade"' not in change.content.decode()
+    assert (
+        change.status_code == 200 and 'name="per_grade"' not in change.content.decode()
+    )
 
 
 def test_a_bad_request_in_the_admin_queues_nothing(staff_client, tiny, monkeypatch):
     queued = []
     monkeypatch.setattr(generation, "_queue", queued.append)
     response = staff_client.post(
-        "/admin/studies/generationjob/add/", {"generator": tiny.pk, "per_grade": '{"9": 2}'}
+        "/admin/studies/generationjob/add/",
+        {"generator": tiny.pk, "per_grade": '{"9": 2}'},
     )
     assert response.status_code in (200, 302)
     assert not GenerationJob.objects.exists() and not queued

@@ -92,7 +92,9 @@ def test_every_url_admits_only_the_intended(visitors, study):
         elif pattern.startswith("admin/"):
             allowed = {"staff"}
         else:
-            assert name in ALLOWED, f"URL {pattern!r} ({name}) has no access rule in this test"
+            assert name in ALLOWED, (
+                f"URL {pattern!r} ({name}) has no access rule in this test"
+            )
             allowed = ALLOWED[name]
         seen.add(name)
         url = _concrete(pattern, values)
@@ -103,7 +105,11 @@ def test_every_url_admits_only_the_intended(visitors, study):
             assert status < 500, (url, role, status, name)
             if role in allowed:
                 # Admin pages may redirect or refuse staff for want of parameters.
-                assert pattern.startswith("admin/") or 200 <= status < 400, (url, role, status)
+                assert pattern.startswith("admin/") or 200 <= status < 400, (
+                    url,
+                    role,
+                    status,
+                )
             else:
                 assert not 200 <= status < 300, (url, role, status, name, pattern)
     assert set(ALLOWED) <= seen
@@ -112,11 +118,17 @@ def test_every_url_admits_only_the_intended(visitors, study):
 def test_state_changing_urls_refuse_all_but_the_intended(visitors, study):
     body = json.dumps({"stage": "practice", "position": 0, "kl_grade": 1})
     for role, client in visitors.items():
-        answer = client.post(f"/api/v1/studies/{study.slug}/answers", body, content_type="application/json")
+        answer = client.post(
+            f"/api/v1/studies/{study.slug}/answers",
+            body,
+            content_type="application/json",
+        )
         assert (answer.status_code == 201) == (role == "enrolled"), role
     for role, client in visitors.items():
         status = client.post(f"/staff/studies/{study.slug}/status", {"action": "close"})
-        invite = client.post(f"/staff/studies/{study.slug}/invite", {"count": 1, "days": 3})
+        invite = client.post(
+            f"/staff/studies/{study.slug}/invite", {"count": 1, "days": 3}
+        )
         if role == "staff":
             assert status.status_code == 302 and invite.status_code == 200
         else:

@@ -28,7 +28,10 @@ def _wait_progress_change(page, before: str) -> None:
         if page.url.endswith("/done/"):
             return
         try:
-            if page.locator("#interstitial").is_visible() or page.locator("#progress-text").inner_text(timeout=500) != before:
+            if (
+                page.locator("#interstitial").is_visible()
+                or page.locator("#progress-text").inner_text(timeout=500) != before
+            ):
                 return
         except PlaywrightError:
             pass  # the page is navigating to the completion page
@@ -37,14 +40,23 @@ def _wait_progress_change(page, before: str) -> None:
 
 
 def _wait_image(page) -> None:
-    expect(page.locator("#image")).to_have_attribute("src", re.compile(r"^/api/v1/images/"))
+    expect(page.locator("#image")).to_have_attribute(
+        "src", re.compile(r"^/api/v1/images/")
+    )
 
 
-def test_reader_completes_study_by_keyboard_and_export_matches(live_server, page, pool, django_user_model):
-    study = services.study_create(slug="browser", name="Knee radiographs", phases=("grading", "detection"), practice_count=2)
+def test_reader_completes_study_by_keyboard_and_export_matches(
+    live_server, page, pool, django_user_model
+):
+    study = services.study_create(
+        slug="browser",
+        name="Knee radiographs",
+        phases=("grading", "detection"),
+        practice_count=2,
+    )
     services.cases_build(study=study, per_grade=1, seed=11)
     services.study_open(study=study)
-    (_, token), = services.invitations_create(study=study)
+    ((_, token),) = services.invitations_create(study=study)
     base = live_server.url
 
     page.goto(f"{base}/invite/{token}/")
@@ -68,7 +80,9 @@ def test_reader_completes_study_by_keyboard_and_export_matches(live_server, page
     while not page.url.endswith("/done/"):
         if "/done/" in page.url:
             break
-        _wait_image(page)  # the page shows a stage's introduction before its first image
+        _wait_image(
+            page
+        )  # the page shows a stage's introduction before its first image
         inter = page.locator("#interstitial")
         if inter.is_visible():
             page.keyboard.press("Enter")
@@ -103,7 +117,10 @@ def test_reader_completes_study_by_keyboard_and_export_matches(live_server, page
         else:
             key = str(position % 6 + 1)
             page.keyboard.press(key)
-            clicked[(kind, src)] = {"confidence": key, "answer": "real" if int(key) <= 3 else "synthetic"}
+            clicked[(kind, src)] = {
+                "confidence": key,
+                "answer": "real" if int(key) <= 3 else "synthetic",
+            }
         assert page.locator("#confirm").is_enabled()
         page.keyboard.press("Enter")
         answered += 1
@@ -112,7 +129,13 @@ def test_reader_completes_study_by_keyboard_and_export_matches(live_server, page
     assert "Thank you" in page.content()
 
     # Staff sign in to the admin and download the results.
-    django_user_model.objects.create_user("admin@example.org", "admin@example.org", PASSWORD, is_staff=True, is_superuser=True)
+    django_user_model.objects.create_user(
+        "admin@example.org",
+        "admin@example.org",
+        PASSWORD,
+        is_staff=True,
+        is_superuser=True,
+    )
     page.goto(f"{base}/admin/login/?next=/staff/studies/browser/")
     page.fill("#id_username", "admin@example.org")
     page.fill("#id_password", PASSWORD)
@@ -122,14 +145,25 @@ def test_reader_completes_study_by_keyboard_and_export_matches(live_server, page
     with page.expect_download() as download_info:
         page.click("#download-results")
     data = Path(download_info.value.path()).read_bytes()
-    rows = list(csv.DictReader(io.StringIO(zipfile.ZipFile(io.BytesIO(data)).read("browser/judgments.csv").decode())))
+    rows = list(
+        csv.DictReader(
+            io.StringIO(
+                zipfile.ZipFile(io.BytesIO(data)).read("browser/judgments.csv").decode()
+            )
+        )
+    )
     assert len(rows) == 20
     for row in rows:
         expected = clicked[(row["phase"], f"/api/v1/images/{row['image']}")]
         for column, value in expected.items():
             assert row[column] == value, (row, expected)
-        assert row["reader_profession"] == "radiologist" and row["reader_experience_years"] == "12"
+        assert (
+            row["reader_profession"] == "radiologist"
+            and row["reader_experience_years"] == "12"
+        )
     page.goto(f"{base}/staff/studies/browser/")
-    page.wait_for_load_state("networkidle")  # the report's plots, before the server stops
+    page.wait_for_load_state(
+        "networkidle"
+    )  # the report's plots, before the server stops
     if SCREENSHOTS:
         page.screenshot(path=str(Path(SCREENSHOTS) / "study-page.png"), full_page=True)

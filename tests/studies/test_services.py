@@ -37,7 +37,9 @@ def test_cases_are_balanced_by_grade_and_source(make_study):
 def test_cases_build_same_seed_same_cases(make_study, pool):
     a = make_study(slug="a", open=False)
     b = make_study(slug="b", open=False)
-    assert set(a.cases.values_list("image", "role")) == set(b.cases.values_list("image", "role"))
+    assert set(a.cases.values_list("image", "role")) == set(
+        b.cases.values_list("image", "role")
+    )
 
 
 def test_cases_build_reports_shortage_and_keeps_old_cases(make_study):
@@ -60,37 +62,53 @@ def test_study_cannot_open_without_cases(db):
 
 
 def test_invitation_is_single_use(study, make_reader):
-    (_, token), = services.invitations_create(study=study, count=1)
+    ((_, token),) = services.invitations_create(study=study, count=1)
     services.reader_signup(
-        token=token, email="a@example.org", password="correct-horse-battery-staple", name="A",
-        profession="radiologist", experience_years=3,
+        token=token,
+        email="a@example.org",
+        password="correct-horse-battery-staple",
+        name="A",
+        profession="radiologist",
+        experience_years=3,
     )
     assert services.invitation_find(token=token) is None
     with pytest.raises(ValidationError):
         services.reader_signup(
-            token=token, email="b@example.org", password="correct-horse-battery-staple", name="B",
-            profession="radiologist", experience_years=3,
+            token=token,
+            email="b@example.org",
+            password="correct-horse-battery-staple",
+            name="B",
+            profession="radiologist",
+            experience_years=3,
         )
     # The failed sign-up left no account behind.
-    assert not selectors.enrollment_for(user=type("U", (), {"is_authenticated": False})(), study_slug=study.slug)
+    assert not selectors.enrollment_for(
+        user=type("U", (), {"is_authenticated": False})(), study_slug=study.slug
+    )
     from django.contrib.auth import get_user_model
 
     assert not get_user_model().objects.filter(username="b@example.org").exists()
 
 
 def test_expired_invitation_is_refused(study):
-    (invitation, token), = services.invitations_create(study=study, count=1)
-    Invitation.objects.filter(pk=invitation.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    ((invitation, token),) = services.invitations_create(study=study, count=1)
+    Invitation.objects.filter(pk=invitation.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
     assert services.invitation_find(token=token) is None
     assert services.invitation_find(token="not-a-token") is None
 
 
 def test_weak_password_is_refused(study):
-    (_, token), = services.invitations_create(study=study, count=1)
+    ((_, token),) = services.invitations_create(study=study, count=1)
     with pytest.raises(ValidationError):
         services.reader_signup(
-            token=token, email="c@example.org", password="12345678", name="C",
-            profession="radiologist", experience_years=3,
+            token=token,
+            email="c@example.org",
+            password="12345678",
+            name="C",
+            profession="radiologist",
+            experience_years=3,
         )
     assert services.invitation_find(token=token) is not None
 
@@ -103,21 +121,31 @@ def test_each_reader_gets_own_stored_order(study, make_reader):
     assert a.order != b.order
     again = services.reading_session_start(enrollment=a.enrollment, phase=phase)
     assert again.pk == a.pk and again.order == a.order
-    detection = services.reading_session_start(enrollment=a.enrollment, phase=study.phases.get(index=1))
+    detection = services.reading_session_start(
+        enrollment=a.enrollment, phase=study.phases.get(index=1)
+    )
     assert detection.order != a.order and sorted(detection.order) == sorted(a.order)
 
 
 def test_order_is_reproducible_from_seed(study, enrollment):
     import random
 
-    session = services.reading_session_start(enrollment=enrollment, phase=study.phases.first())
-    ids = list(study.cases.exclude(role="practice").order_by("number").values_list("id", flat=True))
+    session = services.reading_session_start(
+        enrollment=enrollment, phase=study.phases.first()
+    )
+    ids = list(
+        study.cases.exclude(role="practice")
+        .order_by("number")
+        .values_list("id", flat=True)
+    )
     random.Random(session.seed).shuffle(ids)
     assert ids == session.order
 
 
 def test_judgment_record_is_idempotent_and_ordered(study, enrollment):
-    session = services.reading_session_start(enrollment=enrollment, phase=study.phases.get(index=0))
+    session = services.reading_session_start(
+        enrollment=enrollment, phase=study.phases.get(index=0)
+    )
     first = services.judgment_record(session=session, position=0, kl_grade=2)
     again = services.judgment_record(session=session, position=0, kl_grade=3)
     assert first.created and not again.created
@@ -136,15 +164,23 @@ def test_judgment_record_is_idempotent_and_ordered(study, enrollment):
         (True, None, "from 1 to 6"),
     ],
 )
-def test_detection_answers_are_validated(study, enrollment, confidence, kl_grade, message):
-    session = services.reading_session_start(enrollment=enrollment, phase=study.phases.get(kind="detection"))
+def test_detection_answers_are_validated(
+    study, enrollment, confidence, kl_grade, message
+):
+    session = services.reading_session_start(
+        enrollment=enrollment, phase=study.phases.get(kind="detection")
+    )
     with pytest.raises(ValidationError, match=message):
-        services.judgment_record(session=session, position=0, confidence=confidence, kl_grade=kl_grade)
+        services.judgment_record(
+            session=session, position=0, confidence=confidence, kl_grade=kl_grade
+        )
     assert not Judgment.objects.exists()
 
 
 def test_detection_rating_sets_answer(study, enrollment):
-    session = services.reading_session_start(enrollment=enrollment, phase=study.phases.get(kind="detection"))
+    session = services.reading_session_start(
+        enrollment=enrollment, phase=study.phases.get(kind="detection")
+    )
     j = services.judgment_record(session=session, position=0, confidence=3).judgment
     assert (j.answer, j.confidence) == ("real", 3)
     j = services.judgment_record(session=session, position=1, confidence=4).judgment
@@ -160,7 +196,10 @@ def test_completing_all_phases_completes_enrollment(study, enrollment):
     for phase in study.phases.order_by("index"):
         assert enrollment.completed_at is None
         session = services.reading_session_start(enrollment=enrollment, phase=phase)
-        _answer_session(session, **({"kl_grade": 1} if phase.kind == "grading" else {"confidence": 2}))
+        _answer_session(
+            session,
+            **({"kl_grade": 1} if phase.kind == "grading" else {"confidence": 2}),
+        )
         enrollment.refresh_from_db()
     assert enrollment.completed_at is not None
     assert selectors.reader_stage(enrollment=enrollment).name == "done"
@@ -171,7 +210,9 @@ def test_stage_walks_consent_practice_phases(study, make_reader):
     assert selectors.reader_stage(enrollment=enrollment).name == "consent"
     enrollment = services.enrollment_consent(enrollment=enrollment)
     assert selectors.reader_stage(enrollment=enrollment).name == "practice"
-    _answer_session(services.reading_session_start(enrollment=enrollment, phase=None), kl_grade=0)
+    _answer_session(
+        services.reading_session_start(enrollment=enrollment, phase=None), kl_grade=0
+    )
     stage = selectors.reader_stage(enrollment=enrollment)
     assert (stage.name, stage.phase.kind, stage.phase_number) == ("phase", "grading", 1)
 
@@ -179,7 +220,9 @@ def test_stage_walks_consent_practice_phases(study, make_reader):
 def test_revisions_keep_the_first_answer(make_study, make_reader):
     study = make_study(slug="edits", edit_policy=Study.EditPolicy.UNTIL_PHASE_END)
     enrollment = services.enrollment_consent(enrollment=make_reader(study))
-    session = services.reading_session_start(enrollment=enrollment, phase=study.phases.get(index=0))
+    session = services.reading_session_start(
+        enrollment=enrollment, phase=study.phases.get(index=0)
+    )
     _answer_session(session, kl_grade=1)
     session.refresh_from_db()
     assert session.completed_at is None  # open for review until finished
@@ -187,7 +230,10 @@ def test_revisions_keep_the_first_answer(make_study, make_reader):
     services.judgment_revise(session=session, position=3, kl_grade=2)
     judgment = session.judgments.get(position=3)
     assert judgment.kl_grade == 1
-    assert list(judgment.revisions.values_list("revision", "kl_grade")) == [(1, 4), (2, 2)]
+    assert list(judgment.revisions.values_list("revision", "kl_grade")) == [
+        (1, 4),
+        (2, 2),
+    ]
     services.reading_session_finish(session=session)
     with pytest.raises(ValidationError, match="finished"):
         services.judgment_revise(session=session, position=3, kl_grade=0)
@@ -195,24 +241,34 @@ def test_revisions_keep_the_first_answer(make_study, make_reader):
 
 
 def test_no_revisions_without_policy(study, enrollment):
-    session = services.reading_session_start(enrollment=enrollment, phase=study.phases.get(index=0))
+    session = services.reading_session_start(
+        enrollment=enrollment, phase=study.phases.get(index=0)
+    )
     services.judgment_record(session=session, position=0, kl_grade=1)
     with pytest.raises(ValidationError, match="cannot be changed"):
         services.judgment_revise(session=session, position=0, kl_grade=2)
 
 
 def test_closed_study_takes_no_answers(study, enrollment):
-    session = services.reading_session_start(enrollment=enrollment, phase=study.phases.get(index=0))
+    session = services.reading_session_start(
+        enrollment=enrollment, phase=study.phases.get(index=0)
+    )
     services.study_close(study=study)
     with pytest.raises(ValidationError, match="not open"):
         services.judgment_record(session=session, position=0, kl_grade=1)
 
 
 def test_served_time_survives_reload(study, enrollment):
-    session = services.reading_session_start(enrollment=enrollment, phase=study.phases.get(index=0))
+    session = services.reading_session_start(
+        enrollment=enrollment, phase=study.phases.get(index=0)
+    )
     t0 = timezone.now() - timedelta(seconds=30)
     services.reading_session_serve(session=session, position=0, now=t0)
-    services.reading_session_serve(session=session, position=0, now=t0 + timedelta(seconds=20))
-    j = services.judgment_record(session=session, position=0, kl_grade=2, now=t0 + timedelta(seconds=25)).judgment
+    services.reading_session_serve(
+        session=session, position=0, now=t0 + timedelta(seconds=20)
+    )
+    j = services.judgment_record(
+        session=session, position=0, kl_grade=2, now=t0 + timedelta(seconds=25)
+    ).judgment
     assert j.served_at == t0
     assert j.duration_ms == 25_000

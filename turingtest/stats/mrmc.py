@@ -77,11 +77,11 @@ class MRMCResult(Result):
     note: str | None = None
 
 
-
 def _clip_unit(low: float, high: float) -> tuple[float, float]:
     """Limits inside [0, 1], where AUC and percent correct live. OR-DBM MRMC
     prints unclipped limits; they differ only when a limit leaves the range."""
     return max(low, 0.0), min(high, 1.0)
+
 
 def jackknife_covariance(loo: np.ndarray) -> np.ndarray:
     """Jackknife covariance of readers' estimates from leave-one-case-out values.

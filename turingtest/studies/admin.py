@@ -42,20 +42,36 @@ class StudyAdmin(admin.ModelAdmin):
     def study_page(self, obj: Study) -> str:
         if obj.pk is None:
             return "—"
-        return format_html('<a href="{}">Progress, invitations, results</a>', reverse("staff-study", args=[obj.slug]))
+        return format_html(
+            '<a href="{}">Progress, invitations, results</a>',
+            reverse("staff-study", args=[obj.slug]),
+        )
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
         if obj is not None and obj.status != Study.Status.DRAFT:
             # Readers are mid-study: the protocol they were given stays as it was.
-            fields += ["slug", "seed", "edit_policy", "practice_count", "instructions", "consent_text"]
+            fields += [
+                "slug",
+                "seed",
+                "edit_policy",
+                "practice_count",
+                "instructions",
+                "consent_text",
+            ]
         return fields
 
     def get_prepopulated_fields(self, request, obj=None):
-        return {} if obj is not None and obj.status != Study.Status.DRAFT else self.prepopulated_fields
+        return (
+            {}
+            if obj is not None and obj.status != Study.Status.DRAFT
+            else self.prepopulated_fields
+        )
 
     def get_inlines(self, request, obj):
-        return [] if obj is not None and obj.status != Study.Status.DRAFT else self.inlines
+        return (
+            [] if obj is not None and obj.status != Study.Status.DRAFT else self.inlines
+        )
 
     # Deleting a study with answers: one at a time, typed confirmation, results first.
     delete_confirmation_template = "admin/studies/study/delete_confirmation.html"
@@ -66,10 +82,14 @@ class StudyAdmin(admin.ModelAdmin):
         return actions
 
     def get_deleted_objects(self, objs, request):
-        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(
+            objs, request
+        )
         # Answers and an open study's cases are never deleted one by one; with
         # their study they go, once delete_model has exported them.
-        perms_needed -= {m._meta.verbose_name for m in (Case, Judgment, JudgmentRevision)}
+        perms_needed -= {
+            m._meta.verbose_name for m in (Case, Judgment, JudgmentRevision)
+        }
         if protected:
             collector = NestedObjects(using=router.db_for_write(Study))
             collector.collect(objs)
@@ -81,10 +101,20 @@ class StudyAdmin(admin.ModelAdmin):
     def delete_view(self, request, object_id, extra_context=None):
         study = self.get_object(request, unquote(object_id))
         answers = backup.study_answer_count(study=study) if study is not None else 0
-        if answers and request.method == "POST" and request.POST.get("confirm", "").strip() != study.slug:
-            messages.error(request, f"Type the study's slug ({study.slug}) to confirm its deletion.")
+        if (
+            answers
+            and request.method == "POST"
+            and request.POST.get("confirm", "").strip() != study.slug
+        ):
+            messages.error(
+                request,
+                f"Type the study's slug ({study.slug}) to confirm its deletion.",
+            )
             return HttpResponseRedirect(request.path)
-        extra_context = (extra_context or {}) | {"answers": answers, "deleted_dir": backup.deleted_dir()}
+        extra_context = (extra_context or {}) | {
+            "answers": answers,
+            "deleted_dir": backup.deleted_dir(),
+        }
         try:
             return super().delete_view(request, object_id, extra_context)
         except ValidationError as exc:  # answers arrived after the page was shown
@@ -92,9 +122,14 @@ class StudyAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(request.path)
 
     def delete_model(self, request, obj):
-        deleted = backup.study_delete(study=obj, confirmation=request.POST.get("confirm", ""))
+        deleted = backup.study_delete(
+            study=obj, confirmation=request.POST.get("confirm", "")
+        )
         if deleted.archive is not None:
-            messages.info(request, f"Its answers and a restorable backup were written to {deleted.archive}.")
+            messages.info(
+                request,
+                f"Its answers and a restorable backup were written to {deleted.archive}.",
+            )
 
 
 @admin.register(Image)
@@ -102,12 +137,23 @@ class ImageAdmin(admin.ModelAdmin):
     list_display = ["sha256", "source", "kl_grade", "generator", "seed", "created_at"]
     list_filter = ["source", "kl_grade", "generator"]
     search_fields = ["sha256", "token", "origin"]
-    readonly_fields = ["preview", "token", "sha256", "width", "height", "file_name", "original_name", "created_at"]
+    readonly_fields = [
+        "preview",
+        "token",
+        "sha256",
+        "width",
+        "height",
+        "file_name",
+        "original_name",
+        "created_at",
+    ]
     exclude = ["file", "original"]
 
     @admin.display(description="Image")
     def preview(self, obj: Image) -> str:
-        return format_html('<img src="{}" width="224" alt="">', reverse("api-image", args=[obj.token]))
+        return format_html(
+            '<img src="{}" width="224" alt="">', reverse("api-image", args=[obj.token])
+        )
 
     @admin.display(description="Canonical file")
     def file_name(self, obj: Image) -> str:
@@ -119,7 +165,10 @@ class ImageAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
-        if obj is not None and obj.cases.exclude(study__status=Study.Status.DRAFT).exists():
+        if (
+            obj is not None
+            and obj.cases.exclude(study__status=Study.Status.DRAFT).exists()
+        ):
             # The truth of a case that readers are answering (or have answered).
             fields += ["source", "kl_grade", "generator", "seed"]
         return fields
@@ -171,7 +220,15 @@ class InvitationAdmin(admin.ModelAdmin):
 @admin.register(ReadingSession)
 class ReadingSessionAdmin(admin.ModelAdmin):
     list_display = ["enrollment", "phase", "started_at", "completed_at"]
-    readonly_fields = ["enrollment", "phase", "seed", "order", "started_at", "served_position", "served_at"]
+    readonly_fields = [
+        "enrollment",
+        "phase",
+        "seed",
+        "order",
+        "started_at",
+        "served_position",
+        "served_at",
+    ]
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -189,13 +246,28 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Judgment)
 class JudgmentAdmin(ReadOnlyAdmin):
-    list_display = ["session", "position", "answer", "confidence", "kl_grade", "answered_at", "duration_ms"]
+    list_display = [
+        "session",
+        "position",
+        "answer",
+        "confidence",
+        "kl_grade",
+        "answered_at",
+        "duration_ms",
+    ]
     list_filter = ["session__enrollment__study"]
 
 
 @admin.register(JudgmentRevision)
 class JudgmentRevisionAdmin(ReadOnlyAdmin):
-    list_display = ["judgment", "revision", "answer", "confidence", "kl_grade", "answered_at"]
+    list_display = [
+        "judgment",
+        "revision",
+        "answer",
+        "confidence",
+        "kl_grade",
+        "answered_at",
+    ]
 
 
 @admin.register(Generator)
@@ -218,7 +290,15 @@ class GenerationJobForm(forms.ModelForm):
 @admin.register(GenerationJob)
 class GenerationJobAdmin(admin.ModelAdmin):
     form = GenerationJobForm
-    list_display = ["id", "generator", "status", "progress", "created_at", "finished_at", "error"]
+    list_display = [
+        "id",
+        "generator",
+        "status",
+        "progress",
+        "created_at",
+        "finished_at",
+        "error",
+    ]
     list_filter = ["status", "generator"]
     readonly_fields = [
         "status",

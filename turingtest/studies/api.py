@@ -59,7 +59,10 @@ def error(message: str, status: int = 400, fields: dict | None = None) -> JsonRe
 
 def _validation_message(exc: ValidationError) -> tuple[str, dict | None]:
     if hasattr(exc, "error_dict"):
-        fields = {k: " ".join(m for e in v for m in e.messages) for k, v in exc.error_dict.items()}
+        fields = {
+            k: " ".join(m for e in v for m in e.messages)
+            for k, v in exc.error_dict.items()
+        }
         return " ".join(fields.values()), fields
     return " ".join(exc.messages), None
 
@@ -84,7 +87,9 @@ def reader_api(view: Callable) -> Callable:
         except OperationalError:
             # The database dropped us mid-request; the transaction rolled back,
             # so a retry of the same request is safe and stores one answer.
-            return error("The server could not save this just now. Please try again.", status=503)
+            return error(
+                "The server could not save this just now. Please try again.", status=503
+            )
 
     return wrapper
 
@@ -120,7 +125,9 @@ def _session_for(enrollment: Enrollment, body: dict) -> ReadingSession:
     elif isinstance(stage, int) and not isinstance(stage, bool):
         session = sessions.filter(enrollment=enrollment, phase__index=stage - 1).first()
     else:
-        raise ValidationError({"stage": "'stage' must be \"practice\" or a phase number."})
+        raise ValidationError(
+            {"stage": "'stage' must be \"practice\" or a phase number."}
+        )
     if session is None:
         raise ValidationError({"stage": "That stage has not started for you."})
     return session
@@ -150,17 +157,25 @@ def next_payload(enrollment: Enrollment) -> dict:
     stage = selectors.reader_stage(enrollment=enrollment)
     if stage.name in ("done", "closed", "consent"):
         urls = {"done": "study-done", "closed": "study-home", "consent": "study-home"}
-        return {"stage": stage.name, "redirect": reverse(urls[stage.name], args=[study.slug])}
+        return {
+            "stage": stage.name,
+            "redirect": reverse(urls[stage.name], args=[study.slug]),
+        }
     practice = stage.name == "practice"
-    session = services.reading_session_start(enrollment=enrollment, phase=None if practice else stage.phase)
+    session = services.reading_session_start(
+        enrollment=enrollment, phase=None if practice else stage.phase
+    )
     answered = selectors.session_answered(session=session)
     total = len(session.order)
     payload = {
         "stage": "practice" if practice else stage.phase_number,
-        "phase": _phase_payload(stage.phase, stage.phase_number, stage.phase_count, practice),
+        "phase": _phase_payload(
+            stage.phase, stage.phase_number, stage.phase_count, practice
+        ),
         "position": answered,
         "total": total,
-        "can_revise": not practice and study.edit_policy == Study.EditPolicy.UNTIL_PHASE_END,
+        "can_revise": not practice
+        and study.edit_policy == Study.EditPolicy.UNTIL_PHASE_END,
     }
     if answered >= total:
         payload["review"] = True  # all answered; the reader may revise, then finish
@@ -169,7 +184,12 @@ def next_payload(enrollment: Enrollment) -> dict:
     services.reading_session_serve(session=session, position=answered)
     payload["image"] = reverse("api-image", args=[case.image.token])
     if answered + 1 < total:
-        payload["preload"] = reverse("api-image", args=[selectors.case_at(session=session, position=answered + 1).image.token])
+        payload["preload"] = reverse(
+            "api-image",
+            args=[
+                selectors.case_at(session=session, position=answered + 1).image.token
+            ],
+        )
     return payload
 
 
@@ -208,7 +228,9 @@ def answer_create(request: HttpRequest, enrollment: Enrollment) -> JsonResponse:
 
 @require_GET
 @reader_api
-def answer_detail(request: HttpRequest, enrollment: Enrollment, stage: int, position: int) -> JsonResponse:
+def answer_detail(
+    request: HttpRequest, enrollment: Enrollment, stage: int, position: int
+) -> JsonResponse:
     """A reader's own current answer at a position, for review where edits are allowed."""
     session = _session_for(enrollment, {"stage": stage})
     if session.enrollment.study.edit_policy != Study.EditPolicy.UNTIL_PHASE_END:
@@ -225,7 +247,9 @@ def answer_detail(request: HttpRequest, enrollment: Enrollment, stage: int, posi
             "image": reverse("api-image", args=[judgment.case.image.token]),
             "confidence": latest.confidence,
             "kl_grade": latest.kl_grade,
-            "phase": _phase_payload(session.phase, stage, session.enrollment.study.phases.count(), False),
+            "phase": _phase_payload(
+                session.phase, stage, session.enrollment.study.phases.count(), False
+            ),
         }
     )
 

@@ -62,7 +62,9 @@ def iso(value: datetime | None) -> str:
     return value.isoformat().replace("+00:00", "Z") if value else ""
 
 
-def is_correct(phase_kind: str, truth: str, reference_kl: int, answer, kl_grade) -> bool | None:
+def is_correct(
+    phase_kind: str, truth: str, reference_kl: int, answer, kl_grade
+) -> bool | None:
     """Correctness as each phase defines it: the real/synthetic call, else the KL grade."""
     if answer is not None:
         return answer == truth
@@ -82,14 +84,21 @@ def judgment_rows(study: Study, *, with_role: bool = False) -> Iterator[dict]:
     case role, which the statistics need to leave attention checks out.
     """
     judgments = (
-        Judgment.objects.filter(session__enrollment__study=study, session__phase__isnull=False)
+        Judgment.objects.filter(
+            session__enrollment__study=study, session__phase__isnull=False
+        )
         .select_related(
             "session__enrollment__reader",
             "session__phase",
             "case__image__generator",
         )
         .prefetch_related("revisions")
-        .order_by("session__enrollment__enrolled_at", "session__enrollment_id", "session__phase__index", "position")
+        .order_by(
+            "session__enrollment__enrolled_at",
+            "session__enrollment_id",
+            "session__phase__index",
+            "position",
+        )
     )
     for j in judgments.iterator(chunk_size=2000):
         reader = j.session.enrollment.reader
@@ -111,14 +120,19 @@ def judgment_rows(study: Study, *, with_role: bool = False) -> Iterator[dict]:
         if with_role:
             base["role"] = j.case.role
         answers = [(0, j.answer, j.confidence, j.kl_grade, j.answered_at)] + [
-            (r.revision, r.answer, r.confidence, r.kl_grade, r.answered_at) for r in j.revisions.all()
+            (r.revision, r.answer, r.confidence, r.kl_grade, r.answered_at)
+            for r in j.revisions.all()
         ]
         for revision, answer, confidence, kl_grade, answered_at in answers:
             yield base | {
                 "answer": answer or "",
                 "confidence": "" if confidence is None else confidence,
                 "kl_grade": "" if kl_grade is None else kl_grade,
-                "correct": _bool(is_correct(base["phase"], image.source, image.kl_grade, answer, kl_grade)),
+                "correct": _bool(
+                    is_correct(
+                        base["phase"], image.source, image.kl_grade, answer, kl_grade
+                    )
+                ),
                 "answered_at": iso(answered_at),
                 "duration_ms": j.duration_ms if revision == 0 else "",
                 "revision": revision,
@@ -165,7 +179,12 @@ def order_rows(study: Study) -> Iterator[dict]:
     for s in sessions:
         phase = "practice" if s.phase is None else s.phase.kind
         for position, case_id in enumerate(s.order, start=1):
-            yield {"reader": s.enrollment.reader.code, "phase": phase, "position": position, "case": numbers[case_id]}
+            yield {
+                "reader": s.enrollment.reader.code,
+                "phase": phase,
+                "position": position,
+                "case": numbers[case_id],
+            }
 
 
 class _Echo:
@@ -228,7 +247,9 @@ RESULT_FILES += [
 ]
 
 
-def result_file_chunks(study: Study, columns: list[str] | None, source) -> Iterator[bytes]:
+def result_file_chunks(
+    study: Study, columns: list[str] | None, source
+) -> Iterator[bytes]:
     """A result file's bytes in chunks: CSV rows when ``columns`` is set, else raw text."""
     if columns is None:
         for text in source(study):
@@ -293,7 +314,9 @@ def results_zip_stream(study: Study) -> Iterator[bytes]:
     sink = _ZipSink()
     with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, columns, source in RESULT_FILES:
-            with archive.open(f"{study.slug}/{name}", mode="w", force_zip64=True) as member:
+            with archive.open(
+                f"{study.slug}/{name}", mode="w", force_zip64=True
+            ) as member:
                 for chunk in result_file_chunks(study, columns, source):
                     member.write(chunk)
                     if sink.chunks:

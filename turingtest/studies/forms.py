@@ -7,10 +7,16 @@ from turingtest.studies.models import Reader
 class SignupForm(forms.Form):
     name = forms.CharField(max_length=200, label="Full name")
     email = forms.EmailField()
-    password = forms.CharField(widget=forms.PasswordInput, help_text=password_validators_help_text_html())
-    password_again = forms.CharField(widget=forms.PasswordInput, label="Password (again)")
+    password = forms.CharField(
+        widget=forms.PasswordInput, help_text=password_validators_help_text_html()
+    )
+    password_again = forms.CharField(
+        widget=forms.PasswordInput, label="Password (again)"
+    )
     profession = forms.ChoiceField(choices=Reader.Profession.choices)
-    experience_years = forms.IntegerField(min_value=0, max_value=70, label="Years of experience")
+    experience_years = forms.IntegerField(
+        min_value=0, max_value=70, label="Years of experience"
+    )
     subspecialty = forms.CharField(max_length=200, required=False)
 
     def clean(self):
@@ -21,7 +27,9 @@ class SignupForm(forms.Form):
 
 
 class ConsentForm(forms.Form):
-    consent = forms.BooleanField(required=True, label="I have read the instructions and agree to take part.")
+    consent = forms.BooleanField(
+        required=True, label="I have read the instructions and agree to take part."
+    )
 
 
 class InviteForm(forms.Form):
@@ -31,10 +39,14 @@ class InviteForm(forms.Form):
         required=False,
         help_text="One email per line for personal invitations; leave empty for anonymous links.",
     )
-    days = forms.IntegerField(min_value=1, max_value=365, initial=30, label="Valid for (days)")
+    days = forms.IntegerField(
+        min_value=1, max_value=365, initial=30, label="Valid for (days)"
+    )
 
     def clean_emails(self):
-        emails = [e.strip() for e in self.cleaned_data["emails"].splitlines() if e.strip()]
+        emails = [
+            e.strip() for e in self.cleaned_data["emails"].splitlines() if e.strip()
+        ]
         field = forms.EmailField()
         return [field.clean(e) for e in emails]
 

@@ -36,7 +36,9 @@ class Generator(models.Model):
     """A trained checkpoint that can make synthetic images."""
 
     name = models.SlugField(max_length=80, unique=True)
-    checkpoint = models.CharField(max_length=500, help_text="Path to the checkpoint file.")
+    checkpoint = models.CharField(
+        max_length=500, help_text="Path to the checkpoint file."
+    )
     sha256 = models.CharField(max_length=64)
     config = models.JSONField(default=dict, blank=True)
     training_data = models.TextField(blank=True)
@@ -58,8 +60,12 @@ class GenerationJob(models.Model):
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
 
-    generator = models.ForeignKey(Generator, on_delete=models.PROTECT, related_name="jobs")
-    per_grade = models.JSONField(help_text='Images to make per KL grade, e.g. {"0": 10, "4": 10}.')
+    generator = models.ForeignKey(
+        Generator, on_delete=models.PROTECT, related_name="jobs"
+    )
+    per_grade = models.JSONField(
+        help_text='Images to make per KL grade, e.g. {"0": 10, "4": 10}.'
+    )
     status = models.CharField(max_length=10, choices=Status, default=Status.PENDING)
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
@@ -69,18 +75,24 @@ class GenerationJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     # A running job is leased to one worker process; a lease not renewed in
     # time means the worker died, and the job is queued again.
-    worker = models.CharField(max_length=200, blank=True, help_text="host:pid holding the job while it runs.")
+    worker = models.CharField(
+        max_length=200, blank=True, help_text="host:pid holding the job while it runs."
+    )
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.CheckConstraint(condition=Q(done__lte=models.F("total")), name="job_done_le_total"),
+            models.CheckConstraint(
+                condition=Q(done__lte=models.F("total")), name="job_done_le_total"
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.generator} job {self.pk} ({self.status} {self.done}/{self.total})"
+        return (
+            f"{self.generator} job {self.pk} ({self.status} {self.done}/{self.total})"
+        )
 
 
 class Image(models.Model):
@@ -88,19 +100,33 @@ class Image(models.Model):
 
     source = models.CharField(max_length=10, choices=Source)
     kl_grade = models.PositiveSmallIntegerField("reference KL grade")
-    token = models.CharField(max_length=32, unique=True, default=new_token, editable=False)
+    token = models.CharField(
+        max_length=32, unique=True, default=new_token, editable=False
+    )
     file = models.FileField(upload_to="pool/", max_length=200)
-    sha256 = models.CharField(max_length=64, unique=True, help_text="Of the canonical file.")
+    sha256 = models.CharField(
+        max_length=64, unique=True, help_text="Of the canonical file."
+    )
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     original = models.FileField(upload_to="originals/", max_length=200, blank=True)
-    origin = models.TextField(blank=True, help_text="Where it came from; never shown to readers.")
+    origin = models.TextField(
+        blank=True, help_text="Where it came from; never shown to readers."
+    )
     generator = models.ForeignKey(
-        Generator, null=True, blank=True, on_delete=models.PROTECT, related_name="images"
+        Generator,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="images",
     )
     seed = models.BigIntegerField(null=True, blank=True)
     job = models.ForeignKey(
-        GenerationJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="images"
+        GenerationJob,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="images",
     )
     job_index = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -108,13 +134,18 @@ class Image(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.CheckConstraint(condition=Q(kl_grade__lte=4), name="image_kl_grade_0_4"),
             models.CheckConstraint(
-                condition=Q(source="synthetic") | Q(generator__isnull=True, seed__isnull=True),
+                condition=Q(kl_grade__lte=4), name="image_kl_grade_0_4"
+            ),
+            models.CheckConstraint(
+                condition=Q(source="synthetic")
+                | Q(generator__isnull=True, seed__isnull=True),
                 name="image_real_has_no_generator",
             ),
             # A retried generation task finds its images instead of making more.
-            models.UniqueConstraint(fields=["job", "job_index"], name="image_unique_job_index"),
+            models.UniqueConstraint(
+                fields=["job", "job_index"], name="image_unique_job_index"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -134,15 +165,21 @@ class Study(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
     status = models.CharField(max_length=10, choices=Status, default=Status.DRAFT)
-    instructions = models.TextField(blank=True, help_text="Markdown, shown to readers before consent.")
+    instructions = models.TextField(
+        blank=True, help_text="Markdown, shown to readers before consent."
+    )
     consent_text = models.TextField(
         blank=True,
         default="I agree to take part in this reader study. My answers will be stored "
         "under a pseudonym and analysed together with other readers' answers.",
     )
     seed = models.BigIntegerField(default=new_seed)
-    edit_policy = models.CharField(max_length=20, choices=EditPolicy, default=EditPolicy.NONE)
-    show_score = models.BooleanField(default=False, help_text="Show readers their own score at the end.")
+    edit_policy = models.CharField(
+        max_length=20, choices=EditPolicy, default=EditPolicy.NONE
+    )
+    show_score = models.BooleanField(
+        default=False, help_text="Show readers their own score at the end."
+    )
     practice_count = models.PositiveSmallIntegerField(default=4)
     created_at = models.DateTimeField(auto_now_add=True)
     opened_at = models.DateTimeField(null=True, blank=True)
@@ -174,7 +211,9 @@ class Phase(models.Model):
     class Meta:
         ordering = ["study", "index"]
         constraints = [
-            models.UniqueConstraint(fields=["study", "index"], name="phase_unique_index"),
+            models.UniqueConstraint(
+                fields=["study", "index"], name="phase_unique_index"
+            ),
             models.UniqueConstraint(fields=["study", "kind"], name="phase_unique_kind"),
         ]
 
@@ -199,13 +238,19 @@ class Case(models.Model):
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="cases")
     image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="cases")
     role = models.CharField(max_length=10, choices=Role, default=Role.MAIN)
-    number = models.PositiveIntegerField(help_text="Stable case label within the study.")
+    number = models.PositiveIntegerField(
+        help_text="Stable case label within the study."
+    )
 
     class Meta:
         ordering = ["study", "number"]
         constraints = [
-            models.UniqueConstraint(fields=["study", "image"], name="case_unique_image"),
-            models.UniqueConstraint(fields=["study", "number"], name="case_unique_number"),
+            models.UniqueConstraint(
+                fields=["study", "image"], name="case_unique_image"
+            ),
+            models.UniqueConstraint(
+                fields=["study", "number"], name="case_unique_number"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -223,8 +268,12 @@ class Reader(models.Model):
         RESEARCHER = "researcher", "Researcher"
         OTHER = "other", "Other"
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reader")
-    code = models.CharField(max_length=16, unique=True, default=new_reader_code, editable=False)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reader"
+    )
+    code = models.CharField(
+        max_length=16, unique=True, default=new_reader_code, editable=False
+    )
     name = models.CharField(max_length=200)
     profession = models.CharField(max_length=30, choices=Profession)
     experience_years = models.PositiveSmallIntegerField()
@@ -235,7 +284,10 @@ class Reader(models.Model):
     class Meta:
         ordering = ["code"]
         constraints = [
-            models.CheckConstraint(condition=Q(experience_years__lte=70), name="reader_experience_plausible"),
+            models.CheckConstraint(
+                condition=Q(experience_years__lte=70),
+                name="reader_experience_plausible",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -245,13 +297,17 @@ class Reader(models.Model):
 class Invitation(models.Model):
     """A single-use, expiring link. Only the token's hash is stored."""
 
-    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="invitations")
+    study = models.ForeignKey(
+        Study, on_delete=models.CASCADE, related_name="invitations"
+    )
     token_hash = models.CharField(max_length=64, unique=True)
     email = models.EmailField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
-    used_by = models.ForeignKey(Reader, null=True, blank=True, on_delete=models.SET_NULL)
+    used_by = models.ForeignKey(
+        Reader, null=True, blank=True, on_delete=models.SET_NULL
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -267,8 +323,12 @@ class Invitation(models.Model):
 
 
 class Enrollment(models.Model):
-    reader = models.ForeignKey(Reader, on_delete=models.CASCADE, related_name="enrollments")
-    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="enrollments")
+    reader = models.ForeignKey(
+        Reader, on_delete=models.CASCADE, related_name="enrollments"
+    )
+    study = models.ForeignKey(
+        Study, on_delete=models.CASCADE, related_name="enrollments"
+    )
     enrolled_at = models.DateTimeField(auto_now_add=True)
     consented_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -276,7 +336,9 @@ class Enrollment(models.Model):
     class Meta:
         ordering = ["study", "enrolled_at"]
         constraints = [
-            models.UniqueConstraint(fields=["reader", "study"], name="enrollment_unique"),
+            models.UniqueConstraint(
+                fields=["reader", "study"], name="enrollment_unique"
+            ),
             models.CheckConstraint(
                 condition=Q(completed_at__isnull=True) | Q(consented_at__isnull=False),
                 name="enrollment_completed_after_consent",
@@ -294,8 +356,12 @@ class ReadingSession(models.Model):
     from ``seed``, so any reader's exact sequence can be reproduced.
     """
 
-    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="sessions")
-    phase = models.ForeignKey(Phase, null=True, blank=True, on_delete=models.CASCADE, related_name="sessions")
+    enrollment = models.ForeignKey(
+        Enrollment, on_delete=models.CASCADE, related_name="sessions"
+    )
+    phase = models.ForeignKey(
+        Phase, null=True, blank=True, on_delete=models.CASCADE, related_name="sessions"
+    )
     seed = models.BigIntegerField()
     order = models.JSONField()
     started_at = models.DateTimeField(auto_now_add=True)
@@ -306,9 +372,13 @@ class ReadingSession(models.Model):
     class Meta:
         ordering = ["enrollment", "started_at"]
         constraints = [
-            models.UniqueConstraint(fields=["enrollment", "phase"], name="session_unique_phase"),
             models.UniqueConstraint(
-                fields=["enrollment"], condition=Q(phase__isnull=True), name="session_unique_practice"
+                fields=["enrollment", "phase"], name="session_unique_phase"
+            ),
+            models.UniqueConstraint(
+                fields=["enrollment"],
+                condition=Q(phase__isnull=True),
+                name="session_unique_practice",
             ),
         ]
 
@@ -346,12 +416,16 @@ _ANSWER_FIELDS_VALID = (
 class Judgment(models.Model):
     """A reader's first answer to a case in a session. Never overwritten."""
 
-    session = models.ForeignKey(ReadingSession, on_delete=models.CASCADE, related_name="judgments")
+    session = models.ForeignKey(
+        ReadingSession, on_delete=models.CASCADE, related_name="judgments"
+    )
     case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="judgments")
     position = models.PositiveIntegerField()
     # NULL, not "", means the phase did not ask: the check constraint ties it to confidence.
     answer = models.CharField(max_length=10, choices=Answer, null=True, blank=True)  # noqa: DJ001
-    confidence = models.PositiveSmallIntegerField(choices=DETECTION_SCALE, null=True, blank=True)
+    confidence = models.PositiveSmallIntegerField(
+        choices=DETECTION_SCALE, null=True, blank=True
+    )
     kl_grade = models.PositiveSmallIntegerField(null=True, blank=True)
     served_at = models.DateTimeField()
     answered_at = models.DateTimeField()
@@ -360,11 +434,18 @@ class Judgment(models.Model):
     class Meta:
         ordering = ["session", "position"]
         constraints = [
-            models.UniqueConstraint(fields=["session", "case"], name="judgment_unique_case"),
-            models.UniqueConstraint(fields=["session", "position"], name="judgment_unique_position"),
-            models.CheckConstraint(condition=_ANSWER_FIELDS_VALID, name="judgment_answer_valid"),
+            models.UniqueConstraint(
+                fields=["session", "case"], name="judgment_unique_case"
+            ),
+            models.UniqueConstraint(
+                fields=["session", "position"], name="judgment_unique_position"
+            ),
             models.CheckConstraint(
-                condition=Q(answer__isnull=False) | Q(kl_grade__isnull=False), name="judgment_not_empty"
+                condition=_ANSWER_FIELDS_VALID, name="judgment_answer_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(answer__isnull=False) | Q(kl_grade__isnull=False),
+                name="judgment_not_empty",
             ),
         ]
 
@@ -375,20 +456,30 @@ class Judgment(models.Model):
 class JudgmentRevision(models.Model):
     """A later change to a judgment, where the study allows edits."""
 
-    judgment = models.ForeignKey(Judgment, on_delete=models.CASCADE, related_name="revisions")
+    judgment = models.ForeignKey(
+        Judgment, on_delete=models.CASCADE, related_name="revisions"
+    )
     revision = models.PositiveSmallIntegerField()
     # NULL, not "", means the phase did not ask: the check constraint ties it to confidence.
     answer = models.CharField(max_length=10, choices=Answer, null=True, blank=True)  # noqa: DJ001
-    confidence = models.PositiveSmallIntegerField(choices=DETECTION_SCALE, null=True, blank=True)
+    confidence = models.PositiveSmallIntegerField(
+        choices=DETECTION_SCALE, null=True, blank=True
+    )
     kl_grade = models.PositiveSmallIntegerField(null=True, blank=True)
     answered_at = models.DateTimeField()
 
     class Meta:
         ordering = ["judgment", "revision"]
         constraints = [
-            models.UniqueConstraint(fields=["judgment", "revision"], name="revision_unique"),
-            models.CheckConstraint(condition=Q(revision__gte=1), name="revision_after_first"),
-            models.CheckConstraint(condition=_ANSWER_FIELDS_VALID, name="revision_answer_valid"),
+            models.UniqueConstraint(
+                fields=["judgment", "revision"], name="revision_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(revision__gte=1), name="revision_after_first"
+            ),
+            models.CheckConstraint(
+                condition=_ANSWER_FIELDS_VALID, name="revision_answer_valid"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -410,15 +501,25 @@ class StudyReport(models.Model):
     deleted, and are filled in per plot where a report was built without them.
     """
 
-    study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="stored_report")
-    version = models.PositiveSmallIntegerField(help_text="Report format the figures follow.")
+    study = models.OneToOneField(
+        Study, on_delete=models.CASCADE, related_name="stored_report"
+    )
+    version = models.PositiveSmallIntegerField(
+        help_text="Report format the figures follow."
+    )
     built_at = models.DateTimeField()
     build_seconds = models.FloatField(default=0.0)
-    answers_count = models.PositiveIntegerField(help_text="Judgments outside practice when built.")
+    answers_count = models.PositiveIntegerField(
+        help_text="Judgments outside practice when built."
+    )
     revisions_count = models.PositiveIntegerField()
     last_answer_at = models.DateTimeField(null=True, blank=True)
-    data = models.JSONField(help_text="The report of turingtest.stats.report.build_report.")
-    plots = models.JSONField(default=dict, blank=True, help_text="Plot name -> PNG as base64.")
+    data = models.JSONField(
+        help_text="The report of turingtest.stats.report.build_report."
+    )
+    plots = models.JSONField(
+        default=dict, blank=True, help_text="Plot name -> PNG as base64."
+    )
 
     class Meta:
         ordering = ["study"]

@@ -7,7 +7,9 @@ _error = {
 _slug = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
 _answer_body = {
     "required": True,
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Answer"}}},
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Answer"}}
+    },
 }
 
 OPENAPI = {
@@ -26,7 +28,11 @@ OPENAPI = {
                 "responses": {
                     "200": {
                         "description": "Current step",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Step"}}},
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/Step"}
+                            }
+                        },
                     },
                     "401": _error,
                     "403": _error,
@@ -54,10 +60,25 @@ OPENAPI = {
                 "summary": "Your current answer at a position (studies that allow edits)",
                 "parameters": [
                     _slug,
-                    {"name": "stage", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}},
-                    {"name": "position", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}},
+                    {
+                        "name": "stage",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 1},
+                    },
+                    {
+                        "name": "position",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 0},
+                    },
                 ],
-                "responses": {"200": {"description": "The answer"}, "400": _error, "403": _error, "404": _error},
+                "responses": {
+                    "200": {"description": "The answer"},
+                    "400": _error,
+                    "403": _error,
+                    "404": _error,
+                },
             }
         },
         "/api/v1/studies/{slug}/revisions": {
@@ -65,7 +86,11 @@ OPENAPI = {
                 "summary": "Change an answer (studies that allow edits, until the phase ends)",
                 "parameters": [_slug],
                 "requestBody": _answer_body,
-                "responses": {"201": {"description": "Revision stored"}, "400": _error, "403": _error},
+                "responses": {
+                    "201": {"description": "Revision stored"},
+                    "400": _error,
+                    "403": _error,
+                },
             }
         },
         "/api/v1/studies/{slug}/finish": {
@@ -76,18 +101,37 @@ OPENAPI = {
                     "required": True,
                     "content": {
                         "application/json": {
-                            "schema": {"type": "object", "properties": {"stage": {"$ref": "#/components/schemas/Stage"}}}
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "stage": {"$ref": "#/components/schemas/Stage"}
+                                },
+                            }
                         }
                     },
                 },
-                "responses": {"200": {"description": "Finished"}, "400": _error, "403": _error},
+                "responses": {
+                    "200": {"description": "Finished"},
+                    "400": _error,
+                    "403": _error,
+                },
             }
         },
         "/api/v1/images/{token}": {
             "get": {
                 "summary": "An image (PNG) of a study you are enrolled in",
-                "parameters": [{"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "PNG", "content": {"image/png": {}}}, "404": {"description": "Not found"}},
+                "parameters": [
+                    {
+                        "name": "token",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {"description": "PNG", "content": {"image/png": {}}},
+                    "404": {"description": "Not found"},
+                },
             }
         },
     },
@@ -95,10 +139,15 @@ OPENAPI = {
         "schemas": {
             "Error": {
                 "type": "object",
-                "properties": {"error": {"type": "string"}, "fields": {"type": "object"}},
+                "properties": {
+                    "error": {"type": "string"},
+                    "fields": {"type": "object"},
+                },
                 "required": ["error"],
             },
-            "Stage": {"oneOf": [{"const": "practice"}, {"type": "integer", "minimum": 1}]},
+            "Stage": {
+                "oneOf": [{"const": "practice"}, {"type": "integer", "minimum": 1}]
+            },
             "Answer": {
                 "type": "object",
                 "properties": {
@@ -111,14 +160,23 @@ OPENAPI = {
                         "description": "1 definitely real, 2 probably real, 3 possibly real, "
                         "4 possibly synthetic, 5 probably synthetic, 6 definitely synthetic",
                     },
-                    "kl_grade": {"type": ["integer", "null"], "minimum": 0, "maximum": 4},
+                    "kl_grade": {
+                        "type": ["integer", "null"],
+                        "minimum": 0,
+                        "maximum": 4,
+                    },
                 },
                 "required": ["stage", "position"],
             },
             "Step": {
                 "type": "object",
                 "properties": {
-                    "stage": {"oneOf": [{"$ref": "#/components/schemas/Stage"}, {"type": "string"}]},
+                    "stage": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/Stage"},
+                            {"type": "string"},
+                        ]
+                    },
                     "position": {"type": "integer"},
                     "total": {"type": "integer"},
                     "image": {"type": "string"},

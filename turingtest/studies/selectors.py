@@ -66,7 +66,9 @@ def reader_stage(*, enrollment: Enrollment) -> Stage:
     for number, phase in enumerate(phases, start=1):
         session = sessions.get(phase.id)
         if session is None or session.completed_at is None:
-            return Stage("phase", phase=phase, phase_number=number, phase_count=len(phases))
+            return Stage(
+                "phase", phase=phase, phase_number=number, phase_count=len(phases)
+            )
     return Stage("done", phase_count=len(phases))
 
 
@@ -99,7 +101,9 @@ def image_for_user(*, user, token: str) -> Image | None:
 def reader_score(*, enrollment: Enrollment) -> dict:
     """A reader's own results, for the completion page where the study allows it."""
     judgments = Judgment.objects.filter(
-        session__enrollment=enrollment, session__phase__isnull=False, case__role=Case.Role.MAIN
+        session__enrollment=enrollment,
+        session__phase__isnull=False,
+        case__role=Case.Role.MAIN,
     ).select_related("case__image", "session__phase")
     detection = [j for j in judgments if j.answer is not None]
     grading = [j for j in judgments if j.kl_grade is not None]
@@ -108,7 +112,9 @@ def reader_score(*, enrollment: Enrollment) -> dict:
         "detection_correct": sum(j.answer == j.case.image.source for j in detection),
         "grading_total": len(grading),
         "grading_exact": sum(j.kl_grade == j.case.image.kl_grade for j in grading),
-        "grading_within_one": sum(abs(j.kl_grade - j.case.image.kl_grade) <= 1 for j in grading),
+        "grading_within_one": sum(
+            abs(j.kl_grade - j.case.image.kl_grade) <= 1 for j in grading
+        ),
     }
 
 
@@ -143,7 +149,11 @@ def study_progress(*, study: Study) -> list[ReaderProgress]:
             c = counts.get((enrollment.id, phase.id), {"n": 0, "ms": 0})
             rows.append((phase.kind, c["n"], main_total))
             spent += c["ms"] or 0
-        progress.append(ReaderProgress(enrollment.reader, enrollment, rows, timedelta(milliseconds=spent)))
+        progress.append(
+            ReaderProgress(
+                enrollment.reader, enrollment, rows, timedelta(milliseconds=spent)
+            )
+        )
     return progress
 
 
@@ -158,7 +168,7 @@ def study_overview(*, study: Study) -> dict:
         consented=Count("id", filter=Q(consented_at__isnull=False)),
         completed=Count("id", filter=Q(completed_at__isnull=False)),
     )
-    answers = Judgment.objects.filter(session__enrollment__study=study, session__phase__isnull=False).aggregate(
-        n=Count("id"), first=Min("answered_at"), last=Max("answered_at")
-    )
+    answers = Judgment.objects.filter(
+        session__enrollment__study=study, session__phase__isnull=False
+    ).aggregate(n=Count("id"), first=Min("answered_at"), last=Max("answered_at"))
     return {"cases": cases, "readers": enrollments, "answers": answers}

@@ -60,7 +60,9 @@ def study_create(
     phases = tuple(phases)
     if phases not in PROTOCOLS:
         allowed = "; ".join(",".join(p) for p in sorted(PROTOCOLS))
-        raise ValidationError(f"Unsupported protocol {','.join(phases)!r}. Choose one of: {allowed}.")
+        raise ValidationError(
+            f"Unsupported protocol {','.join(phases)!r}. Choose one of: {allowed}."
+        )
     study = Study(
         slug=slug,
         name=name,
@@ -78,7 +80,8 @@ def study_create(
             study=study,
             index=index,
             kind=kind,
-            asks_grade_in_detection=asks_grade_in_detection and kind == Phase.Kind.DETECTION,
+            asks_grade_in_detection=asks_grade_in_detection
+            and kind == Phase.Kind.DETECTION,
         )
         phase.full_clean()
         phase.save()
@@ -95,7 +98,9 @@ def study_open(*, study: Study) -> Study:
     if study.status == Study.Status.OPEN:
         return study
     if not study.cases.filter(role=Case.Role.MAIN).exists():
-        raise ValidationError("A study needs cases before it opens: run build_cases first.")
+        raise ValidationError(
+            "A study needs cases before it opens: run build_cases first."
+        )
     study.status = Study.Status.OPEN
     study.opened_at = study.opened_at or timezone.now()
     study.closed_at = None
@@ -155,7 +160,9 @@ def cases_build(
     spare_real: list[Image] = []
     for grade in grades:
         for source in (Source.REAL, Source.SYNTHETIC):
-            pool = list(Image.objects.filter(source=source, kl_grade=grade).order_by("sha256"))
+            pool = list(
+                Image.objects.filter(source=source, kl_grade=grade).order_by("sha256")
+            )
             if len(pool) < per_grade:
                 shortages.append(f"KL{grade} {source}: {len(pool)} of {per_grade}")
                 continue
@@ -165,7 +172,9 @@ def cases_build(
                 spare_real += pool[per_grade:]
     if shortages:
         raise ValidationError(
-            "The image pool has too few images for this design: " + "; ".join(shortages) + "."
+            "The image pool has too few images for this design: "
+            + "; ".join(shortages)
+            + "."
         )
     rng.shuffle(spare_real)
     if practice + attention > len(spare_real):
@@ -174,7 +183,10 @@ def cases_build(
             f"{practice + attention} real images beyond the main set; the pool has {len(spare_real)}."
         )
     chosen += [(image, Case.Role.PRACTICE) for image in spare_real[:practice]]
-    chosen += [(image, Case.Role.ATTENTION) for image in spare_real[practice : practice + attention]]
+    chosen += [
+        (image, Case.Role.ATTENTION)
+        for image in spare_real[practice : practice + attention]
+    ]
     study.cases.all().delete()
     # Case numbers are drawn at random so a case label says nothing of its source.
     numbers = list(range(1, len(chosen) + 1))
@@ -183,7 +195,9 @@ def cases_build(
         Case(study=study, image=image, role=role, number=number)
         for (image, role), number in zip(chosen, numbers, strict=True)
     )
-    return CaseCounts(main=per_grade * len(grades) * 2, practice=practice, attention=attention)
+    return CaseCounts(
+        main=per_grade * len(grades) * 2, practice=practice, attention=attention
+    )
 
 
 # --- invitations and readers -------------------------------------------------
@@ -208,7 +222,9 @@ def invitations_create(
     created = []
     for email in targets:
         token = secrets.token_urlsafe(24)
-        invitation = Invitation(study=study, token_hash=_token_hash(token), email=email, expires_at=expires)
+        invitation = Invitation(
+            study=study, token_hash=_token_hash(token), email=email, expires_at=expires
+        )
         invitation.full_clean()
         invitation.save()
         created.append((invitation, token))
@@ -218,9 +234,15 @@ def invitations_create(
 def invitation_find(*, token: str) -> Invitation | None:
     """The usable invitation for ``token``, or None: unknown, used and expired look the same."""
     invitation = (
-        Invitation.objects.select_related("study").filter(token_hash=_token_hash(token)).first()
+        Invitation.objects.select_related("study")
+        .filter(token_hash=_token_hash(token))
+        .first()
     )
-    if invitation is None or invitation.used_at is not None or invitation.expires_at <= timezone.now():
+    if (
+        invitation is None
+        or invitation.used_at is not None
+        or invitation.expires_at <= timezone.now()
+    ):
         return None
     if invitation.study.status == Study.Status.CLOSED:
         return None
@@ -233,7 +255,10 @@ class InvitationInvalid(ValidationError):
 
 def _invitation_claim(token: str, reader: Reader) -> Enrollment:
     invitation = (
-        Invitation.objects.select_for_update().select_related("study").filter(token_hash=_token_hash(token)).first()
+        Invitation.objects.select_for_update()
+        .select_related("study")
+        .filter(token_hash=_token_hash(token))
+        .first()
     )
     if (
         invitation is None
@@ -241,11 +266,15 @@ def _invitation_claim(token: str, reader: Reader) -> Enrollment:
         or invitation.expires_at <= timezone.now()
         or invitation.study.status == Study.Status.CLOSED
     ):
-        raise InvitationInvalid("This invitation link is not valid: it may have been used already or expired.")
+        raise InvitationInvalid(
+            "This invitation link is not valid: it may have been used already or expired."
+        )
     invitation.used_at = timezone.now()
     invitation.used_by = reader
     invitation.save(update_fields=["used_at", "used_by"])
-    enrollment, _ = Enrollment.objects.get_or_create(reader=reader, study=invitation.study)
+    enrollment, _ = Enrollment.objects.get_or_create(
+        reader=reader, study=invitation.study
+    )
     return enrollment
 
 
@@ -265,7 +294,11 @@ def reader_signup(
     user_model = get_user_model()
     email = user_model.objects.normalize_email(email).lower()
     if user_model.objects.filter(username=email).exists():
-        raise ValidationError({"email": "An account with this email exists: sign in to accept the invitation."})
+        raise ValidationError(
+            {
+                "email": "An account with this email exists: sign in to accept the invitation."
+            }
+        )
     user = user_model(username=email, email=email, first_name=name[:150])
     validate_password(password, user)
     user.set_password(password)
@@ -308,21 +341,31 @@ def session_seed(*, study: Study, reader: Reader, phase: Phase | None) -> int:
 
 
 @transaction.atomic
-def reading_session_start(*, enrollment: Enrollment, phase: Phase | None) -> ReadingSession:
+def reading_session_start(
+    *, enrollment: Enrollment, phase: Phase | None
+) -> ReadingSession:
     """The reader's session for ``phase`` (None: practice), created with a fresh order once."""
     existing = ReadingSession.objects.filter(enrollment=enrollment, phase=phase).first()
     if existing is not None:
         return existing
     study = enrollment.study
     if phase is None:
-        case_ids = list(study.cases.filter(role=Case.Role.PRACTICE).order_by("number").values_list("id", flat=True))
+        case_ids = list(
+            study.cases.filter(role=Case.Role.PRACTICE)
+            .order_by("number")
+            .values_list("id", flat=True)
+        )
     else:
         case_ids = list(
-            study.cases.exclude(role=Case.Role.PRACTICE).order_by("number").values_list("id", flat=True)
+            study.cases.exclude(role=Case.Role.PRACTICE)
+            .order_by("number")
+            .values_list("id", flat=True)
         )
     seed = session_seed(study=study, reader=enrollment.reader, phase=phase)
     random.Random(seed).shuffle(case_ids)
-    session = ReadingSession(enrollment=enrollment, phase=phase, seed=seed, order=case_ids)
+    session = ReadingSession(
+        enrollment=enrollment, phase=phase, seed=seed, order=case_ids
+    )
     # Uniqueness is left to the database: checked here, a tab that started the
     # session a moment earlier would turn into a 400 for this one.
     session.full_clean(validate_unique=False, validate_constraints=False)
@@ -336,11 +379,15 @@ def reading_session_start(*, enrollment: Enrollment, phase: Phase | None) -> Rea
 
 
 @transaction.atomic
-def reading_session_serve(*, session: ReadingSession, position: int, now: datetime | None = None) -> None:
+def reading_session_serve(
+    *, session: ReadingSession, position: int, now: datetime | None = None
+) -> None:
     """Record when the case at ``position`` was first shown (reloads keep the first time)."""
     now = now or timezone.now()
-    updated = ReadingSession.objects.filter(pk=session.pk).exclude(served_position=position).update(
-        served_position=position, served_at=now
+    updated = (
+        ReadingSession.objects.filter(pk=session.pk)
+        .exclude(served_position=position)
+        .update(served_position=position, served_at=now)
     )
     if updated:
         session.served_position, session.served_at = position, now
@@ -350,24 +397,42 @@ class AnswerInvalid(ValidationError):
     """An answer the phase cannot take: the reader gets the message, nothing is stored."""
 
 
-def _answer_fields(session: ReadingSession, confidence, kl_grade) -> tuple[str | None, int | None, int | None]:
-    kind = session.phase.kind if session.phase else session.enrollment.study.phases.order_by("index").first().kind
+def _answer_fields(
+    session: ReadingSession, confidence, kl_grade
+) -> tuple[str | None, int | None, int | None]:
+    kind = (
+        session.phase.kind
+        if session.phase
+        else session.enrollment.study.phases.order_by("index").first().kind
+    )
     phase = session.phase or Phase(kind=kind)
     errors = {}
     answer = None
     if phase.asks_realism:
         if confidence is None:
-            errors["confidence"] = "Choose one of the six ratings (1 definitely real … 6 definitely synthetic)."
-        elif not isinstance(confidence, int) or isinstance(confidence, bool) or not 1 <= confidence <= 6:
+            errors["confidence"] = (
+                "Choose one of the six ratings (1 definitely real … 6 definitely synthetic)."
+            )
+        elif (
+            not isinstance(confidence, int)
+            or isinstance(confidence, bool)
+            or not 1 <= confidence <= 6
+        ):
             errors["confidence"] = "The rating must be a whole number from 1 to 6."
         else:
             answer = "real" if confidence <= 3 else "synthetic"
     elif confidence is not None:
-        errors["confidence"] = "This phase does not ask whether images are real or synthetic."
+        errors["confidence"] = (
+            "This phase does not ask whether images are real or synthetic."
+        )
     if phase.asks_grade:
         if kl_grade is None:
             errors["kl_grade"] = "Choose a KL grade from 0 to 4."
-        elif not isinstance(kl_grade, int) or isinstance(kl_grade, bool) or not 0 <= kl_grade <= 4:
+        elif (
+            not isinstance(kl_grade, int)
+            or isinstance(kl_grade, bool)
+            or not 0 <= kl_grade <= 4
+        ):
             errors["kl_grade"] = "The KL grade must be a whole number from 0 to 4."
     elif kl_grade is not None:
         errors["kl_grade"] = "This phase does not ask for a KL grade."
@@ -382,11 +447,16 @@ class Recorded:
     created: bool
 
 
-def _session_complete_if_done(session: ReadingSession, answered: int, now: datetime) -> None:
+def _session_complete_if_done(
+    session: ReadingSession, answered: int, now: datetime
+) -> None:
     if answered < len(session.order) or session.completed_at is not None:
         return
     study = session.enrollment.study
-    if session.phase is not None and study.edit_policy == Study.EditPolicy.UNTIL_PHASE_END:
+    if (
+        session.phase is not None
+        and study.edit_policy == Study.EditPolicy.UNTIL_PHASE_END
+    ):
         return  # the reader may still review; the phase ends when they finish it
     _session_complete(session, now)
 
@@ -396,7 +466,9 @@ def _session_complete(session: ReadingSession, now: datetime) -> None:
     session.save(update_fields=["completed_at"])
     enrollment = session.enrollment
     phases = enrollment.study.phases.count()
-    done = enrollment.sessions.filter(phase__isnull=False, completed_at__isnull=False).count()
+    done = enrollment.sessions.filter(
+        phase__isnull=False, completed_at__isnull=False
+    ).count()
     if done == phases and enrollment.completed_at is None:
         enrollment.completed_at = now
         enrollment.save(update_fields=["completed_at"])
@@ -418,7 +490,11 @@ def judgment_record(
     next unanswered position can be answered.
     """
     now = now or timezone.now()
-    session = ReadingSession.objects.select_for_update(of=("self",)).select_related("enrollment__study", "phase").get(pk=session.pk)
+    session = (
+        ReadingSession.objects.select_for_update(of=("self",))
+        .select_related("enrollment__study", "phase")
+        .get(pk=session.pk)
+    )
     if session.enrollment.study.status != Study.Status.OPEN:
         raise AnswerInvalid("This study is not open for reading.")
     existing = session.judgments.filter(position=position).first()
@@ -428,9 +504,15 @@ def judgment_record(
         raise AnswerInvalid("This phase is finished.")
     answered = session.judgments.count()
     if position != answered:
-        raise AnswerInvalid(f"Position {position} is not the current case; the current case is {answered}.")
+        raise AnswerInvalid(
+            f"Position {position} is not the current case; the current case is {answered}."
+        )
     answer, confidence, kl_grade = _answer_fields(session, confidence, kl_grade)
-    served_at = session.served_at if session.served_position == position and session.served_at else now
+    served_at = (
+        session.served_at
+        if session.served_position == position and session.served_at
+        else now
+    )
     judgment = Judgment(
         session=session,
         case_id=session.order[position],
@@ -459,7 +541,11 @@ def judgment_revise(
 ) -> JudgmentRevision:
     """Change an answer where the study allows it; the first answer stays as it was."""
     now = now or timezone.now()
-    session = ReadingSession.objects.select_for_update(of=("self",)).select_related("enrollment__study", "phase").get(pk=session.pk)
+    session = (
+        ReadingSession.objects.select_for_update(of=("self",))
+        .select_related("enrollment__study", "phase")
+        .get(pk=session.pk)
+    )
     study = session.enrollment.study
     if study.edit_policy != Study.EditPolicy.UNTIL_PHASE_END or session.phase is None:
         raise AnswerInvalid("Answers in this study cannot be changed once given.")
@@ -484,10 +570,16 @@ def judgment_revise(
 
 
 @transaction.atomic
-def reading_session_finish(*, session: ReadingSession, now: datetime | None = None) -> ReadingSession:
+def reading_session_finish(
+    *, session: ReadingSession, now: datetime | None = None
+) -> ReadingSession:
     """End a phase in which answers could still be revised."""
     now = now or timezone.now()
-    session = ReadingSession.objects.select_for_update().select_related("enrollment__study").get(pk=session.pk)
+    session = (
+        ReadingSession.objects.select_for_update()
+        .select_related("enrollment__study")
+        .get(pk=session.pk)
+    )
     if session.completed_at is not None:
         return session
     if session.judgments.count() < len(session.order):

@@ -53,7 +53,9 @@ def readers_simulate(
 ) -> list[SimulatedReader]:
     """Enroll ``readers`` simulated readers and answer every case of every stage."""
     if study.status != Study.Status.OPEN:
-        raise ValidationError(f"Study {study.slug!r} is {study.status}; open it before simulating readers.")
+        raise ValidationError(
+            f"Study {study.slug!r} is {study.status}; open it before simulating readers."
+        )
     if not 0.0 <= accuracy <= 1.0:
         raise ValidationError("--accuracy must lie between 0 and 1.")
     rng = np.random.default_rng(seed)
@@ -66,7 +68,9 @@ def readers_simulate(
     for i, (_, token) in enumerate(tokens):
         reader_accuracy = float(np.clip(rng.normal(accuracy, 0.05), 0.0, 1.0))
         dprime = _latent_dprime(reader_accuracy)
-        criterion = rng.normal(0.25, 0.3)  # fakes taken for real more often than the reverse
+        criterion = rng.normal(
+            0.25, 0.3
+        )  # fakes taken for real more often than the reverse
         enrollment = services.reader_signup(
             token=token,
             email=f"simulated-{study.slug}-{first + i + 1}@readers.invalid",
@@ -85,28 +89,48 @@ def readers_simulate(
             phase = None if stage.name == "practice" else stage.phase
             session = services.reading_session_start(enrollment=enrollment, phase=phase)
             asks = stage.phase  # practice asks what the first phase asks
-            for position in range(selectors.session_answered(session=session), len(session.order)):
+            for position in range(
+                selectors.session_answered(session=session), len(session.order)
+            ):
                 case = cases[session.order[position]]
                 image = case.image
                 confidence = kl_grade = None
                 if asks.asks_realism:
                     sign = 1.0 if image.source == "synthetic" else -1.0
-                    latent = sign * dprime / 2 + image_effect[case.id] * sign - criterion + rng.normal()
+                    latent = (
+                        sign * dprime / 2
+                        + image_effect[case.id] * sign
+                        - criterion
+                        + rng.normal()
+                    )
                     confidence = int(np.searchsorted(CUTS, latent)) + 1
                 if asks.asks_grade:
                     sd = 0.6 if image.source == "real" else 0.9
-                    kl_grade = int(np.clip(round(image.kl_grade + rng.normal(0, sd)), 0, 4))
+                    kl_grade = int(
+                        np.clip(round(image.kl_grade + rng.normal(0, sd)), 0, 4)
+                    )
                 clock += timedelta(seconds=float(rng.uniform(1, 4)))
-                services.reading_session_serve(session=session, position=position, now=clock)
+                services.reading_session_serve(
+                    session=session, position=position, now=clock
+                )
                 clock += timedelta(milliseconds=float(rng.lognormal(np.log(6000), 0.5)))
                 services.judgment_record(
-                    session=session, position=position, confidence=confidence, kl_grade=kl_grade, now=clock
+                    session=session,
+                    position=position,
+                    confidence=confidence,
+                    kl_grade=kl_grade,
+                    now=clock,
                 )
                 answers += 1
-            if session.phase is not None and study.edit_policy == Study.EditPolicy.UNTIL_PHASE_END:
+            if (
+                session.phase is not None
+                and study.edit_policy == Study.EditPolicy.UNTIL_PHASE_END
+            ):
                 services.reading_session_finish(session=session, now=clock)
             enrollment.refresh_from_db()
-        simulated.append(SimulatedReader(enrollment.reader.code, reader_accuracy, answers))
+        simulated.append(
+            SimulatedReader(enrollment.reader.code, reader_accuracy, answers)
+        )
         if progress is not None:
             progress(1)
     return simulated

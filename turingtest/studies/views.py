@@ -49,10 +49,16 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
         return get_lockout_response(request, None, INVITATION_GUESS)
     found = services.invitation_find(token=token)
     if found is None:
-        user_login_failed.send(sender=__name__, credentials=INVITATION_GUESS, request=request)
+        user_login_failed.send(
+            sender=__name__, credentials=INVITATION_GUESS, request=request
+        )
         # Unknown, used and expired tokens get the same answer.
         return render(request, "studies/invitation_invalid.html", status=404)
-    reader = Reader.objects.filter(user=request.user).first() if request.user.is_authenticated else None
+    reader = (
+        Reader.objects.filter(user=request.user).first()
+        if request.user.is_authenticated
+        else None
+    )
     if reader is not None:
         if request.method == "POST":
             try:
@@ -60,7 +66,11 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
             except ValidationError:
                 return render(request, "studies/invitation_invalid.html", status=404)
             return redirect("study-home", enrollment.study.slug)
-        return render(request, "studies/invitation_accept.html", {"study": found.study, "reader": reader})
+        return render(
+            request,
+            "studies/invitation_accept.html",
+            {"study": found.study, "reader": reader},
+        )
 
     form = SignupForm(request.POST or None, initial={"email": found.email})
     if request.method == "POST" and form.is_valid():
@@ -82,9 +92,17 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
             else:
                 form.add_error("password", exc)
         else:
-            login(request, enrollment.reader.user, backend="django.contrib.auth.backends.ModelBackend")
+            login(
+                request,
+                enrollment.reader.user,
+                backend="django.contrib.auth.backends.ModelBackend",
+            )
             return redirect("study-home", enrollment.study.slug)
-    return render(request, "studies/signup.html", {"form": form, "study": found.study, "token": token})
+    return render(
+        request,
+        "studies/signup.html",
+        {"form": form, "study": found.study, "token": token},
+    )
 
 
 def _enrollment_or_404(request: HttpRequest, slug: str):
@@ -118,7 +136,9 @@ def study_home(request: HttpRequest, slug: str) -> HttpResponse:
             "stage": stage,
             "form": form,
             "instructions": render_markdown(study.instructions),
-            "phases": [(p, PHASE_INTROS[p.kind]) for p in study.phases.order_by("index")][:1],
+            "phases": [
+                (p, PHASE_INTROS[p.kind]) for p in study.phases.order_by("index")
+            ][:1],
             "phase_count": study.phases.count(),
         },
     )
@@ -152,8 +172,14 @@ def study_done(request: HttpRequest, slug: str) -> HttpResponse:
         return render(request, "studies/not_enrolled.html", status=403)
     if enrollment.completed_at is None:
         return redirect("study-home", slug)
-    score = selectors.reader_score(enrollment=enrollment) if enrollment.study.show_score else None
-    return render(request, "studies/done.html", {"study": enrollment.study, "score": score})
+    score = (
+        selectors.reader_score(enrollment=enrollment)
+        if enrollment.study.show_score
+        else None
+    )
+    return render(
+        request, "studies/done.html", {"study": enrollment.study, "score": score}
+    )
 
 
 # --- staff -------------------------------------------------------------------
@@ -162,15 +188,19 @@ def study_done(request: HttpRequest, slug: str) -> HttpResponse:
 def _staff_context(request: HttpRequest, study: Study, **extra) -> dict:
     from django.contrib import admin
 
-    return admin.site.each_context(request) | {
-        "study": study,
-        "overview": selectors.study_overview(study=study),
-        "progress": selectors.study_progress(study=study),
-        "phases": list(study.phases.order_by("index")),
-        "invite_form": extra.pop("invite_form", None) or InviteForm(),
-        "report": report.report_page(study=study),
-        "title": study.name,
-    } | extra
+    return (
+        admin.site.each_context(request)
+        | {
+            "study": study,
+            "overview": selectors.study_overview(study=study),
+            "progress": selectors.study_progress(study=study),
+            "phases": list(study.phases.order_by("index")),
+            "invite_form": extra.pop("invite_form", None) or InviteForm(),
+            "report": report.report_page(study=study),
+            "title": study.name,
+        }
+        | extra
+    )
 
 
 @staff_member_required
@@ -181,7 +211,9 @@ def staff_study(request: HttpRequest, slug: str) -> HttpResponse:
         from turingtest.imaging.audit import audit_study
 
         extra["audit"] = audit_study(study)
-    return render(request, "studies/staff_study.html", _staff_context(request, study, **extra))
+    return render(
+        request, "studies/staff_study.html", _staff_context(request, study, **extra)
+    )
 
 
 @staff_member_required
@@ -195,7 +227,9 @@ def staff_study_status(request: HttpRequest, slug: str) -> HttpResponse:
             messages.success(request, "The study is open for reading.")
         elif action == "close":
             services.study_close(study=study)
-            messages.success(request, "The study is closed; readers can no longer answer.")
+            messages.success(
+                request, "The study is closed; readers can no longer answer."
+            )
         else:
             messages.error(request, "Unknown action.")
     except ValidationError as exc:
@@ -209,7 +243,12 @@ def staff_study_invite(request: HttpRequest, slug: str) -> HttpResponse:
     study = get_object_or_404(Study, slug=slug)
     form = InviteForm(request.POST)
     if not form.is_valid():
-        return render(request, "studies/staff_study.html", _staff_context(request, study, invite_form=form), status=400)
+        return render(
+            request,
+            "studies/staff_study.html",
+            _staff_context(request, study, invite_form=form),
+            status=400,
+        )
     created = services.invitations_create(
         study=study,
         count=form.cleaned_data.get("count") or 1,
@@ -217,16 +256,26 @@ def staff_study_invite(request: HttpRequest, slug: str) -> HttpResponse:
         days=form.cleaned_data["days"],
     )
     links = [
-        (inv.email, request.build_absolute_uri(reverse("invitation", args=[token])), inv.expires_at)
+        (
+            inv.email,
+            request.build_absolute_uri(reverse("invitation", args=[token])),
+            inv.expires_at,
+        )
         for inv, token in created
     ]
-    return render(request, "studies/staff_study.html", _staff_context(request, study, new_links=links))
+    return render(
+        request,
+        "studies/staff_study.html",
+        _staff_context(request, study, new_links=links),
+    )
 
 
 @staff_member_required
 def staff_study_export(request: HttpRequest, slug: str) -> StreamingHttpResponse:
     study = get_object_or_404(Study, slug=slug)
-    response = StreamingHttpResponse(results_zip_stream(study), content_type="application/zip")
+    response = StreamingHttpResponse(
+        results_zip_stream(study), content_type="application/zip"
+    )
     response["Content-Disposition"] = f'attachment; filename="{study.slug}-results.zip"'
     return response
 
@@ -236,9 +285,13 @@ def staff_study_export(request: HttpRequest, slug: str) -> StreamingHttpResponse
 def staff_study_report_build(request: HttpRequest, slug: str) -> HttpResponse:
     study = get_object_or_404(Study, slug=slug)
     if report.study_report_rebuild(study=study) == "built":
-        messages.success(request, "The report was rebuilt from the answers as they are now.")
+        messages.success(
+            request, "The report was rebuilt from the answers as they are now."
+        )
     else:
-        messages.info(request, "The report is being rebuilt; reload this page in a minute.")
+        messages.info(
+            request, "The report is being rebuilt; reload this page in a minute."
+        )
     return redirect(reverse("staff-study", args=[slug]) + "#report")
 
 

@@ -6,15 +6,24 @@ from turingtest.studies.services import cases_build
 
 
 class Command(BaseCommand):
-    help = "Draw a study's cases: N real and N synthetic images per KL grade, with a seed."
+    help = (
+        "Draw a study's cases: N real and N synthetic images per KL grade, with a seed."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("slug")
         parser.add_argument("--per-grade", type=int, required=True)
         parser.add_argument("--seed", type=int, required=True)
         parser.add_argument("--grades", default="0,1,2,3,4")
-        parser.add_argument("--practice", type=int, default=None, help="Practice cases (default: the study's setting).")
-        parser.add_argument("--attention", type=int, default=0, help="Attention-check cases.")
+        parser.add_argument(
+            "--practice",
+            type=int,
+            default=None,
+            help="Practice cases (default: the study's setting).",
+        )
+        parser.add_argument(
+            "--attention", type=int, default=0, help="Attention-check cases."
+        )
 
     def handle(self, *args, **opts):
         study = Study.objects.filter(slug=opts["slug"]).first()

@@ -16,11 +16,29 @@ class Command(BaseCommand):
             default="grading,detection",
             help="Phases in order: grading,detection (default), detection, combined, grading, grading,combined.",
         )
-        parser.add_argument("--instructions", default="", help="Markdown shown to readers before consent.")
-        parser.add_argument("--edits", choices=[c.value for c in Study.EditPolicy], default=Study.EditPolicy.NONE)
-        parser.add_argument("--show-score", action="store_true", help="Show readers their own score at the end.")
-        parser.add_argument("--practice", type=int, default=4, help="Practice cases (default 4).")
-        parser.add_argument("--grade-in-detection", action="store_true", help="Also ask the KL grade when detecting.")
+        parser.add_argument(
+            "--instructions",
+            default="",
+            help="Markdown shown to readers before consent.",
+        )
+        parser.add_argument(
+            "--edits",
+            choices=[c.value for c in Study.EditPolicy],
+            default=Study.EditPolicy.NONE,
+        )
+        parser.add_argument(
+            "--show-score",
+            action="store_true",
+            help="Show readers their own score at the end.",
+        )
+        parser.add_argument(
+            "--practice", type=int, default=4, help="Practice cases (default 4)."
+        )
+        parser.add_argument(
+            "--grade-in-detection",
+            action="store_true",
+            help="Also ask the KL grade when detecting.",
+        )
         parser.add_argument("--seed", type=int, default=None)
 
     def handle(self, *args, **opts):
@@ -38,5 +56,7 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
-        phases = " → ".join(study.phases.order_by("index").values_list("kind", flat=True))
+        phases = " → ".join(
+            study.phases.order_by("index").values_list("kind", flat=True)
+        )
         self.stdout.write(f"Created study {study.slug!r} ({phases}), status draft.")

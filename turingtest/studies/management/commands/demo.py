@@ -10,25 +10,53 @@ class Command(BaseCommand):
     help = "Build the demo study (once) and serve it with a Celery worker beside the web server."
 
     def add_arguments(self, parser):
-        parser.add_argument("--data", default=None, help="Real images (any layout import_images accepts).")
+        parser.add_argument(
+            "--data",
+            default=None,
+            help="Real images (any layout import_images accepts).",
+        )
         parser.add_argument("--addr", default="127.0.0.1:8000")
         parser.add_argument("--readers", type=int, default=20)
-        parser.add_argument("--per-grade", type=int, default=6, help="Main cases per KL grade and source.")
-        parser.add_argument("--workdir", default=None, help="Where the demo keeps its files (default var/demo).")
         parser.add_argument(
-            "--train-steps", type=int, default=None, help="Train the generator this many steps (default: 3 minutes)."
+            "--per-grade",
+            type=int,
+            default=6,
+            help="Main cases per KL grade and source.",
         )
-        parser.add_argument("--no-serve", action="store_true", help="Build only, then exit.")
+        parser.add_argument(
+            "--workdir",
+            default=None,
+            help="Where the demo keeps its files (default var/demo).",
+        )
+        parser.add_argument(
+            "--train-steps",
+            type=int,
+            default=None,
+            help="Train the generator this many steps (default: 3 minutes).",
+        )
+        parser.add_argument(
+            "--no-serve", action="store_true", help="Build only, then exit."
+        )
 
     def handle(self, *args, **opts):
         base_url = f"http://{opts['addr']}"
         options = DemoOptions(
-            data=opts["data"], readers=opts["readers"], per_grade=opts["per_grade"], say=self.stdout.write
+            data=opts["data"],
+            readers=opts["readers"],
+            per_grade=opts["per_grade"],
+            say=self.stdout.write,
         )
         if opts["workdir"]:
             options.workdir = Path(opts["workdir"])
         if opts["train_steps"]:
-            options.train_args = ("--config", "tiny", "--resolution", "64", "--steps", str(opts["train_steps"]))
+            options.train_args = (
+                "--config",
+                "tiny",
+                "--resolution",
+                "64",
+                "--steps",
+                str(opts["train_steps"]),
+            )
         result, worker = demo_build(options, base_url=base_url)
         try:
             study = result.study

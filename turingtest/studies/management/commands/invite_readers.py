@@ -12,9 +12,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("slug")
         parser.add_argument("--count", type=int, default=1)
-        parser.add_argument("--email", action="append", default=[], help="Personal invitation; repeatable.")
-        parser.add_argument("--days", type=int, default=None, help="Days until the links expire.")
-        parser.add_argument("--base-url", default=getattr(settings, "BASE_URL", "http://127.0.0.1:8000"))
+        parser.add_argument(
+            "--email",
+            action="append",
+            default=[],
+            help="Personal invitation; repeatable.",
+        )
+        parser.add_argument(
+            "--days", type=int, default=None, help="Days until the links expire."
+        )
+        parser.add_argument(
+            "--base-url", default=getattr(settings, "BASE_URL", "http://127.0.0.1:8000")
+        )
 
     def handle(self, *args, **opts):
         study = Study.objects.filter(slug=opts["slug"]).first()
@@ -22,7 +31,9 @@ class Command(BaseCommand):
             raise CommandError(f"No study {opts['slug']!r}.")
         if opts["count"] < 1 and not opts["email"]:
             raise CommandError("--count must be at least 1.")
-        created = invitations_create(study=study, count=opts["count"], emails=opts["email"], days=opts["days"])
+        created = invitations_create(
+            study=study, count=opts["count"], emails=opts["email"], days=opts["days"]
+        )
         base = opts["base_url"].rstrip("/")
         for invitation, token in created:
             prefix = f"{invitation.email}\t" if invitation.email else ""

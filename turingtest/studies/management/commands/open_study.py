@@ -10,14 +10,20 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("slug")
-        parser.add_argument("--close", action="store_true", help="Close it: readers can no longer answer.")
+        parser.add_argument(
+            "--close",
+            action="store_true",
+            help="Close it: readers can no longer answer.",
+        )
 
     def handle(self, *args, **opts):
         study = Study.objects.filter(slug=opts["slug"]).first()
         if study is None:
             raise CommandError(f"No study {opts['slug']!r}.")
         try:
-            study = study_close(study=study) if opts["close"] else study_open(study=study)
+            study = (
+                study_close(study=study) if opts["close"] else study_open(study=study)
+            )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
         self.stdout.write(f"{study.slug} is {study.status}.")

@@ -12,14 +12,24 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("slug")
         parser.add_argument("--readers", type=int, required=True)
-        parser.add_argument("--accuracy", type=float, default=0.6, help="Mean real/synthetic accuracy (0–1).")
+        parser.add_argument(
+            "--accuracy",
+            type=float,
+            default=0.6,
+            help="Mean real/synthetic accuracy (0–1).",
+        )
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, **opts):
         study = Study.objects.filter(slug=opts["slug"]).first()
         if study is None:
             raise CommandError(f"No study {opts['slug']!r}.")
-        with tqdm(total=opts["readers"], desc="readers", unit="reader", disable=opts["verbosity"] == 0) as bar:
+        with tqdm(
+            total=opts["readers"],
+            desc="readers",
+            unit="reader",
+            disable=opts["verbosity"] == 0,
+        ) as bar:
             try:
                 done = readers_simulate(
                     study=study,
@@ -31,4 +41,6 @@ class Command(BaseCommand):
             except ValidationError as exc:
                 raise CommandError(" ".join(exc.messages)) from exc
         answers = sum(r.answers for r in done)
-        self.stdout.write(f"{len(done)} simulated readers gave {answers} answers in {study.slug}.")
+        self.stdout.write(
+            f"{len(done)} simulated readers gave {answers} answers in {study.slug}."
+        )
