@@ -524,7 +524,12 @@ def judgment_record(
         answered_at=now,
         duration_ms=max(0, int((now - served_at).total_seconds() * 1000)),
     )
-    judgment.full_clean(exclude=["session", "case"])
+    # Fields only: the database enforces the constraints, and the session row
+    # lock above already rules out a second judgment for this position.
+    # Checking them here would cost five queries on every answer.
+    judgment.full_clean(
+        exclude=["session", "case"], validate_unique=False, validate_constraints=False
+    )
     judgment.save()
     _session_complete_if_done(session, answered + 1, now)
     return Recorded(judgment, created=True)
