@@ -405,6 +405,10 @@ def train(options: TrainOptions) -> Path:
         if metrics is not None:
             metrics.close()
         if world > 1:
+            # Leave together: a rank that tears gloo down while rank 0 is
+            # still writing the checkpoint aborts ("terminate called without
+            # an active exception").
+            dist.barrier()
             dist.destroy_process_group()
     return ckpt_path
 
