@@ -9,6 +9,7 @@ import io
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from pathlib import Path
 
 from turingtest.stats import report as stats_report
 from turingtest.studies.models import Case, Judgment, ReadingSession, Study
@@ -269,8 +270,6 @@ def result_file_chunks(
 
 def results_write(study: Study, out_dir) -> list[str]:
     """Write every result file into ``out_dir``; returns the paths written."""
-    from pathlib import Path
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -238,15 +238,16 @@ def invitation_find(*, token: str) -> Invitation | None:
         .filter(token_hash=_token_hash(token))
         .first()
     )
-    if (
-        invitation is None
-        or invitation.used_at is not None
-        or invitation.expires_at <= timezone.now()
-    ):
-        return None
-    if invitation.study.status == Study.Status.CLOSED:
-        return None
-    return invitation
+    return invitation if _invitation_usable(invitation) else None
+
+
+def _invitation_usable(invitation: Invitation | None) -> bool:
+    return (
+        invitation is not None
+        and invitation.used_at is None
+        and invitation.expires_at > timezone.now()
+        and invitation.study.status != Study.Status.CLOSED
+    )
 
 
 class InvitationInvalid(ValidationError):
@@ -260,12 +261,7 @@ def _invitation_claim(token: str, reader: Reader) -> Enrollment:
         .filter(token_hash=_token_hash(token))
         .first()
     )
-    if (
-        invitation is None
-        or invitation.used_at is not None
-        or invitation.expires_at <= timezone.now()
-        or invitation.study.status == Study.Status.CLOSED
-    ):
+    if not _invitation_usable(invitation):
         raise InvitationInvalid(
             "This invitation link is not valid: it may have been used already or expired."
         )
@@ -376,6 +372,17 @@ def reading_session_start(
         # Two tabs started the same session at once: both get the one stored.
         return ReadingSession.objects.get(enrollment=enrollment, phase=phase)
     return session
+
+
+def _session_lock(session: ReadingSession) -> ReadingSession:
+    """The session row, locked until the transaction ends: one writer per reader
+    and phase. Only its own row: PostgreSQL refuses FOR UPDATE across the
+    nullable phase join."""
+    return (
+        ReadingSession.objects.select_for_update(of=("self",))
+        .select_related("enrollment__study", "phase")
+        .get(pk=session.pk)
+    )
 
 
 @transaction.atomic
@@ -490,11 +497,7 @@ def judgment_record(
     next unanswered position can be answered.
     """
     now = now or timezone.now()
-    session = (
-        ReadingSession.objects.select_for_update(of=("self",))
-        .select_related("enrollment__study", "phase")
-        .get(pk=session.pk)
-    )
+    session = _session_lock(session)
     if session.enrollment.study.status != Study.Status.OPEN:
         raise AnswerInvalid("This study is not open for reading.")
     existing = session.judgments.filter(position=position).first()
@@ -546,11 +549,7 @@ def judgment_revise(
 ) -> JudgmentRevision:
     """Change an answer where the study allows it; the first answer stays as it was."""
     now = now or timezone.now()
-    session = (
-        ReadingSession.objects.select_for_update(of=("self",))
-        .select_related("enrollment__study", "phase")
-        .get(pk=session.pk)
-    )
+    session = _session_lock(session)
     study = session.enrollment.study
     if study.edit_policy != Study.EditPolicy.UNTIL_PHASE_END or session.phase is None:
         raise AnswerInvalid("Answers in this study cannot be changed once given.")
@@ -580,11 +579,7 @@ def reading_session_finish(
 ) -> ReadingSession:
     """End a phase in which answers could still be revised."""
     now = now or timezone.now()
-    session = (
-        ReadingSession.objects.select_for_update()
-        .select_related("enrollment__study")
-        .get(pk=session.pk)
-    )
+    session = _session_lock(session)
     if session.completed_at is not None:
         return session
     if session.judgments.count() < len(session.order):

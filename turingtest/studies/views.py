@@ -105,17 +105,10 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
     )
 
 
-def _enrollment_or_404(request: HttpRequest, slug: str):
-    enrollment = selectors.enrollment_for(user=request.user, study_slug=slug)
-    if enrollment is None:
-        return None
-    return enrollment
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def study_home(request: HttpRequest, slug: str) -> HttpResponse:
-    enrollment = _enrollment_or_404(request, slug)
+    enrollment = selectors.enrollment_for(user=request.user, study_slug=slug)
     if enrollment is None:
         return render(request, "studies/not_enrolled.html", status=403)
     stage = selectors.reader_stage(enrollment=enrollment)
@@ -147,7 +140,7 @@ def study_home(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @ensure_csrf_cookie  # the viewer sends the cookie's token with every answer
 def study_read(request: HttpRequest, slug: str) -> HttpResponse:
-    enrollment = _enrollment_or_404(request, slug)
+    enrollment = selectors.enrollment_for(user=request.user, study_slug=slug)
     if enrollment is None:
         return render(request, "studies/not_enrolled.html", status=403)
     stage = selectors.reader_stage(enrollment=enrollment)
@@ -167,7 +160,7 @@ def study_read(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 def study_done(request: HttpRequest, slug: str) -> HttpResponse:
-    enrollment = _enrollment_or_404(request, slug)
+    enrollment = selectors.enrollment_for(user=request.user, study_slug=slug)
     if enrollment is None:
         return render(request, "studies/not_enrolled.html", status=403)
     if enrollment.completed_at is None:
