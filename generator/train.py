@@ -472,9 +472,7 @@ def train(options: TrainOptions) -> Path:
                 metrics.write(json.dumps(row) + "\n")
                 metrics.flush()
                 if bar is not None:
-                    bar.set_postfix(
-                        {k: f"{row[k]:.3f}" for k in _SHOWN if k in row}
-                    )
+                    bar.set_postfix({k: f"{row[k]:.3f}" for k in _SHOWN if k in row})
                 log.clear()
             if bar is not None:
                 bar.update(1)
@@ -507,7 +505,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainOptions, bool]:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     ap.add_argument("--data", required=True, help="grade folders, split root or .npz")
-    ap.add_argument("--config", default="default", help="seed | default | tiny | tiny-wgan")
+    ap.add_argument(
+        "--config", default="default", help="seed | default | tiny | tiny-wgan"
+    )
     ap.add_argument("--out", required=True, help="run folder, e.g. runs/NAME")
     length = ap.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="total generator steps")

@@ -3,6 +3,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from scipy import linalg
 from sklearn.metrics import roc_auc_score
 
@@ -65,24 +66,32 @@ def test_feature_distances_on_known_sets():
     assert density_coverage(x, x)[1] == 1.0
 
 
-def test_machine_turing_test_end_to_end(tiny_checkpoint, knee_data, tmp_path):
+def test_machine_turing_test_end_to_end(tiny_checkpoint, knee_data, tmp_path, capsys):
     synthetic = tmp_path / "synthetic"
     sample_main([str(tiny_checkpoint), "--seeds", "0-3", "--out", str(synthetic)])
     # A training image passed off as synthetic must be caught as a copy.
     planted = sorted((knee_data / "train" / "2").glob("*.png"))[0]
     shutil.copy(planted, synthetic / "2" / "planted.png")
     out = tmp_path / "eval"
-    report = evaluate(
-        EvalOptions(
-            real=str(knee_data / "test"),
-            synthetic=str(synthetic),
-            train=str(knee_data / "train"),
-            out=str(out),
-            classifier_epochs=1,
-            c2st_epochs=1,
-            folds=2,
-        )
+    options = EvalOptions(
+        real=str(knee_data / "test"),
+        synthetic=str(synthetic),
+        train=str(knee_data / "train"),
+        out=str(out),
+        cache=str(tmp_path / "cache"),
+        classifier_epochs=1,
+        c2st_epochs=1,
+        folds=2,
     )
+    report = evaluate(options)
+    stages = capsys.readouterr().err
+    for stage in ("1/4", "2/4", "3/4", "4/4"):
+        assert stage in stages
+    assert "(cached)" not in stages
+    # The classifier and the floor do not depend on the synthetic images.
+    again = evaluate(options)
+    assert capsys.readouterr().err.count("(cached)") == 2
+    assert again["features"]["floor"] == report["features"]["floor"]
     assert report["n"]["synthetic"] == 21 and report["n"]["real"] == 20
     for key in ("synthetic", "floor"):
         assert 0 <= report["c2st"][key]["auc"] <= 1
@@ -115,6 +124,7 @@ def test_without_training_images_memorisation_is_skipped(
             real=str(knee_data / "test"),
             synthetic=str(synthetic),
             out=str(tmp_path / "e"),
+            cache="",
             classifier_epochs=1,
             c2st_epochs=1,
             folds=2,
@@ -122,3 +132,28 @@ def test_without_training_images_memorisation_is_skipped(
     )
     assert report["memorisation"] is None
     assert "no `--train`" in (tmp_path / "e" / "report.md").read_text()
+
+
+def test_the_kl_classifier_is_trained_once_per_training_set(tmp_path, knee_data):
+    from generator.data import load_dataset
+    from generator.evaluate import kl_classifier
+
+    train = load_dataset(knee_data, 32)
+    cache = tmp_path / "cache"
+    first, hit = kl_classifier(
+        train.images, train.labels, epochs=1, seed=0, cache=cache, progress=False
+    )
+    assert not hit and len(list(cache.glob("kl-classifier-*.pt"))) == 1
+    again, hit = kl_classifier(
+        train.images, train.labels, epochs=1, seed=0, cache=cache, progress=False
+    )
+    assert hit
+    x = torch.from_numpy(train.images[:4]).unsqueeze(1).float() / 127.5 - 1
+    with torch.no_grad():
+        assert torch.allclose(first(x), again(x))
+    other = train.images.copy()
+    other[0, 0, 0] ^= 1  # one pixel of other training data: another classifier
+    _, hit = kl_classifier(
+        other, train.labels, epochs=1, seed=0, cache=cache, progress=False
+    )
+    assert not hit

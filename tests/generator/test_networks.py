@@ -2,10 +2,11 @@ import pytest
 import torch
 
 from generator.networks import (
+    ARCHITECTURES,
     PRESETS,
     Critic,
-    Generator,
     KneeGAN,
+    LiteCritic,
     MinibatchStd,
     config_preset,
     diff_augment,
@@ -13,22 +14,33 @@ from generator.networks import (
 )
 
 
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 @pytest.mark.parametrize("resolution", [32, 64, 224])
 @pytest.mark.parametrize("conditional", [True, False])
-def test_generator_and_critic_shapes(resolution, conditional):
+def test_generator_and_critic_shapes(arch, resolution, conditional):
     cfg = config_preset(
         "tiny",
+        arch=arch,
         resolution=resolution,
         channels=2,
         max_channels=16,
         conditional=conditional,
     )
-    G, D = Generator(cfg), Critic(cfg)
+    G_cls, D_cls = ARCHITECTURES[arch]
+    G, D = G_cls(cfg), D_cls(cfg)
     z, y = torch.randn(3, cfg.z_dim), torch.tensor([0, 2, 4])
     x = G(z, y if conditional else None)
     assert x.shape == (3, 1, resolution, resolution)
     assert x.abs().max() <= 1
     assert D(x, y if conditional else None).shape == (3,)
+
+
+def test_the_lite_critic_decodes_a_small_copy_of_real_images():
+    cfg = config_preset("tiny", resolution=64)
+    D = LiteCritic(cfg)
+    scores, decoded = D(torch.rand(4, 1, 64, 64) * 2 - 1, torch.arange(4), decode=2)
+    assert scores.shape == (4,)
+    assert decoded.shape == (2, 1, 32, 32)  # 8 x the base side (4)
 
 
 def test_resolutions_that_do_not_halve_to_a_small_base_are_refused():
@@ -41,20 +53,35 @@ def test_resolutions_that_do_not_halve_to_a_small_base_are_refused():
 def test_presets_follow_the_papers():
     seed, default = PRESETS["seed"], PRESETS["default"]
     assert not seed.conditional and seed.gp_lambda == 10 and seed.n_critic == 5
-    assert seed.resolution == default.resolution == 224
+    assert seed.arch == "dcgan" and seed.loss == "wgan-gp"
+    assert seed.resolution == 224 and default.resolution >= 128
+    assert default.arch == "lite" and default.loss == "hinge"
     assert default.conditional and default.diffaugment and default.ema_decay > 0
+    assert default.lr_d > default.lr_g  # two time-scale updates
+
+
+def test_old_checkpoint_configs_load_as_the_architecture_they_were():
+    # Version-1 checkpoints predate `arch` and `loss`: they were WGAN-GP DCGANs.
+    old = {"name": "default", "resolution": 64, "channels": 4, "conditional": True}
+    cfg = type(PRESETS["seed"]).from_dict(old)
+    assert cfg.arch == "dcgan" and cfg.loss == "wgan-gp"
 
 
 def test_seed_holds_one_pair_per_grade_and_default_one_for_all():
-    tiny_seed = config_preset("tiny", conditional=False)
+    tiny_seed = config_preset("tiny-wgan", conditional=False)
     assert len(KneeGAN(tiny_seed).pairs()) == 5
     assert len(KneeGAN(PRESETS["tiny"]).pairs()) == 1
 
 
-def test_the_critic_has_no_batch_norm():
-    D = Critic(PRESETS["tiny"])
+@pytest.mark.parametrize("preset", ["tiny", "tiny-wgan"])
+def test_the_critic_has_no_batch_norm(preset):
+    D = KneeGAN(PRESETS[preset]).D[0]
+    assert isinstance(D, LiteCritic if preset == "tiny" else Critic)
+    # Scores are per image; the lite critic's decoder (real images only,
+    # never scored) may normalise its own batch.
+    scoring = [m for name, m in D.named_modules() if not name.startswith("decoder")]
     assert not any(
-        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in D.modules()
+        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in scoring
     )
 
 

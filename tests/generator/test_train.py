@@ -28,7 +28,7 @@ def test_tiny_run_writes_checkpoint_options_metrics_and_grids(tiny_checkpoint):
         json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
     ]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
-    assert all(np.isfinite([r["d_loss"], r["g_loss"], r["gp"]]).all() for r in rows)
+    assert all(np.isfinite([r["d_loss"], r["g_loss"], r["recon"]]).all() for r in rows)
     grid = np.asarray(Image.open(run / "samples" / "step-000004.png"))
     assert grid.shape == (5 * 32, 8 * 32)  # a row per grade
 
