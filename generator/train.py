@@ -312,13 +312,16 @@ def train(options: TrainOptions) -> Path:
         model.G.load_state_dict(ckpt["weights"]["G"])
         model.D.load_state_dict(ckpt["weights"]["D"])
         model.g_ema.load_state_dict(ckpt["ema"])
-        for o, s in zip(opt_g, ckpt["optim"]["g"], strict=True):
-            o.load_state_dict(s)
-        for o, s in zip(opt_d, ckpt["optim"]["d"], strict=True):
-            o.load_state_dict(s)
+        # A released checkpoint (generator.release) keeps no optimiser state
+        # or random streams: Adam's moments start afresh, the weights go on.
+        if "optim" in ckpt:
+            for o, s in zip(opt_g, ckpt["optim"]["g"], strict=True):
+                o.load_state_dict(s)
+            for o, s in zip(opt_d, ckpt["optim"]["d"], strict=True):
+                o.load_state_dict(s)
         step = int(ckpt["step"])
         elapsed_before = float(ckpt.get("elapsed_s", 0.0))
-        if world == 1:
+        if world == 1 and "rng" in ckpt:
             set_rng_state(ckpt["rng"], batches)
     if world > 1:
         ddp = {"device_ids": [device.index]} if device.type == "cuda" else {}

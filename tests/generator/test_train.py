@@ -139,3 +139,30 @@ def test_steps_and_minutes_exclude_each_other(bad, knee_data, tmp_path):
         timeout=120,
     )
     assert proc.returncode != 0
+
+
+def test_a_released_checkpoint_samples_alike_and_trains_on(
+    tiny_checkpoint, knee_data, tmp_path
+):
+    from generator.release import release
+    from generator.sample import Sampler
+
+    shipped = release(tiny_checkpoint, tmp_path / "weights" / "tiny.pt")
+    assert shipped.stat().st_size < tiny_checkpoint.stat().st_size / 2
+    assert (tmp_path / "weights" / "tiny.training_options.json").exists()
+    a = Sampler(tiny_checkpoint, "cpu")(1, range(6)).astype(int)
+    b = Sampler(shipped, "cpu")(1, range(6)).astype(int)
+    assert np.abs(a - b).max() <= 2  # fp16 weights: a grey level or two at most
+
+    run = tmp_path / "again"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(shipped.read_bytes())
+    options = TrainOptions(
+        data=str(knee_data),
+        out=str(run),
+        config="tiny",
+        steps=6,
+        resume=True,
+        progress=False,
+    )
+    assert checkpoint_load(train(options))["step"] == 6
