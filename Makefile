@@ -17,7 +17,7 @@ $(STAMP): requirements.txt requirements-test.txt
 install: $(STAMP)
 
 demo: install
-	$(BIN)/python manage.py demo $(if $(DATA),--data "$(DATA)",)
+	$(BIN)/python manage.py demo $(if $(DATA),--data "$(DATA)",) $(if $(TRAIN_MINUTES),--train-minutes $(TRAIN_MINUTES),)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

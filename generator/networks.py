@@ -42,6 +42,8 @@ References
        self-supervised discriminator). ICLR 2021. arXiv:2101.04775
 .. [12] Lim, Ye. Geometric GAN (hinge loss). arXiv:1705.02894; Miyato et al.
        Spectral Normalization for GANs. ICLR 2018. arXiv:1802.05957
+.. [13] Mao et al. Mode Seeking Generative Adversarial Networks for Diverse
+       Image Synthesis. CVPR 2019. arXiv:1903.05628
 .. [9] Prezja et al. Deep learning synthetic knee X-rays with WGAN-GP; a
        visual Turing test. Sci Rep 12, 18573 (2022).
        doi:10.1038/s41598-022-23081-4
@@ -77,8 +79,7 @@ class GANConfig:
     arch: str = "dcgan"  # "dcgan" (WGAN-GP [2, 3]) | "lite" (FastGAN-style [11])
     loss: str = "wgan-gp"  # "wgan-gp" [2] | "hinge" [12]
     spectral_norm: bool = True  # lite critic: spectral norm [12], else none
-    r1_gamma: float = 0.0  # R1 penalty on real images [13]; 0: off
-    r1_every: int = 16  # lazy regularisation: every N critic steps, scaled by N
+    mode_seeking: float = 0.0  # diversity term of the generator's loss [13]
     recon: float = 0.0  # weight of the lite critic's self-supervised decoder [11]
     # optimisation
     batch_size: int = 64
@@ -148,6 +149,7 @@ PRESETS: dict[str, GANConfig] = {
         diffaugment="color,translation,cutout",
         mirror=True,
         mbstd_group=4,
+        mode_seeking=0.1,  # from step 2,000 of the shipped run, after it collapsed
         ema_decay=0.999,
         sample_every=500,
         checkpoint_every=500,
@@ -173,6 +175,7 @@ PRESETS: dict[str, GANConfig] = {
         diffaugment="color,translation,cutout",
         mirror=True,
         mbstd_group=2,
+        mode_seeking=0.1,
         ema_decay=0.9,
         sample_every=50,
         checkpoint_every=50,

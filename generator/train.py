@@ -27,7 +27,7 @@ import platform
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -65,6 +65,7 @@ class TrainOptions:
     batch_size: int | None = None
     channels: int | None = None
     n_critic: int | None = None
+    mode_seeking: float | None = None
     sample_every: int | None = None
     checkpoint_every: int | None = None
     # environment
@@ -139,6 +140,19 @@ def _hinge_critic_loss(D, real, fake, y, cfg: GANConfig, autocast):
         loss = loss + cfg.recon * recon
         stats["recon"] = recon.item()
     return loss, {"d_loss": loss.item()} | stats
+
+
+def mode_seeking_term(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """How far apart two images of one grade are, per unit of latent distance.
+
+    Mode-seeking regularisation [Mao et al. 2019, arXiv:1903.05628]: the
+    generator's loss adds ``weight / term``, so a generator that ignores its
+    latent (one image per grade, a common collapse of small conditional GANs)
+    pays for it. The batch's two halves are pairs with the same grade.
+    """
+    a, b = fake.chunk(2)
+    za, zb = z.chunk(2)
+    return (a - b).abs().mean() / (za - zb).abs().mean()
 
 
 def generator_loss(D, fake, y, cfg: GANConfig, autocast) -> torch.Tensor:
@@ -228,6 +242,7 @@ def resolve_config(options: TrainOptions) -> GANConfig:
         batch_size=options.batch_size,
         channels=options.channels,
         n_critic=options.n_critic,
+        mode_seeking=options.mode_seeking,
         sample_every=options.sample_every,
         checkpoint_every=options.checkpoint_every,
     )
@@ -270,7 +285,7 @@ def set_rng_state(state: dict, batches: Batches) -> None:
 # -----------------------------------------------------------------------------
 # training
 
-_SHOWN = ("d_loss", "g_loss", "wdist", "gp", "recon")
+_SHOWN = ("d_loss", "g_loss", "wdist", "gp", "recon", "diversity")
 
 
 def train(options: TrainOptions) -> Path:
@@ -286,6 +301,9 @@ def train(options: TrainOptions) -> Path:
     if options.resume and ckpt_path.exists():
         ckpt = checkpoint_load(ckpt_path)
         cfg = GANConfig.from_dict(ckpt["config"])
+        if options.mode_seeking is not None:
+            # a loss weight, not the architecture: it may change mid-run
+            cfg = replace(cfg, mode_seeking=options.mode_seeking)
     else:
         cfg = resolve_config(options)
     if cfg.batch_size % world:
@@ -449,11 +467,19 @@ def train(options: TrainOptions) -> Path:
                 # generator: grades drawn as often as they occur in the data
                 D_raw.requires_grad_(False)
                 _, y = batches(local_batch, grade)
+                if cfg.mode_seeking:
+                    # pairs of latents share a grade: the second half mirrors
+                    # the first half's grades
+                    y = y.view(2, -1)[0].repeat(2)
                 y = y if cfg.conditional else None
                 z = torch.randn(local_batch, cfg.z_dim, device=device)
                 with autocast():
                     fake = G(z, y).float()
                 g_loss = generator_loss(D_raw, fake, y, cfg, autocast)
+                if cfg.mode_seeking:
+                    diversity = mode_seeking_term(fake, z)
+                    g_loss = g_loss + cfg.mode_seeking / (diversity + 1e-5)
+                    log.setdefault("diversity", []).append(diversity.item())
                 og.zero_grad(set_to_none=True)
                 g_loss.backward()
                 og.step()
@@ -522,6 +548,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainOptions, bool]:
     ap.add_argument("--batch-size", type=int, help="global batch; override")
     ap.add_argument("--channels", type=int, help="width at full resolution; override")
     ap.add_argument("--n-critic", type=int, help="critic steps per G step; override")
+    ap.add_argument(
+        "--mode-seeking", type=float, help="diversity weight; override (resume too)"
+    )
     ap.add_argument("--sample-every", type=int, help="steps between sample grids")
     ap.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")

@@ -1,10 +1,10 @@
 """``make demo``: a living study built the way production builds one.
 
-Real pool (your folder, or the procedural knee phantom) → a generator trained
-briefly on it → a generation job run by a real Celery worker on the embedded
-broker → a two-phase study with simulated readers and invitation links. Each
-step is skipped when its result already exists, so a second run starts in
-seconds.
+Real pool (the shipped sample of real knee radiographs, your folder, or the
+procedural knee phantom) → the shipped generator (or one trained briefly
+here) → a generation job run by a real Celery worker on the embedded broker
+→ a two-phase study with simulated readers and invitation links. Each step is
+skipped when its result already exists, so a second run starts in seconds.
 """
 
 import os
@@ -28,24 +28,34 @@ from turingtest.studies.models import Case, GenerationJob, Generator, Image, Stu
 DEMO_SLUG = "demo-knee"
 GENERATOR_NAME = "demo"
 ADMIN_USER = "admin"
+ASSETS = Path(settings.BASE_DIR) / "assets"
+# 30 real radiographs per KL grade from the held-out split (assets/ATTRIBUTION.md)
+REAL_SAMPLE = ASSETS / "knee-kl-sample"
+# The project's generator, trained on the same dataset's training split
+SHIPPED_GENERATOR = ASSETS / "weights" / "knee-default.pt"
+SHIPPED_NAME = "knee-default"
+PHANTOM = "phantom"
 
 
 @dataclass
 class DemoOptions:
-    data: str | None = None
+    data: str | None = None  # None: the shipped sample; "phantom": drawn knees
     workdir: Path = field(default_factory=lambda: settings.VAR_DIR / "demo")
     per_grade: int = 6  # main cases per grade and source
     practice: int = 4
     readers: int = 20
-    train_args: tuple[str, ...] = (
-        "--config",
-        "tiny",
-        "--resolution",
-        "64",
-        "--minutes",
-        "3",
-    )
+    # generator.train arguments; None: the shipped generator, no training
+    train_args: tuple[str, ...] | None = None
     say: Callable[[str], None] = print
+
+    def trains(self) -> bool:
+        # Phantoms are not knees the shipped model knows: it trains on them.
+        return self.train_args is not None or self.data == PHANTOM
+
+    def training_arguments(self) -> tuple[str, ...]:
+        if self.train_args is not None:
+            return self.train_args
+        return ("--config", "tiny", "--resolution", "64", "--minutes", "3")
 
 
 @dataclass
@@ -78,7 +88,9 @@ def _real_pool(opts: DemoOptions) -> Path:
     from turingtest.imaging.phantom import phantom_dataset
     from turingtest.imaging.services import images_import
 
-    if opts.data:
+    if opts.data is None:
+        source = REAL_SAMPLE
+    elif opts.data != PHANTOM:
         source = Path(opts.data).expanduser()
         if not source.exists():
             raise SystemExit(f"DATA={opts.data}: no such folder or file.")
@@ -86,7 +98,7 @@ def _real_pool(opts: DemoOptions) -> Path:
         source = opts.workdir / "phantoms"
         needed = opts.per_grade + opts.practice + 2
         if not (source / "4").exists():
-            opts.say(f"Drawing {needed * 5} procedural knee phantoms (no DATA given)…")
+            opts.say(f"Drawing {needed * 5} procedural knee phantoms…")
             phantom_dataset(
                 source,
                 per_grade=needed,
@@ -109,6 +121,12 @@ def _real_pool(opts: DemoOptions) -> Path:
 def _generator(opts: DemoOptions, data: Path) -> Generator:
     from turingtest.studies.generation import generator_register
 
+    if not opts.trains():
+        existing = Generator.objects.filter(name=SHIPPED_NAME).first()
+        if existing is not None:
+            return existing
+        opts.say(f"Registering the shipped generator {SHIPPED_GENERATOR.name}…")
+        return generator_register(checkpoint=SHIPPED_GENERATOR, name=SHIPPED_NAME)
     existing = Generator.objects.filter(name=GENERATOR_NAME).first()
     if existing is not None:
         return existing
@@ -127,7 +145,7 @@ def _generator(opts: DemoOptions, data: Path) -> Generator:
                 str(data),
                 "--out",
                 str(run),
-                *opts.train_args,
+                *opts.training_arguments(),
             ],
             check=True,
         )

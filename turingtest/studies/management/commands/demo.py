@@ -13,7 +13,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--data",
             default=None,
-            help="Real images (any layout import_images accepts).",
+            help="Real images (any layout import_images accepts), or 'phantom' for "
+            "procedural knees; default: the shipped sample of real radiographs.",
         )
         parser.add_argument("--addr", default="127.0.0.1:8000")
         parser.add_argument("--readers", type=int, default=20)
@@ -28,11 +29,18 @@ class Command(BaseCommand):
             default=None,
             help="Where the demo keeps its files (default var/demo).",
         )
-        parser.add_argument(
+        length = parser.add_mutually_exclusive_group()
+        length.add_argument(
+            "--train-minutes",
+            type=float,
+            default=None,
+            help="Train a generator for this long instead of using the shipped one.",
+        )
+        length.add_argument(
             "--train-steps",
             type=int,
             default=None,
-            help="Train the generator this many steps (default: 3 minutes).",
+            help="Train a generator this many steps instead of using the shipped one.",
         )
         parser.add_argument(
             "--no-serve", action="store_true", help="Build only, then exit."
@@ -48,15 +56,13 @@ class Command(BaseCommand):
         )
         if opts["workdir"]:
             options.workdir = Path(opts["workdir"])
-        if opts["train_steps"]:
-            options.train_args = (
-                "--config",
-                "tiny",
-                "--resolution",
-                "64",
-                "--steps",
-                str(opts["train_steps"]),
+        if opts["train_steps"] or opts["train_minutes"]:
+            length = (
+                ("--steps", str(opts["train_steps"]))
+                if opts["train_steps"]
+                else ("--minutes", str(opts["train_minutes"]))
             )
+            options.train_args = ("--config", "tiny", "--resolution", "64", *length)
         result, worker = demo_build(options, base_url=base_url)
         try:
             study = result.study
