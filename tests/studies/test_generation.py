@@ -379,6 +379,68 @@ def test_a_killed_worker_is_replaced_and_the_job_still_completes(stack):
         stack.stop_workers()
 
 
+@pytest.mark.worker
+def test_a_teams_own_torchscript_and_entry_point_generators_run_the_same_way(
+    stack, tmp_path
+):
+    """(b) a TorchScript file and (c) an entry point installed on the workers
+    go through the same queue, seeds, leases, counts and provenance as (a)."""
+    import torch
+
+    class Ramp(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.z_dim = 8
+
+        def forward(self, z: torch.Tensor, grade: torch.Tensor) -> torch.Tensor:
+            level = torch.tanh(z[:, :1]) * 0.4 + grade[:, None] * 0.1 - 0.2
+            noise = torch.sin(z[:, 1:2, None, None] * torch.arange(36.0)[None, None])
+            return (level[:, :, None, None] + 0.3 * noise).expand(-1, 1, 36, 36)
+
+    script = tmp_path / "ramp.pt"
+    torch.jit.script(Ramp()).save(str(script))
+    for args in (
+        (str(script), "--name", "team-ts", "--kind", "torchscript"),
+        (
+            "tests.generator.entry_point_generator:make",
+            "--name",
+            "team-ep",
+            "--kind",
+            "entrypoint",
+        ),
+    ):
+        reg = stack.manage("register_generator", *args)
+        assert reg.returncode == 0, reg.stdout + reg.stderr
+    stack.worker("team")
+    try:
+        for name in ("team-ts", "team-ep"):
+            out = stack.manage(
+                "generate_images",
+                "--generator",
+                name,
+                "--per-grade",
+                "2",
+                "--wait",
+                "--timeout",
+                "150",
+            )
+            assert out.returncode == 0, out.stdout + out.stderr
+            job_id = int(out.stdout.split()[1].rstrip(":"))
+            assert stack.job(job_id)[:3] == ("done", 10, 10)
+            stack.assert_complete(job_id, per_grade=2)
+        kinds = dict(stack.query("SELECT name, kind FROM studies_generator"))
+        assert kinds["team-ts"] == "torchscript" and kinds["team-ep"] == "entrypoint"
+    finally:
+        stack.stop_workers()
+
+
+def test_registering_an_entry_point_that_does_not_import_is_refused(db):
+    with pytest.raises(ValidationError, match="cannot import"):
+        generation.generator_register(
+            checkpoint="tests.generator.nowhere:make", name="nowhere", kind="entrypoint"
+        )
+
+
 def test_a_pending_job_whose_message_was_lost_is_queued_again(
     tiny, monkeypatch, django_capture_on_commit_callbacks
 ):

@@ -23,6 +23,7 @@ import hashlib
 import os
 import queue
 import socket
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
@@ -78,29 +79,71 @@ def _describe_training_data(data: Mapping) -> str:
     )
 
 
-@transaction.atomic
-def generator_register(*, checkpoint: str | os.PathLike, name: str) -> Generator:
-    """Record a trained checkpoint as a ``Generator`` (its sha256, config, data)."""
-    from generator.networks import checkpoint_load
+def _entry_point_file(spec: str) -> Path:
+    """The source file of an entry point's module: what its hash stands for."""
+    from generator.sample import resolve_entry_point
 
-    path = Path(checkpoint).resolve()
-    if not path.is_file():
-        raise ValidationError(f"No checkpoint at {path}.")
     try:
-        ckpt = checkpoint_load(path)
-    except Exception as exc:  # a pickle, a truncated file, another format
-        raise ValidationError(f"{path} is not a generator checkpoint: {exc}") from exc
-    config = dict(ckpt["config"]) | {
-        "step": int(ckpt.get("step", 0)),
-        "checkpoint_version": int(ckpt.get("version", 0)),
-        "training_seconds": round(float(ckpt.get("elapsed_s", 0.0)), 1),
-    }
+        function = resolve_entry_point(spec)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from exc
+    module = sys.modules[function.__module__]
+    if not getattr(module, "__file__", None):
+        raise ValidationError(f"{spec!r}: its module has no source file to record.")
+    return Path(module.__file__)
+
+
+@transaction.atomic
+def generator_register(
+    *,
+    checkpoint: str | os.PathLike,
+    name: str,
+    kind: str = Generator.Kind.CHECKPOINT,
+) -> Generator:
+    """Record a generator: its file's (or entry point module's) sha256 and config.
+
+    ``checkpoint`` is a checkpoint of this project, a TorchScript file, or
+    ``package.module:function``, as ``kind`` says. Provenance is by hash: the
+    workers refuse a file that changed after registration.
+    """
+    if kind == Generator.Kind.ENTRYPOINT:
+        spec, config, data = str(checkpoint), {"entry_point": str(checkpoint)}, ""
+        digest = file_sha256(_entry_point_file(spec))
+    else:
+        path = Path(checkpoint).resolve()
+        if not path.is_file():
+            raise ValidationError(f"No file at {path}.")
+        spec, digest, data = str(path), file_sha256(path), ""
+        if kind == Generator.Kind.TORCHSCRIPT:
+            from generator.sample import TorchScriptSampler
+
+            try:
+                sampler = TorchScriptSampler(path, device="cpu")
+            except ValueError as exc:
+                raise ValidationError(str(exc)) from exc
+            config = {"name": "torchscript", "z_dim": sampler.z_dim}
+        else:
+            from generator.networks import checkpoint_load
+
+            try:
+                ckpt = checkpoint_load(path)
+            except Exception as exc:  # a pickle, a truncated file, another format
+                raise ValidationError(
+                    f"{path} is not a generator checkpoint: {exc}"
+                ) from exc
+            config = dict(ckpt["config"]) | {
+                "step": int(ckpt.get("step", 0)),
+                "checkpoint_version": int(ckpt.get("version", 0)),
+                "training_seconds": round(float(ckpt.get("elapsed_s", 0.0)), 1),
+            }
+            data = _describe_training_data(ckpt.get("data", {}))
     generator = Generator(
         name=name,
-        checkpoint=str(path),
-        sha256=file_sha256(path),
+        kind=kind,
+        checkpoint=spec,
+        sha256=digest,
         config=config,
-        training_data=_describe_training_data(ckpt.get("data", {})),
+        training_data=data,
     )
     generator.full_clean()
     generator.save()
@@ -214,11 +257,15 @@ _sha_cache: dict[tuple[str, int, int], str] = {}
 def _checked_sampler(generator: Generator):
     """The generator's sampler, loaded once per process and file version.
 
-    The file must still be the one registered: provenance is by hash.
+    The file (for an entry point, its module's source file) must still be the
+    one registered: provenance is by hash.
     """
     import generator as generator_pkg
 
-    path = Path(generator.checkpoint)
+    if generator.kind == Generator.Kind.ENTRYPOINT:
+        path = _entry_point_file(generator.checkpoint)
+    else:
+        path = Path(generator.checkpoint)
     st = path.stat()
     key = (str(path), st.st_mtime_ns, st.st_size)
     if key not in _sha_cache:
@@ -228,7 +275,7 @@ def _checked_sampler(generator: Generator):
             f"{path} has changed since it was registered as {generator.name!r} "
             f"(sha256 {_sha_cache[key][:12]}, registered {generator.sha256[:12]})."
         )
-    return generator_pkg.sample.load(path)
+    return generator_pkg.sample.load(generator.checkpoint, kind=generator.kind)
 
 
 def _batches(sampler, todo: list[tuple[int, int]], seeds: dict[int, int], size: int):

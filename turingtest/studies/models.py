@@ -33,11 +33,24 @@ KL_GRADES = range(0, 5)
 
 
 class Generator(models.Model):
-    """A trained checkpoint that can make synthetic images."""
+    """A trained model that can make synthetic images.
+
+    Three kinds sample the same way on the GPU workers (see
+    :mod:`generator.sample`): a checkpoint of this project, a TorchScript
+    file, or a Python entry point installed on the workers.
+    """
+
+    class Kind(models.TextChoices):
+        CHECKPOINT = "checkpoint", "Checkpoint of this project"
+        TORCHSCRIPT = "torchscript", "TorchScript file"
+        ENTRYPOINT = "entrypoint", "Python entry point"
 
     name = models.SlugField(max_length=80, unique=True)
+    kind = models.CharField(max_length=12, choices=Kind, default=Kind.CHECKPOINT)
     checkpoint = models.CharField(
-        max_length=500, help_text="Path to the checkpoint file."
+        max_length=500,
+        help_text="Path to the checkpoint or TorchScript file, or the entry point "
+        "package.module:function.",
     )
     sha256 = models.CharField(max_length=64)
     config = models.JSONField(default=dict, blank=True)

@@ -2,16 +2,26 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from turingtest.studies.generation import generator_register
+from turingtest.studies.models import Generator
 
 
 class Command(BaseCommand):
     help = (
-        "Record a trained generator checkpoint (its sha256, config and training data)."
+        "Record a trained generator (its sha256, config and training data): a "
+        "checkpoint of generator.train, a TorchScript file, or an entry point."
     )
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "checkpoint", help="checkpoint.pt written by generator.train"
+            "checkpoint",
+            help="checkpoint.pt written by generator.train, a TorchScript file "
+            "(--kind torchscript) or package.module:function (--kind entrypoint)",
+        )
+        parser.add_argument(
+            "--kind",
+            choices=Generator.Kind.values,
+            default=Generator.Kind.CHECKPOINT,
+            help="what CHECKPOINT is; see generator.sample for the signatures",
         )
         parser.add_argument(
             "--name", required=True, help="a short slug, e.g. default-64px"
@@ -19,10 +29,18 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         try:
-            gen = generator_register(checkpoint=opts["checkpoint"], name=opts["name"])
+            gen = generator_register(
+                checkpoint=opts["checkpoint"], name=opts["name"], kind=opts["kind"]
+            )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
         cfg = gen.config
+        if gen.kind != Generator.Kind.CHECKPOINT:
+            self.stdout.write(
+                f"{gen.name}: {gen.get_kind_display()} {gen.checkpoint}, "
+                f"sha256 {gen.sha256[:16]}…"
+            )
+            return
         self.stdout.write(
             f"{gen.name}: {cfg.get('name')} config, {cfg.get('resolution')} px, "
             f"step {cfg.get('step')}, sha256 {gen.sha256[:16]}…\n"
