@@ -129,17 +129,18 @@ def test_images_are_served_identically(reader_api, study):
     assert len(sizes) == 1
 
 
-def test_image_tokens_are_opaque(pool):
-    tokens = [image.token for image in Image.objects.all()]
+def test_image_tokens_are_opaque(study):
+    tokens = [case.token for case in Case.objects.all()]
+    tokens += [image.token for image in Image.objects.all()]
     assert len(set(tokens)) == len(tokens)
     assert all(len(t) == 22 for t in tokens)
-    assert not any(str(image.pk) == image.token for image in Image.objects.all())
+    assert not any(str(case.pk) == case.token for case in Case.objects.all())
 
 
 @pytest.mark.parametrize("who", ["anonymous", "other_reader", "unconsented"])
 def test_images_only_for_enrolled_readers(client, study, make_study, make_reader, who):
     other = make_study(slug="other", seed=8)
-    image = study.cases.exclude(image__in=other.cases.values("image")).first().image
+    case = study.cases.exclude(image__in=other.cases.values("image")).first()
     if who == "other_reader":
         from turingtest.studies.services import enrollment_consent
 
@@ -148,7 +149,7 @@ def test_images_only_for_enrolled_readers(client, study, make_study, make_reader
         )
     elif who == "unconsented":
         client.force_login(make_reader(study).reader.user)
-    response = client.get(f"/api/v1/images/{image.token}")
+    response = client.get(f"/api/v1/images/{case.token}")
     missing = client.get("/api/v1/images/AAAAAAAAAAAAAAAAAAAAAA")
     assert response.status_code == missing.status_code == 404
     assert response.content == missing.content
@@ -157,7 +158,7 @@ def test_images_only_for_enrolled_readers(client, study, make_study, make_reader
 def test_images_of_a_closed_study_are_not_served(reader_client, study):
     from turingtest.studies.services import study_close
 
-    token = study.cases.first().image.token
+    token = study.cases.first().token
     assert reader_client.get(f"/api/v1/images/{token}").status_code == 200
     study_close(study=study)
     assert reader_client.get(f"/api/v1/images/{token}").status_code == 404
