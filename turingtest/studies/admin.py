@@ -151,12 +151,21 @@ class StudyAdmin(admin.ModelAdmin):
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
-    list_display = ["sha256", "source", "kl_grade", "generator", "seed", "created_at"]
-    list_filter = ["source", "kl_grade", "generator"]
+    list_display = [
+        "sha256",
+        "source",
+        "kl_grade",
+        "generator",
+        "seed",
+        "reserved",
+        "created_at",
+    ]
+    list_filter = ["source", "kl_grade", "generator", "reserved"]
     search_fields = ["sha256", "token", "origin"]
     readonly_fields = [
         "preview",
         "token",
+        "reserved",
         "sha256",
         "width",
         "height",
