@@ -5,9 +5,8 @@
   attention images are marked.
 - ``Case.token``: a per-study image token for URLs. Existing cases get fresh
   random tokens.
-- ``Study.reader_title``: the title readers see. Existing studies start with
-  their internal name, so what readers see does not change by itself; a
-  blinded study naming its design is caught when it is next opened.
+- ``Study.reader_title``: the title readers see. Existing studies keep their
+  name as it, unless the name names the design: those get a neutral title.
 - ``Study.revealing_words_allowed*``: the recorded override for opening a
   study whose reader-visible texts name the design.
 """
@@ -19,6 +18,9 @@ from django.conf import settings
 from django.db import migrations, models
 
 import turingtest.studies.models
+from turingtest.domain.wording import revealing_words
+
+NEUTRAL_TITLE = "Knee radiograph reading study"
 
 
 def fill(apps, schema_editor):
@@ -31,7 +33,10 @@ def fill(apps, schema_editor):
         reserved=True
     )
     for study in Study.objects.only("id", "name"):
-        Study.objects.filter(pk=study.pk).update(reader_title=study.name)
+        # A name that gives the design away (the demo's "real or synthetic?")
+        # is not carried over: readers get a neutral title instead.
+        title = NEUTRAL_TITLE if revealing_words(study.name) else study.name
+        Study.objects.filter(pk=study.pk).update(reader_title=title)
 
 
 class Migration(migrations.Migration):
