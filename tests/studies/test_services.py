@@ -279,6 +279,15 @@ def test_the_readers_own_score_counts_their_revised_answers(make_study, make_rea
     page = client.get(f"/s/{study.slug}/done/").content.decode()
     assert "Real or synthetic: 10 of 10 correct" in page
     assert "KL grade: 10 of 10 matched the reference (10 within one grade)" in page
+    # The report and the exports score the same final answers by the same rule.
+    from turingtest.studies.exports import judgment_rows
+    from turingtest.studies.report import report_rows
+
+    assert [r["correct"] for r in report_rows(study)] == [True] * 20
+    final = {}
+    for row in judgment_rows(study):
+        final[(row["phase"], row["case"])] = row["correct"]
+    assert list(final.values()) == ["true"] * 20
 
 
 def test_no_revisions_without_policy(study, enrollment):

@@ -123,6 +123,8 @@ def report_rows(study: Study) -> Iterator[dict[str, Any]]:
             "id", "reader__code", "reader__profession", "reader__experience_years"
         )
     }
+    # The answer that counts is the latest revision (scoring.final), read here
+    # in one pass over the revisions in order rather than per judgment.
     latest = {
         judgment: (answer, confidence, grade)
         for judgment, answer, confidence, grade in JudgmentRevision.objects.filter(
