@@ -125,6 +125,7 @@ def study_open(
     list(  # locked like cases_build locks them, so neither races the other
         Image.objects.select_for_update()
         .filter(pk__in=[c.image_id for c in cases])
+        .order_by("sha256")  # the order cases_build locks in: no deadlock
         .values_list("id", flat=True)
     )
     reserved, main_elsewhere = _pool_parts(study)
