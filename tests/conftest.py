@@ -146,15 +146,12 @@ class ReaderAPI:
         )
 
     def answer(self, step: dict, confidence=None, kl_grade=None):
-        phase = step["phase"]
-        body = {
-            "stage": step["stage"],
-            "position": step["position"],
-            "confidence": (confidence or 2) if phase["asks_realism"] else None,
-            "kl_grade": (1 if kl_grade is None else kl_grade)
-            if phase["asks_grade"]
-            else None,
-        }
+        asked = {q["field"] for q in step["phase"]["questions"]}
+        body = {"stage": step["stage"], "position": step["position"]}
+        if "confidence" in asked:
+            body["confidence"] = confidence or 2
+        if "kl_grade" in asked:
+            body["kl_grade"] = 1 if kl_grade is None else kl_grade
         return self.post("answers", body)
 
     def answer_all(self, limit: int = 1000) -> list[dict]:

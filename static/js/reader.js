@@ -11,9 +11,11 @@
   const canvas = $("canvas");
 
   let step = null; // the server's current step
-  let rating = null; // 1..6 on the detection scale
-  let grade = null; // 0..4
-  let focus = "realism"; // which question digit keys answer in a combined phase
+  // The phase's questions come from the server, each naming its answer field;
+  // this page knows no question of its own.
+  let questions = [];
+  let chosen = {}; // answer field -> chosen value
+  let focus = 0; // index of the question digit keys answer when there are two
   let busy = false;
   let pendingFeedback = null; // practice feedback waiting for Enter
   let review = null; // {position} while revisiting an earlier answer
@@ -105,20 +107,41 @@
   }
 
   // --- rendering a step -----------------------------------------------------
-  function buildScale(phase) {
-    const box = $("scale");
+  function buildQuestions(phase) {
+    const box = $("questions");
     box.replaceChildren();
-    $("q-realism-title").textContent = phase.question || "";
-    for (const [value, label] of phase.scale || []) {
-      const b = document.createElement("button");
-      b.type = "button";
-      b.dataset.confidence = String(value);
-      const k = document.createElement("kbd");
-      k.textContent = String(value);
-      b.append(k, " " + label);
-      b.addEventListener("click", () => choose("confidence", value));
-      box.append(b);
-    }
+    questions = phase.questions || [];
+    questions.forEach((q, index) => {
+      const section = document.createElement("section");
+      section.className = "question";
+      section.dataset.field = q.field;
+      const h = document.createElement("h3");
+      h.textContent = q.title;
+      const list = document.createElement("div");
+      // Labelled choices stack; bare digits sit in a row.
+      const labelled = q.choices.some(([, label]) => label);
+      list.className = labelled ? "scale" : "grades";
+      for (const [value, label, description] of q.choices) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.dataset.value = String(value);
+        if (description) b.title = description;
+        const k = document.createElement("kbd");
+        k.textContent = String(value);
+        b.append(k);
+        if (label) b.append(" " + label);
+        b.addEventListener("click", () => choose(index, value));
+        list.append(b);
+      }
+      section.append(h, list);
+      if (q.hint) {
+        const hint = document.createElement("p");
+        hint.className = "hint";
+        hint.textContent = q.hint;
+        section.append(hint);
+      }
+      box.append(section);
+    });
   }
 
   function stageKey(s) { return s.phase ? `${s.stage}` : null; }
@@ -129,7 +152,7 @@
     const key = stageKey(s);
     if (key !== lastStage) {
       lastStage = key;
-      buildScale(s.phase);
+      buildQuestions(s.phase);
       // A stage's introduction comes at its start, not again on resuming.
       if (s.position === 0) showInterstitial(s);
     }
@@ -137,8 +160,7 @@
     $("phase-label").textContent = phase.practice
       ? "Practice round"
       : `Part ${phase.number} of ${phase.count}`;
-    $("q-realism").hidden = !phase.asks_realism;
-    $("q-grade").hidden = !phase.asks_grade;
+    $("questions").hidden = false;
     const shown = review ? review.position : s.position;
     const done = Math.min(shown + 1, s.total);
     $("progress-text").textContent = `${done} / ${s.total}`;
@@ -148,8 +170,7 @@
     $("finish").hidden = !s.review;
     if (s.review && !review) {
       img.removeAttribute("src");
-      $("q-realism").hidden = true;
-      $("q-grade").hidden = true;
+      $("questions").hidden = true;
       $("confirm").hidden = true;
       say("All cases answered. Review earlier answers, or finish this part.");
       return;
@@ -161,9 +182,9 @@
       img.src = src;
     }
     if (s.preload && !review) { const p = new Image(); p.src = s.preload; }
-    rating = review ? review.confidence : null;
-    grade = review ? review.kl_grade : null;
-    focus = phase.asks_realism ? "realism" : "grade";
+    chosen = {};
+    if (review) for (const q of questions) chosen[q.field] = review[q.field];
+    focus = 0;
     refreshChoices();
   }
 
@@ -187,36 +208,26 @@
   $("inter-go").addEventListener("click", closeInterstitial);
 
   function complete() {
-    const p = step.phase;
-    return (!p.asks_realism || rating !== null) && (!p.asks_grade || grade !== null);
+    return questions.every((q) => chosen[q.field] !== undefined && chosen[q.field] !== null);
   }
 
   function refreshChoices() {
-    document.querySelectorAll("[data-confidence]").forEach((b) => {
-      b.classList.toggle("chosen", Number(b.dataset.confidence) === rating);
+    document.querySelectorAll("#questions .question").forEach((section, index) => {
+      const value = chosen[section.dataset.field];
+      section.querySelectorAll("[data-value]").forEach((b) => {
+        b.classList.toggle("chosen", Number(b.dataset.value) === value);
+      });
+      section.classList.toggle("active", questions.length > 1 && focus === index);
     });
-    document.querySelectorAll("[data-grade]").forEach((b) => {
-      b.classList.toggle("chosen", Number(b.dataset.grade) === grade);
-    });
-    const combined = step && step.phase.asks_realism && step.phase.asks_grade;
-    $("q-realism").classList.toggle("active", combined && focus === "realism");
-    $("q-grade").classList.toggle("active", combined && focus === "grade");
     $("confirm").disabled = busy || !step || !complete();
   }
 
-  function choose(what, value) {
+  function choose(index, value) {
     if (busy || pendingFeedback || interstitial) return;
-    if (what === "confidence") {
-      rating = value;
-      if (step.phase.asks_grade) focus = "grade";
-    } else {
-      grade = value;
-    }
+    chosen[questions[index].field] = value;
+    if (index + 1 < questions.length) focus = index + 1;
     refreshChoices();
   }
-  document.querySelectorAll("[data-grade]").forEach((b) => {
-    b.addEventListener("click", () => choose("grade", Number(b.dataset.grade)));
-  });
 
   // --- answering ------------------------------------------------------------
   async function confirm() {
@@ -227,9 +238,8 @@
     const body = {
       stage: step.stage,
       position: review ? review.position : step.position,
-      confidence: step.phase.asks_realism ? rating : null,
-      kl_grade: step.phase.asks_grade ? grade : null,
     };
+    for (const q of questions) body[q.field] = chosen[q.field];
     try {
       if (review) {
         await call("POST", "/revisions", body);
@@ -314,21 +324,18 @@
       return;
     }
     if (interstitial || pendingFeedback || !step) return;
-    const p = step.phase;
     if (/^[0-9]$/.test(k)) {
       const n = Number(k);
-      const realismKeys = p.asks_realism && n >= 1 && n <= 6;
-      const gradeKeys = p.asks_grade && n <= 4;
-      if (realismKeys && (!p.asks_grade || focus === "realism")) choose("confidence", n);
-      else if (gradeKeys && (!p.asks_realism || focus === "grade")) choose("grade", n);
+      const q = questions[focus];
+      if (q && q.choices.some(([value]) => value === n)) choose(focus, n);
       e.preventDefault();
       return;
     }
     switch (k.toLowerCase()) {
       case "tab":
-        if (p.asks_realism && p.asks_grade) {
+        if (questions.length > 1) {
           e.preventDefault();
-          focus = focus === "realism" ? "grade" : "realism";
+          focus = (focus + 1) % questions.length;
           refreshChoices();
         }
         break;

@@ -54,6 +54,19 @@ def test_demo_builds_a_study_with_generated_images_and_answers(tmp_path):
     assert len(links) == 3
     assert (workdir / "runs" / "demo" / "checkpoint.pt").exists()
 
+    # Readers grade blind first: the title they see does not name the design.
+    import sqlite3
+
+    from turingtest.domain.wording import revealing_words
+
+    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+        ((title, name, status),) = db.execute(
+            "SELECT reader_title, name, status FROM studies_study "
+            "WHERE slug = 'demo-knee'"
+        ).fetchall()
+    assert revealing_words(name) and not revealing_words(title)
+    assert status == "open"
+
     out = tmp_path / "results"
     assert (
         _manage(env, "export_results", "demo-knee", "--out", str(out)).returncode == 0

@@ -99,22 +99,44 @@ def test_resume_after_reload_continues_in_same_order(reader_api):
     assert again["position"] == step["position"] and again["image"] == step["image"]
 
 
-def test_schema_describes_the_api(client):
-    schema = client.get("/api/v1/schema").json()
+def test_schema_describes_the_api_to_staff(staff_client):
+    schema = staff_client.get("/api/v1/schema").json()
     assert schema["openapi"].startswith("3.")
     assert "/api/v1/studies/{slug}/answers" in schema["paths"]
 
 
-def test_csrf_is_enforced_for_answers(enrollment, study):
-    from django.test import Client
+@pytest.mark.parametrize("who", ["anonymous", "reader"])
+def test_schema_is_not_served_to_readers(client, reader_client, who):
+    # It names the real/synthetic question, which a grading phase never mentions.
+    visitor = reader_client if who == "reader" else client
+    response = visitor.get("/api/v1/schema")
+    assert response.status_code == 404
+    assert b"synthetic" not in response.content
 
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(enrollment.reader.user)
-    client.get(f"/api/v1/studies/{study.slug}/next")
-    response = client.post(
-        f"/api/v1/studies/{study.slug}/answers",
-        data=json.dumps({"stage": "practice", "position": 0, "kl_grade": 1}),
-        content_type="application/json",
+
+def test_grading_steps_name_only_the_grade(reader_api):
+    step = reader_api.next().json()
+    texts = []
+    while step.get("stage") in ("practice", 1):
+        assert [q["field"] for q in step["phase"]["questions"]] == ["kl_grade"]
+        texts.append(json.dumps(step))
+        response = reader_api.answer(step)
+        texts.append(response.content.decode())
+        step = response.json()["next"]
+    for text in texts[:-1]:  # the last reply carries phase 2's first step
+        for word in ("asks_realism", "realism", "confidence", "synthetic", "real"):
+            assert word not in text.lower(), (word, text)
+    assert [q["field"] for q in step["phase"]["questions"]] == ["confidence"]
+
+
+def test_an_answer_a_grading_phase_does_not_ask_gets_a_neutral_refusal(reader_api):
+    step = reader_api.next().json()
+    response = reader_api.post(
+        "answers",
+        {"stage": step["stage"], "position": 0, "kl_grade": 1, "confidence": 2},
     )
-    assert response.status_code == 403
+    assert response.status_code == 400
+    message = response.content.decode().lower()
+    assert "confidence" in message
+    assert "real" not in message and "synthetic" not in message
     assert not Judgment.objects.exists()

@@ -60,7 +60,7 @@ def test_results_zip_matches_answers_and_command(
     }
     for row in judgments:
         j = stored[(row["phase"], int(row["position"]))]
-        assert row["image"] == j.case.image.token
+        assert row["image"] == j.case.token
         assert row["truth"] == j.case.image.source
         assert int(row["reference_kl"]) == j.case.image.kl_grade
         assert row["case"] == str(j.case.number)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
+from turingtest.domain.scoring import is_correct
 from turingtest.stats import report as stats_report
 from turingtest.studies.models import Case, Judgment, ReadingSession, Study
 
@@ -63,17 +64,6 @@ def iso(value: datetime | None) -> str:
     return value.isoformat().replace("+00:00", "Z") if value else ""
 
 
-def is_correct(
-    phase_kind: str, truth: str, reference_kl: int, answer, kl_grade
-) -> bool | None:
-    """Correctness as each phase defines it: the real/synthetic call, else the KL grade."""
-    if answer is not None:
-        return answer == truth
-    if kl_grade is not None and phase_kind == "grading":
-        return kl_grade == reference_kl
-    return None
-
-
 def _bool(value: bool | None) -> str:
     return "" if value is None else str(value).lower()
 
@@ -112,7 +102,7 @@ def judgment_rows(study: Study, *, with_role: bool = False) -> Iterator[dict]:
             "phase": j.session.phase.kind,
             "position": j.position + 1,
             "case": j.case.number,
-            "image": image.token,
+            "image": j.case.token,
             "truth": image.source,
             "reference_kl": image.kl_grade,
             "generator": image.generator.name if image.generator else "",
@@ -159,7 +149,7 @@ def image_rows(study: Study) -> Iterator[dict]:
         image = case.image
         yield {
             "case": case.number,
-            "image": image.token,
+            "image": case.token,
             "role": case.role,
             "truth": image.source,
             "reference_kl": image.kl_grade,

@@ -1,4 +1,8 @@
-"""OpenAPI 3.1 description of the reader API, served at ``/api/v1/schema``."""
+"""OpenAPI 3.1 description of the reader API, served to staff at ``/api/v1/schema``.
+
+It names every question of every phase, so readers never get it: a reader in
+a grading phase must not learn what a later phase asks.
+"""
 
 _error = {
     "description": "A clear message, nothing stored",
@@ -184,7 +188,36 @@ OPENAPI = {
                     "redirect": {"type": "string"},
                     "review": {"type": "boolean"},
                     "can_revise": {"type": "boolean"},
-                    "phase": {"type": "object"},
+                    "phase": {"$ref": "#/components/schemas/Phase"},
+                },
+            },
+            "Phase": {
+                "type": "object",
+                "description": "The current phase, in words of its own: it lists "
+                "only the questions it asks.",
+                "properties": {
+                    "number": {"type": "integer"},
+                    "count": {"type": "integer"},
+                    "practice": {"type": "boolean"},
+                    "intro": {"type": "string"},
+                    "questions": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "field": {
+                                    "enum": ["confidence", "kl_grade"],
+                                    "description": "The answer field it fills",
+                                },
+                                "title": {"type": "string"},
+                                "choices": {
+                                    "type": "array",
+                                    "description": "[value, label, description]",
+                                },
+                                "hint": {"type": "string"},
+                            },
+                        },
+                    },
                 },
             },
         }

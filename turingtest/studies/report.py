@@ -27,6 +27,7 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
+from turingtest.domain.scoring import is_correct
 from turingtest.stats import plots as report_plots
 from turingtest.stats.report import (
     REPORT_VERSION,
@@ -36,7 +37,6 @@ from turingtest.stats.report import (
     reader_summary_rows,
     report_markdown,
 )
-from turingtest.studies.exports import is_correct
 from turingtest.studies.models import (
     Case,
     Enrollment,
@@ -109,7 +109,7 @@ def report_rows(study: Study) -> Iterator[dict[str, Any]]:
         "id",
         "number",
         "role",
-        "image__token",
+        "token",
         "image__source",
         "image__kl_grade",
         "image__generator__name",
@@ -123,6 +123,8 @@ def report_rows(study: Study) -> Iterator[dict[str, Any]]:
             "id", "reader__code", "reader__profession", "reader__experience_years"
         )
     }
+    # The answer that counts is the latest revision (scoring.final), read here
+    # in one pass over the revisions in order rather than per judgment.
     latest = {
         judgment: (answer, confidence, grade)
         for judgment, answer, confidence, grade in JudgmentRevision.objects.filter(

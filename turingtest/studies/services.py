@@ -13,11 +13,14 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from turingtest.domain.wording import REVEALING_WORDS
+from turingtest.studies import selectors
 from turingtest.studies.models import (
     Case,
     Enrollment,
@@ -40,6 +43,9 @@ PROTOCOLS = {
     ("grading", "combined"),
 }
 
+# What readers see where a study is created without a title of its own.
+DEFAULT_READER_TITLE = "Knee radiograph reading study"
+
 
 # --- studies -----------------------------------------------------------------
 
@@ -49,6 +55,7 @@ def study_create(
     *,
     slug: str,
     name: str,
+    reader_title: str = DEFAULT_READER_TITLE,
     phases: Sequence[str] = ("grading", "detection"),
     instructions: str = "",
     edit_policy: str = Study.EditPolicy.NONE,
@@ -66,6 +73,7 @@ def study_create(
     study = Study(
         slug=slug,
         name=name,
+        reader_title=reader_title,
         instructions=instructions,
         edit_policy=edit_policy,
         show_score=show_score,
@@ -93,7 +101,19 @@ def _study_lock(study: Study) -> Study:
 
 
 @transaction.atomic
-def study_open(*, study: Study) -> Study:
+def study_open(
+    *,
+    study: Study,
+    allow_revealing_words: bool = False,
+    by: AbstractBaseUser | None = None,
+) -> Study:
+    """Open a study for reading.
+
+    Refused while a main case uses a reserved image (one shown with its truth
+    elsewhere), and, for a study that first grades blind, while a text its
+    readers see names the design; ``allow_revealing_words`` overrides the
+    latter, and the override is recorded on the study with ``by`` (a user).
+    """
     study = _study_lock(study)
     if study.status == Study.Status.OPEN:
         return study
@@ -101,10 +121,62 @@ def study_open(*, study: Study) -> Study:
         raise ValidationError(
             "A study needs cases before it opens: run build_cases first."
         )
+    cases = list(study.cases.all())
+    list(  # locked like cases_build locks them, so neither races the other
+        Image.objects.select_for_update()
+        .filter(pk__in=[c.image_id for c in cases])
+        .order_by("sha256")  # the order cases_build locks in: no deadlock
+        .values_list("id", flat=True)
+    )
+    reserved, main_elsewhere = _pool_parts(study)
+    clashes = sorted(
+        c.number
+        for c in cases
+        if (c.role == Case.Role.MAIN and c.image_id in reserved)
+        or (c.role != Case.Role.MAIN and c.image_id in main_elsewhere)
+    )
+    if clashes:
+        raise ValidationError(
+            f"Case{'s' if len(clashes) > 1 else ''} {', '.join(map(str, clashes))} "
+            "use images that other studies show for practice or attention checks "
+            "or as main cases: an image is one or the other in every study, since "
+            "practice tells readers its truth. Run build_cases again."
+        )
+    found = selectors.study_revealing_texts(study=study)
+    if found and not allow_revealing_words:
+        where = "; ".join(
+            f"{field}: {', '.join(words)}" for field, words in found.items()
+        )
+        raise ValidationError(
+            "The first phase grades without saying that some images are not real, "
+            f"but readers would see words that say so ({where}). Reword them (the "
+            f"words checked: {', '.join(REVEALING_WORDS)}), or open the study with "
+            "the override, which is recorded on the study."
+        )
+    if found:
+        study.revealing_words_allowed = "; ".join(
+            f"{field}: {', '.join(words)}" for field, words in found.items()
+        )
+        study.revealing_words_allowed_at = timezone.now()
+        study.revealing_words_allowed_by = by
+    # Readers will see these with their truth (or the team knows them as
+    # checks): they stay out of every study's main cases from now on.
+    Image.objects.filter(
+        pk__in=[c.image_id for c in cases if c.role != Case.Role.MAIN]
+    ).update(reserved=True)
     study.status = Study.Status.OPEN
     study.opened_at = study.opened_at or timezone.now()
     study.closed_at = None
-    study.save(update_fields=["status", "opened_at", "closed_at"])
+    study.save(
+        update_fields=[
+            "status",
+            "opened_at",
+            "closed_at",
+            "revealing_words_allowed",
+            "revealing_words_allowed_at",
+            "revealing_words_allowed_by",
+        ]
+    )
     return study
 
 
@@ -132,6 +204,20 @@ class CaseCounts:
     attention: int
 
 
+def _pool_parts(study: Study) -> tuple[set[int], set[int]]:
+    """Ids of the images ``study`` may not use as main cases (reserved: shown
+    for practice or attention checks in a study that opened, or chosen for
+    them by another study), and of those it may not use for practice or
+    attention checks (main cases of another study)."""
+    others = Case.objects.exclude(study=study)
+    reserved = set(Image.objects.filter(reserved=True).values_list("id", flat=True))
+    reserved |= set(
+        others.exclude(role=Case.Role.MAIN).values_list("image_id", flat=True)
+    )
+    main = set(others.filter(role=Case.Role.MAIN).values_list("image_id", flat=True))
+    return reserved, main
+
+
 @transaction.atomic
 def cases_build(
     *,
@@ -148,6 +234,12 @@ def cases_build(
     other. Practice cases are real images outside the main set (a grading
     phase must not reveal that synthetic images exist); attention checks are
     extra real images, shown inside the phases and excluded from statistics.
+
+    Practice feedback tells readers an image's truth, so practice and
+    attention images form a reserved part of the pool that no study draws
+    main cases from; images already reserved are reused for them first, and
+    an image that is a main case of another study is never taken for them.
+    A study's own images are reserved for good when it opens.
     """
     study = _study_lock(study)
     _require_draft(study, "cases")
@@ -155,32 +247,51 @@ def cases_build(
         raise ValidationError("--per-grade must be at least 1.")
     practice = study.practice_count if practice is None else practice
     rng = random.Random(seed)
+    # The image rows are locked, so two studies built or opened at once
+    # cannot put one image on both sides.
+    images = list(
+        Image.objects.select_for_update().filter(kl_grade__in=grades).order_by("sha256")
+    )
+    reserved, main_elsewhere = _pool_parts(study)
     chosen: list[tuple[Image, str]] = []
     shortages = []
     spare_real: list[Image] = []
     for grade in grades:
         for source in (Source.REAL, Source.SYNTHETIC):
-            pool = list(
-                Image.objects.filter(source=source, kl_grade=grade).order_by("sha256")
-            )
-            if len(pool) < per_grade:
-                shortages.append(f"KL{grade} {source}: {len(pool)} of {per_grade}")
-                continue
+            pool = [i for i in images if i.source == source and i.kl_grade == grade]
+            # Shuffled whole, then thinned: the draw from one pool and seed
+            # stays the same whatever other studies reserve later.
             rng.shuffle(pool)
-            chosen += [(image, Case.Role.MAIN) for image in pool[:per_grade]]
+            usable = [i for i in pool if i.pk not in reserved]
+            if len(usable) < per_grade:
+                held = len(pool) - len(usable)
+                shortages.append(
+                    f"KL{grade} {source}: {len(usable)} of {per_grade}"
+                    + (f" ({held} more reserved)" if held else "")
+                )
+                continue
+            chosen += [(image, Case.Role.MAIN) for image in usable[:per_grade]]
             if source == Source.REAL:
-                spare_real += pool[per_grade:]
+                taken = {i.pk for i in usable[:per_grade]}
+                spare_real += [
+                    i for i in pool if i.pk not in taken and i.pk not in main_elsewhere
+                ]
     if shortages:
         raise ValidationError(
             "The image pool has too few images for this design: "
             + "; ".join(shortages)
-            + "."
+            + ". Images used for practice or attention checks in any study are "
+            "reserved and never main cases, since readers may know their truth: "
+            "add images to the pool."
         )
     rng.shuffle(spare_real)
+    # Reserved images first: they can serve no other purpose.
+    spare_real.sort(key=lambda i: i.pk not in reserved)
     if practice + attention > len(spare_real):
         raise ValidationError(
             f"Practice ({practice}) and attention-check ({attention}) cases need "
-            f"{practice + attention} real images beyond the main set; the pool has {len(spare_real)}."
+            f"{practice + attention} real images that are no study's main cases; "
+            f"the pool has {len(spare_real)}."
         )
     chosen += [(image, Case.Role.PRACTICE) for image in spare_real[:practice]]
     chosen += [
@@ -429,9 +540,9 @@ def _answer_fields(
         else:
             answer = "real" if confidence <= 3 else "synthetic"
     elif confidence is not None:
-        errors["confidence"] = (
-            "This phase does not ask whether images are real or synthetic."
-        )
+        # Worded as for any field a phase does not take: a grading phase's
+        # messages must not name a question it does not ask.
+        errors["confidence"] = "This phase does not ask for 'confidence'."
     if phase.asks_grade:
         if kl_grade is None:
             errors["kl_grade"] = "Choose a KL grade from 0 to 4."

@@ -190,6 +190,7 @@ def _staff_context(request: HttpRequest, study: Study, **extra) -> dict:
             "phases": list(study.phases.order_by("index")),
             "invite_form": extra.pop("invite_form", None) or InviteForm(),
             "report": report.report_page(study=study),
+            "revealing": selectors.study_revealing_texts(study=study),
             "title": study.name,
         }
         | extra
@@ -216,7 +217,11 @@ def staff_study_status(request: HttpRequest, slug: str) -> HttpResponse:
     action = request.POST.get("action")
     try:
         if action == "open":
-            services.study_open(study=study)
+            services.study_open(
+                study=study,
+                allow_revealing_words=request.POST.get("allow_revealing_words") == "1",
+                by=request.user,
+            )
             messages.success(request, "The study is open for reading.")
         elif action == "close":
             services.study_close(study=study)
