@@ -1,6 +1,7 @@
 """Server-rendered pages: the reader's path through a study, and staff's study page."""
 
 import markdown
+import nh3
 from axes.handlers.proxy import AxesProxyHandler
 from axes.helpers import get_lockout_response
 from django.contrib import messages
@@ -22,10 +23,41 @@ from turingtest.studies.exports import results_zip_stream
 from turingtest.studies.forms import ConsentForm, InviteForm, SignupForm
 from turingtest.studies.models import Reader, Study
 
+# Markdown for study instructions: `extra` without its attribute syntax
+# (`{: style=...}` let an instruction cover the page with a link) and without
+# Markdown inside raw HTML, which is escaped anyway.
+MARKDOWN_EXTENSIONS = ["abbr", "def_list", "fenced_code", "tables", "sane_lists"]
+# What the HTML may hold after rendering: text structure and links, nothing
+# that styles, positions, loads or runs anything.
+MARKDOWN_TAGS = {
+    "a", "abbr", "blockquote", "br", "code", "dd", "del", "dl", "dt", "em",
+    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "li", "ol", "p", "pre", "strong",
+    "table", "tbody", "td", "th", "thead", "tr", "ul",
+}  # fmt: skip
+MARKDOWN_ATTRIBUTES = {"a": {"href", "title"}, "abbr": {"title"}}
+LINK_SCHEMES = ("http://", "https://", "mailto:")
+
+
+def _link_filter(tag: str, attribute: str, value: str) -> str | None:
+    # nh3 drops unknown schemes; this also drops relative and protocol-relative
+    # links, so an instruction can only point at a full http(s) or mailto URL.
+    if tag == "a" and attribute == "href":
+        return value if value.strip().lower().startswith(LINK_SCHEMES) else None
+    return value
+
 
 def render_markdown(text: str) -> str:
-    # Escape first: instructions are staff-written, but no raw HTML reaches readers.
-    return markdown.markdown(escape(text), extensions=["extra", "sane_lists"])
+    # Escape first: instructions are staff-written, but no raw HTML reaches
+    # readers; then sanitise what Markdown made against an allowlist.
+    html = markdown.markdown(escape(text), extensions=MARKDOWN_EXTENSIONS)
+    return nh3.clean(
+        html,
+        tags=MARKDOWN_TAGS,
+        attributes=MARKDOWN_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        attribute_filter=_link_filter,
+        link_rel="noopener noreferrer nofollow",
+    )
 
 
 def home(request: HttpRequest) -> HttpResponse:
