@@ -166,6 +166,9 @@ TURINGTEST = {
     "MAX_UPLOAD_BYTES": env.int(
         "TURINGTEST_MAX_UPLOAD_BYTES", default=512 * 1024 * 1024
     ),
+    # Larger images are refused from their header. Decoding one costs about
+    # 13 bytes a pixel at its peak: some 520 MB of a worker at this limit.
+    "MAX_IMAGE_PIXELS": env.int("TURINGTEST_MAX_IMAGE_PIXELS", default=40_000_000),
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
