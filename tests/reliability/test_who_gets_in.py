@@ -8,6 +8,7 @@ import secrets
 import string
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -145,16 +146,89 @@ def test_login_locks_out_after_repeated_failures(enrollment):
     assert other.status_code == 200
 
 
-def test_guessing_invitation_links_locks_out(study):
+def behind_nginx(client_ip: str, claimed: str = "") -> Client:
+    """A browser at ``client_ip`` reaching gunicorn through nginx on this host:
+    nginx appends the address it saw to whatever X-Forwarded-For the client sent."""
+    forwarded = f"{claimed}, {client_ip}" if claimed else client_ip
+    return Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=forwarded)
+
+
+def test_password_guessing_locks_that_account_out_only_from_that_address(
+    staff_client, django_user_model
+):
     limit = django_settings.AXES_FAILURE_LIMIT
-    client = Client()
+    owner = django_user_model.objects.get(username="staff@example.org")
+    wrong = {"username": owner.username, "password": "wrong-guess"}
+    attacker = behind_nginx("203.0.113.9")
     for _ in range(limit - 1):
-        assert client.get(f"/invite/{secrets.token_urlsafe(24)}/").status_code == 404
-    assert client.get(f"/invite/{secrets.token_urlsafe(24)}/").status_code == 429
-    # Locked out, a valid link does not work from that address either, so a
-    # lucky guess is not told apart from a wrong one.
+        assert attacker.post("/accounts/login/", wrong).status_code == 200
+    assert attacker.post("/accounts/login/", wrong).status_code == 429
+    right = {"username": owner.username, "password": PASSWORD}
+    assert attacker.post("/accounts/login/", right).status_code == 429
+    # Claiming to be someone else does not help: nginx appends the real address,
+    # and a client that is not a trusted proxy has its header ignored.
+    spoofed = behind_nginx("203.0.113.9", claimed="198.51.100.4")
+    assert spoofed.post("/accounts/login/", right).status_code == 429
+    direct = Client(REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR="198.51.100.4")
+    assert direct.post("/accounts/login/", right).status_code == 429
+    # The owner, through the same nginx from elsewhere, signs in as usual.
+    elsewhere = behind_nginx("198.51.100.4")
+    response = elsewhere.post("/accounts/login/", right)
+    assert response.status_code == 302
+    assert elsewhere.session["_auth_user_id"] == str(owner.pk)
+
+
+def test_guessing_invitation_links_backs_off_instead_of_locking_out(study, settings):
+    settings.TURINGTEST = settings.TURINGTEST | {
+        "INVITATION_GUESSES_FREE": 3,
+        "INVITATION_GUESS_BACKOFF_SECONDS": 1.0,
+    }
+    guesser = behind_nginx("203.0.113.7")
+    guess = lambda: guesser.get(f"/invite/{secrets.token_urlsafe(24)}/")  # noqa: E731
+    for _ in range(4):
+        assert guess().status_code == 404
+    # The fourth wrong link costs a second's wait; during it even a valid link
+    # is not looked at, so a lucky guess is not told apart from a wrong one.
     _, token = services.invitations_create(study=study)[0]
-    assert client.get(f"/invite/{token}/").status_code == 429
+    waiting = guesser.get(f"/invite/{token}/")
+    assert waiting.status_code == 429
+    assert waiting["Retry-After"] == "1"
+    assert "Wait 1 second" in waiting.content.decode()
+    # Readers behind the same proxy are not held up by it.
+    assert behind_nginx("198.51.100.20").get(f"/invite/{token}/").status_code == 200
+    time.sleep(1.1)
+    # No hour-long lockout: after the wait the address may try again ...
+    assert guesser.get(f"/invite/{token}/").status_code == 200
+    # ... and each further wrong link doubles the wait.
+    assert guess().status_code == 404
+    time.sleep(1.2)
+    assert guess().status_code == 429
+    time.sleep(1.0)
+    assert guess().status_code == 404
+    assert guess()["Retry-After"] == "4"
+
+
+def test_used_and_expired_links_are_not_counted_as_guesses(study, settings):
+    settings.TURINGTEST = settings.TURINGTEST | {"INVITATION_GUESSES_FREE": 3}
+    (_, used), (expired_inv, expired), (_, fresh) = services.invitations_create(
+        study=study, count=3
+    )
+    assert (
+        Client().post(f"/invite/{used}/", signup_form("u@example.org")).status_code
+        == 302
+    )
+    Invitation.objects.filter(pk=expired_inv.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    # A reader behind the proxy clicks old links again and again.
+    reader = behind_nginx("198.51.100.30")
+    for _ in range(12):
+        assert reader.get(f"/invite/{used}/").status_code == 404
+        assert (
+            reader.post(f"/invite/{expired}/", signup_form("e@example.org")).status_code
+            == 404
+        )
+    assert reader.get(f"/invite/{fresh}/").status_code == 200
 
 
 # --- CSRF -------------------------------------------------------------------------

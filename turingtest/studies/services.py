@@ -241,6 +241,12 @@ def invitation_find(*, token: str) -> Invitation | None:
     return invitation if _invitation_usable(invitation) else None
 
 
+def invitation_exists(*, token: str) -> bool:
+    """Whether ``token`` belongs to any invitation, usable or not (a used or
+    expired link is a mistake, not a guess)."""
+    return Invitation.objects.filter(token_hash=_token_hash(token)).exists()
+
+
 def _invitation_usable(invitation: Invitation | None) -> bool:
     return (
         invitation is not None

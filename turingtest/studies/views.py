@@ -2,13 +2,10 @@
 
 import markdown
 import nh3
-from axes.handlers.proxy import AxesProxyHandler
-from axes.helpers import get_lockout_response
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -17,7 +14,7 @@ from django.utils.html import escape
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods, require_POST
 
-from turingtest.studies import report, selectors, services
+from turingtest.studies import report, selectors, services, throttle
 from turingtest.studies.api import PHASE_INTROS
 from turingtest.studies.exports import results_zip_stream
 from turingtest.studies.forms import ConsentForm, InviteForm, SignupForm
@@ -70,20 +67,20 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
-# Invalid invitation links count as failed sign-ins of one pseudo-account per
-# address, so guessing links locks the address out as guessing passwords does.
-INVITATION_GUESS = {"username": "invitation-link"}
-
-
 @require_http_methods(["GET", "POST"])
 def invitation(request: HttpRequest, token: str) -> HttpResponse:
-    if AxesProxyHandler.is_locked(request, INVITATION_GUESS):
-        return get_lockout_response(request, None, INVITATION_GUESS)
+    wait = throttle.invitation_guess_wait(request)
+    if wait:
+        # Even a valid link waits, so a lucky guess looks like a wrong one.
+        response = render(
+            request, "studies/invitation_wait.html", {"wait": wait}, status=429
+        )
+        response["Retry-After"] = str(wait)
+        return response
     found = services.invitation_find(token=token)
     if found is None:
-        user_login_failed.send(
-            sender=__name__, credentials=INVITATION_GUESS, request=request
-        )
+        if not services.invitation_exists(token=token):
+            throttle.invitation_guess_record(request)
         # Unknown, used and expired tokens get the same answer.
         return render(request, "studies/invitation_invalid.html", status=404)
     reader = (
