@@ -196,6 +196,12 @@ AXES_RESET_ON_SUCCESS = True
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
 AXES_CLIENT_IP_CALLABLE = "turingtest.client_address.client_address"
 
+# Mail (invitations, password resets): EMAIL_URL such as
+# smtp+tls://user:password@smtp.example.org:587; the console by default.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="turingtest <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the reader viewer reads it to send X-CSRFToken
 X_FRAME_OPTIONS = "DENY"

@@ -474,11 +474,120 @@ def test_readers_reach_only_their_studys_images_and_their_own_answers(
     for client, grade in ((neighbours, 4), (mine, 1)):
         detail = client.get(f"/api/v1/studies/{study.slug}/answers/1/0")
         assert detail.status_code == 200 and detail.json()["kl_grade"] == grade
-    # The reader of another study is refused outright.
-    assert theirs.get(f"/api/v1/studies/{study.slug}/next").status_code == 403
-    assert theirs.get(f"/api/v1/studies/{study.slug}/answers/1/0").status_code == 403
+    # The reader of another study is refused outright, as if it did not exist.
+    assert theirs.get(f"/api/v1/studies/{study.slug}/next").status_code == 404
+    assert theirs.get(f"/api/v1/studies/{study.slug}/answers/1/0").status_code == 404
     refused = ReaderAPI(theirs, study.slug).post(
         "answers", {"stage": "practice", "position": 0, "kl_grade": 1}
     )
-    assert refused.status_code == 403
+    assert refused.status_code == 404
     assert not Judgment.objects.filter(session__enrollment__study=other_study).exists()
+
+
+# --- invitations and accounts ----------------------------------------------------
+
+
+def test_a_personal_invitation_works_only_for_its_email(
+    study, make_study, make_reader, django_user_model
+):
+    ((invitation, token),) = services.invitations_create(
+        study=study, emails=["Dr.Who@Example.org"]
+    )
+    response = Client().post(f"/invite/{token}/", signup_form("someone@example.org"))
+    assert response.status_code == 200
+    assert "made for another email address" in response.content.decode()
+    assert not django_user_model.objects.filter(username="someone@example.org").exists()
+    invitation.refresh_from_db()
+    assert invitation.used_at is None
+
+    # A reader signed in with another address cannot take it either.
+    other = make_reader(make_study(slug="elsewhere", seed=9))
+    signed_in = Client()
+    signed_in.force_login(other.reader.user)
+    refused = signed_in.post(f"/invite/{token}/")
+    assert refused.status_code == 403
+    assert "made for another email address" in refused.content.decode()
+    invitation.refresh_from_db()
+    assert invitation.used_at is None
+
+    # The address it was made for, in any case, signs up.
+    owner = Client()
+    assert (
+        owner.post(f"/invite/{token}/", signup_form("dr.who@EXAMPLE.org")).status_code
+        == 302
+    )
+    invitation.refresh_from_db()
+    assert invitation.used_by.user.email == "dr.who@example.org"
+
+
+def test_the_staff_page_mails_each_address_its_invitation(
+    study, staff_client, settings
+):
+    from django.core import mail
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    response = staff_client.post(
+        f"/staff/studies/{study.slug}/invite",
+        {"emails": "ada@example.org\nBob@Example.org\n", "days": "7"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "2 invitation emails sent." in response.content.decode()
+    assert sorted(m.to[0] for m in mail.outbox) == [
+        "Bob@Example.org",
+        "ada@example.org",
+    ]
+    for message in mail.outbox:
+        link = re.search(r"https?://\S+/invite/(\S+)/", message.body)
+        assert link, message.body
+        # The mail does not name the study: its name may give the design away.
+        assert study.name not in message.subject + message.body
+        page = Client().get(f"/invite/{link.group(1)}/")
+        assert page.status_code == 200
+        assert f'value="{message.to[0]}"' in page.content.decode()
+    assert Invitation.objects.filter(email__iexact="bob@example.org").count() == 1
+
+
+def test_email_goes_through_email_url_with_the_console_by_default():
+    probe = "import django; django.setup(); from django.conf import settings; print(settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT)"
+    seen = []
+    for extra in ({}, {"EMAIL_URL": "smtp+tls://u:p@smtp.example.org:587"}):
+        env = {k: v for k, v in os.environ.items() if k != "EMAIL_URL"} | extra
+        env["DJANGO_SETTINGS_MODULE"] = "turingtest.settings"
+        result = subprocess.run(
+            [sys.executable, "-c", probe],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        seen.append(result.stdout.split())
+    assert seen[0][0] == "django.core.mail.backends.console.EmailBackend"
+    assert seen[1] == [
+        "django.core.mail.backends.smtp.EmailBackend",
+        "smtp.example.org",
+        "587",
+    ]
+
+
+def test_a_study_one_is_not_in_answers_like_one_that_does_not_exist(
+    reader_client, make_study
+):
+    other = make_study(slug="hidden-study", seed=9)
+    for path in ("/s/{}/", "/s/{}/read/", "/s/{}/done/", "/api/v1/studies/{}/next"):
+        existing = reader_client.get(path.format(other.slug))
+        missing = reader_client.get(path.format("no-such-study"))
+        assert existing.status_code == missing.status_code == 404, path
+        # Pages carry a fresh CSRF token each time; the rest is the same.
+        unmasked = [
+            re.sub(rb'name="csrfmiddlewaretoken" value="[^"]*"', b"", r.content)
+            for r in (existing, missing)
+        ]
+        assert unmasked[0] == unmasked[1], path
+    answer = {"stage": "practice", "position": 0, "kl_grade": 1}
+    for slug in (other.slug, "no-such-study"):
+        refused = ReaderAPI(reader_client, slug).post("answers", answer)
+        assert refused.status_code == 404
+        assert refused.json() == {"error": "No such study."}

@@ -7,15 +7,17 @@ commands and tasks call these; nothing else writes to the models.
 import hashlib
 import random
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
+from django.core import mail
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from turingtest.studies.models import (
@@ -231,6 +233,37 @@ def invitations_create(
     return created
 
 
+def invitation_emails_send(
+    *, invitations: Sequence[tuple[Invitation, str]], link_for: Callable[[str], str]
+) -> list[str]:
+    """Mail each personal invitation its link; returns the addresses that failed.
+
+    Through Django's email framework (``EMAIL_URL``; the console by default).
+    The mail names no study: an internal study name can give its design away
+    before the reader has seen anything. Call after the invitations are
+    committed, so no mail carries a link that a rollback took back.
+    """
+    failed = []
+    with mail.get_connection() as connection:
+        for invitation, token in invitations:
+            if not invitation.email:
+                continue
+            context = {"link": link_for(token), "expires_at": invitation.expires_at}
+            message = mail.EmailMessage(
+                subject=render_to_string(
+                    "studies/email/invitation_subject.txt", context
+                ).strip(),
+                body=render_to_string("studies/email/invitation_body.txt", context),
+                to=[invitation.email],
+                connection=connection,
+            )
+            try:
+                message.send()
+            except Exception:  # noqa: BLE001 - any transport error: report the address
+                failed.append(invitation.email)
+    return failed
+
+
 def invitation_find(*, token: str) -> Invitation | None:
     """The usable invitation for ``token``, or None: unknown, used and expired look the same."""
     invitation = (
@@ -260,6 +293,14 @@ class InvitationInvalid(ValidationError):
     pass
 
 
+class InvitationForAnotherEmail(ValidationError):
+    """A personal invitation used by an account of another address."""
+
+
+def _same_email(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
+
+
 def _invitation_claim(token: str, reader: Reader) -> Enrollment:
     invitation = (
         Invitation.objects.select_for_update()
@@ -270,6 +311,14 @@ def _invitation_claim(token: str, reader: Reader) -> Enrollment:
     if not _invitation_usable(invitation):
         raise InvitationInvalid(
             "This invitation link is not valid: it may have been used already or expired."
+        )
+    if invitation.email and not _same_email(invitation.email, reader.user.email):
+        # A personal invitation is for the address it was made for.
+        raise InvitationForAnotherEmail(
+            {
+                "email": "This invitation was made for another email address: "
+                "use the address it was sent to."
+            }
         )
     invitation.used_at = timezone.now()
     invitation.used_by = reader

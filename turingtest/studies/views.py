@@ -92,6 +92,13 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
         if request.method == "POST":
             try:
                 enrollment = services.invitation_accept(token=token, reader=reader)
+            except services.InvitationForAnotherEmail:
+                return render(
+                    request,
+                    "studies/invitation_accept.html",
+                    {"study": found.study, "reader": reader, "wrong_account": True},
+                    status=403,
+                )
             except ValidationError:
                 return render(request, "studies/invitation_invalid.html", status=404)
             return redirect("study-home", enrollment.study.slug)
@@ -134,12 +141,18 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
     )
 
 
+def _not_enrolled(request: HttpRequest) -> HttpResponse:
+    # One 404 for a study that does not exist and one the user does not take
+    # part in, so that slugs cannot be probed.
+    return render(request, "studies/not_enrolled.html", status=404)
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def study_home(request: HttpRequest, slug: str) -> HttpResponse:
     enrollment = selectors.enrollment_for(user=request.user, study_slug=slug)
     if enrollment is None:
-        return render(request, "studies/not_enrolled.html", status=403)
+        return _not_enrolled(request)
     stage = selectors.reader_stage(enrollment=enrollment)
     if stage.name == "done":
         return redirect("study-done", slug)
@@ -171,7 +184,7 @@ def study_home(request: HttpRequest, slug: str) -> HttpResponse:
 def study_read(request: HttpRequest, slug: str) -> HttpResponse:
     enrollment = selectors.enrollment_for(user=request.user, study_slug=slug)
     if enrollment is None:
-        return render(request, "studies/not_enrolled.html", status=403)
+        return _not_enrolled(request)
     stage = selectors.reader_stage(enrollment=enrollment)
     if stage.name == "done":
         return redirect("study-done", slug)
@@ -191,7 +204,7 @@ def study_read(request: HttpRequest, slug: str) -> HttpResponse:
 def study_done(request: HttpRequest, slug: str) -> HttpResponse:
     enrollment = selectors.enrollment_for(user=request.user, study_slug=slug)
     if enrollment is None:
-        return render(request, "studies/not_enrolled.html", status=403)
+        return _not_enrolled(request)
     if enrollment.completed_at is None:
         return redirect("study-home", slug)
     score = (
@@ -277,14 +290,24 @@ def staff_study_invite(request: HttpRequest, slug: str) -> HttpResponse:
         emails=form.cleaned_data["emails"],
         days=form.cleaned_data["days"],
     )
-    links = [
-        (
-            inv.email,
-            request.build_absolute_uri(reverse("invitation", args=[token])),
-            inv.expires_at,
+
+    def link_for(token: str) -> str:
+        return request.build_absolute_uri(reverse("invitation", args=[token]))
+
+    failed = services.invitation_emails_send(invitations=created, link_for=link_for)
+    mailed = sum(1 for inv, _ in created if inv.email) - len(failed)
+    if mailed:
+        messages.success(
+            request, f"{mailed} invitation email{'s' if mailed != 1 else ''} sent."
         )
-        for inv, token in created
-    ]
+    if failed:
+        messages.error(
+            request,
+            "Could not send the invitation to "
+            + ", ".join(failed)
+            + ": give these readers their links below yourself.",
+        )
+    links = [(inv.email, link_for(token), inv.expires_at) for inv, token in created]
     return render(
         request,
         "studies/staff_study.html",
