@@ -591,3 +591,40 @@ def test_a_study_one_is_not_in_answers_like_one_that_does_not_exist(
         refused = ReaderAPI(reader_client, slug).post("answers", answer)
         assert refused.status_code == 404
         assert refused.json() == {"error": "No such study."}
+
+
+def test_a_reader_resets_a_forgotten_password(enrollment, settings):
+    from django.core import mail
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    user = enrollment.reader.user
+    client = Client()
+    assert "Forgot your password?" in client.get("/accounts/login/").content.decode()
+    asked = client.post("/accounts/password-reset/", {"email": user.email.upper()})
+    # An address without an account gets exactly the same answer, and no mail.
+    stranger = Client().post("/accounts/password-reset/", {"email": "no@example.org"})
+    assert asked.status_code == stranger.status_code == 302
+    assert asked["Location"] == stranger["Location"] == "/accounts/password-reset/sent/"
+    assert [m.to for m in mail.outbox] == [[user.email]]
+    path = re.search(r"https?://[^/\s]+(/accounts/reset/\S+/)", mail.outbox[0].body)
+    assert path, mail.outbox[0].body
+
+    form = client.get(path.group(1), follow=True)
+    assert form.status_code == 200 and "Choose a new password" in form.content.decode()
+    new = "a-brand-new-passphrase-42"
+    done = client.post(
+        form.redirect_chain[-1][0], {"new_password1": new, "new_password2": new}
+    )
+    assert done.status_code == 302 and done["Location"] == "/accounts/reset/done/"
+    old = Client().post(
+        "/accounts/login/", {"username": user.username, "password": PASSWORD}
+    )
+    assert old.status_code == 200  # refused: the form again
+    signed_in = Client()
+    response = signed_in.post(
+        "/accounts/login/", {"username": user.username, "password": new}
+    )
+    assert response.status_code == 302
+    # The link works once.
+    again = Client().get(path.group(1), follow=True)
+    assert "This link is not valid" in again.content.decode()

@@ -16,6 +16,10 @@ ALLOWED = {
     "home": {"outsider", "enrolled", "staff"},
     "login": set(ROLES),
     "logout": set(),  # POST only; tested below
+    "password_reset": set(ROLES),
+    "password_reset_done": set(ROLES),
+    "password_reset_confirm": set(ROLES),  # a wrong link: a page that says so
+    "password_reset_complete": set(ROLES),
     "invitation": set(ROLES),
     "study-home": READER_PAGES,
     "study-read": READER_PAGES,
