@@ -74,6 +74,12 @@ urlpatterns = [
         name="password_reset_complete",
     ),
     path("invite/<str:token>/", views.invitation, name="invitation"),
+    path("accounts/signup/sent/", views.signup_sent, name="signup-sent"),
+    path(
+        "accounts/signup/confirm/<str:signed>/",
+        views.signup_confirm,
+        name="signup-confirm",
+    ),
     path("s/<slug:slug>/", views.study_home, name="study-home"),
     path("s/<slug:slug>/read/", views.study_read, name="study-read"),
     path("s/<slug:slug>/done/", views.study_done, name="study-done"),

@@ -58,13 +58,12 @@ def test_invitation_links_cannot_be_guessed(study):
     assert not stored & set(tokens) and all(len(h) == 64 for h in stored)
 
 
-def test_wrong_used_expired_and_closed_links_look_the_same(study, make_study, client):
+def test_wrong_used_expired_and_closed_links_look_the_same(
+    study, make_study, client, django_capture_on_commit_callbacks
+):
     fresh = lambda s=study: services.invitations_create(study=s)[0]  # noqa: E731
     used_inv, used = fresh()
-    assert (
-        client.post(f"/invite/{used}/", signup_form("a@example.org")).status_code == 302
-    )
-    client.logout()
+    sign_up_by_mail(used, "a@example.org", django_capture_on_commit_callbacks)
     expired_inv, expired = fresh()
     Invitation.objects.filter(pk=expired_inv.pk).update(
         expires_at=timezone.now() - timedelta(seconds=1)
@@ -88,13 +87,76 @@ def test_wrong_used_expired_and_closed_links_look_the_same(study, make_study, cl
     assert Invitation.objects.filter(used_at__isnull=False).count() == 1
 
 
-def test_an_invitation_signs_up_exactly_one_reader(study, django_user_model):
+def sign_up_by_mail(token: str, email: str, capture) -> Client:
+    """Sign up through an anonymous link and confirm from the mail, as a reader
+    does. ``capture``: pytest-django's ``django_capture_on_commit_callbacks``,
+    as mails go out when the transaction commits."""
+    from django.core import mail
+
+    client = Client()
+    with capture(execute=True):
+        sent = client.post(f"/invite/{token}/", signup_form(email))
+    assert sent.status_code == 302 and sent["Location"] == "/accounts/signup/sent/"
+    (message,) = [m for m in mail.outbox if m.to == [email.lower()]][-1:]
+    link = re.search(r"https?://[^/\s]+(/accounts/signup/confirm/\S+/)", message.body)
+    assert link, message.body
+    confirmed = client.post(link.group(1))
+    assert confirmed.status_code == 302, confirmed.content
+    return client
+
+
+def test_an_invitation_signs_up_exactly_one_reader(
+    study, django_user_model, django_capture_on_commit_callbacks
+):
     _, token = services.invitations_create(study=study)[0]
-    first = Client().post(f"/invite/{token}/", signup_form("one@example.org"))
-    assert first.status_code == 302
+    sign_up_by_mail(token, "one@example.org", django_capture_on_commit_callbacks)
     second = Client().post(f"/invite/{token}/", signup_form("two@example.org"))
     assert second.status_code == 404
     assert not django_user_model.objects.filter(username="two@example.org").exists()
+
+
+def test_signup_does_not_tell_which_addresses_have_accounts(
+    study, enrollment, django_user_model, django_capture_on_commit_callbacks
+):
+    from django.core import mail
+
+    taken = enrollment.reader.user.email
+    (taken_inv, for_taken), (_, for_new) = services.invitations_create(
+        study=study, count=2
+    )
+    answers = []
+    for token, email in ((for_taken, taken.upper()), (for_new, "new@example.org")):
+        client = Client()
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(f"/invite/{token}/", signup_form(email))
+        answers.append((response.status_code, response["Location"]))
+        page = client.get(response["Location"])
+        answers.append((page.status_code, page.content))
+        assert "_auth_user_id" not in client.session
+    # The link holder sees exactly the same thing either way.
+    assert answers[0] == answers[2] and answers[1] == answers[3]
+    assert answers[0] == (302, "/accounts/signup/sent/")
+    # The address's owner is told by mail; nothing about the account changed.
+    (to_owner,) = [m for m in mail.outbox if m.to == [taken]]
+    assert "already has an account" in to_owner.body
+    assert f"/invite/{for_taken}/" in to_owner.body
+    owner = Client()
+    login = {"username": taken, "password": PASSWORD}
+    assert owner.post("/accounts/login/", login).status_code == 302
+    taken_inv.refresh_from_db()
+    assert taken_inv.used_at is None
+    # The new address confirms from its mail, and only then is it a reader.
+    assert not django_user_model.objects.get(username="new@example.org").is_active
+    (to_new,) = [m for m in mail.outbox if m.to == ["new@example.org"]]
+    link = re.search(r"https?://[^/\s]+(/accounts/signup/confirm/\S+/)", to_new.body)
+    reader = Client()
+    assert "Confirm and continue" in reader.get(link.group(1)).content.decode()
+    confirmed = reader.post(link.group(1))
+    assert confirmed.status_code == 302
+    assert confirmed["Location"] == f"/s/{study.slug}/"
+    assert reader.get(confirmed["Location"]).status_code == 200
+    # The link works once.
+    assert Client().get(link.group(1)).status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -208,15 +270,14 @@ def test_guessing_invitation_links_backs_off_instead_of_locking_out(study, setti
     assert guess()["Retry-After"] == "4"
 
 
-def test_used_and_expired_links_are_not_counted_as_guesses(study, settings):
+def test_used_and_expired_links_are_not_counted_as_guesses(
+    study, settings, django_capture_on_commit_callbacks
+):
     settings.TURINGTEST = settings.TURINGTEST | {"INVITATION_GUESSES_FREE": 3}
     (_, used), (expired_inv, expired), (_, fresh) = services.invitations_create(
         study=study, count=3
     )
-    assert (
-        Client().post(f"/invite/{used}/", signup_form("u@example.org")).status_code
-        == 302
-    )
+    sign_up_by_mail(used, "u@example.org", django_capture_on_commit_callbacks)
     Invitation.objects.filter(pk=expired_inv.pk).update(
         expires_at=timezone.now() - timedelta(seconds=1)
     )

@@ -21,6 +21,8 @@ ALLOWED = {
     "password_reset_confirm": set(ROLES),  # a wrong link: a page that says so
     "password_reset_complete": set(ROLES),
     "invitation": set(ROLES),
+    "signup-sent": set(ROLES),
+    "signup-confirm": set(),  # a wrong link: 404
     "study-home": READER_PAGES,
     "study-read": READER_PAGES,
     "study-done": READER_PAGES,

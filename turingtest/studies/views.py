@@ -109,7 +109,28 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
         )
 
     form = SignupForm(request.POST or None, initial={"email": found.email})
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and form.is_valid() and not found.email:
+        # An anonymous link: the address confirms by mail, and the page that
+        # follows is the same whether or not it already has an account.
+        data = form.cleaned_data
+        try:
+            services.signup_request(
+                token=token,
+                email=data["email"],
+                password=data["password"],
+                name=data["name"],
+                profession=data["profession"],
+                experience_years=data["experience_years"],
+                subspecialty=data["subspecialty"],
+                absolute_url=request.build_absolute_uri,
+            )
+        except ValidationError as exc:
+            form.add_error("password", exc)
+        else:
+            return redirect("signup-sent")
+    elif request.method == "POST" and form.is_valid():
+        # A personal invitation: only its own address can use it, so what the
+        # page says about that address tells the holder nothing new.
         data = form.cleaned_data
         try:
             enrollment = services.reader_signup(
@@ -145,6 +166,36 @@ def _not_enrolled(request: HttpRequest) -> HttpResponse:
     # One 404 for a study that does not exist and one the user does not take
     # part in, so that slugs cannot be probed.
     return render(request, "studies/not_enrolled.html", status=404)
+
+
+def signup_sent(request: HttpRequest) -> HttpResponse:
+    return render(request, "studies/signup_sent.html")
+
+
+@require_http_methods(["GET", "POST"])
+def signup_confirm(request: HttpRequest, signed: str) -> HttpResponse:
+    # A button, not the link itself, confirms: mail scanners open links.
+    try:
+        reader = services.signup_pending(signed=signed)
+    except ValidationError:
+        return render(request, "studies/signup_confirm.html", status=404)
+    if request.method == "POST":
+        try:
+            enrollment = services.signup_confirm(signed=signed)
+        except ValidationError as exc:
+            return render(
+                request,
+                "studies/signup_confirm.html",
+                {"reader": reader, "error": " ".join(exc.messages)},
+                status=409,
+            )
+        login(
+            request,
+            enrollment.reader.user,
+            backend="django.contrib.auth.backends.ModelBackend",
+        )
+        return redirect("study-home", enrollment.study.slug)
+    return render(request, "studies/signup_confirm.html", {"reader": reader})
 
 
 @login_required
