@@ -10,6 +10,7 @@ from turingtest.studies.exports import (
     JUDGMENT_COLUMNS,
     ORDER_COLUMNS,
     READER_COLUMNS,
+    csv_cell,
 )
 from turingtest.studies.models import Judgment, ReadingSession
 
@@ -60,7 +61,8 @@ def test_results_zip_matches_answers_and_command(
     }
     for row in judgments:
         j = stored[(row["phase"], int(row["position"]))]
-        assert row["image"] == j.case.image.token
+        # A token may start with "-": it then carries the formula quote.
+        assert row["image"] == csv_cell(j.case.image.token)
         assert row["truth"] == j.case.image.source
         assert int(row["reference_kl"]) == j.case.image.kl_grade
         assert row["case"] == str(j.case.number)
@@ -145,8 +147,10 @@ def test_no_exported_csv_cell_runs_as_a_formula(
 
     for n, formula in enumerate(FORMULAS):
         make_reader(study, subspecialty=formula, email=f"f{n}@example.org")
-    # A file name from an import lands in the images' origin.
-    Image.objects.filter(pk=study.cases.first().image_id).update(origin=FORMULAS[0])
+    # A file name from an import lands in the images' origin; an image token
+    # is URL-safe base64 and may start with "-".
+    first = study.cases.order_by("number").first().image_id
+    Image.objects.filter(pk=first).update(origin=FORMULAS[0], token="-A1-A2" + "x" * 16)
 
     response = staff_client.get(f"/staff/studies/{study.slug}/results.zip")
     archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
@@ -156,6 +160,7 @@ def test_no_exported_csv_cell_runs_as_a_formula(
     )
     images = _read_csv(archive.read(f"{study.slug}/images.csv").decode())
     assert "'" + FORMULAS[0] in {r["origin"] for r in images}
+    assert "'-A1-A2" + "x" * 16 in {r["image"] for r in images}
     checked = 0
     for name in archive.namelist():
         if not name.endswith(".csv"):
