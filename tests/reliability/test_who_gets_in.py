@@ -100,7 +100,7 @@ def sign_up_by_mail(token: str, email: str, capture) -> Client:
     (message,) = [m for m in mail.outbox if m.to == [email.lower()]][-1:]
     link = re.search(r"https?://[^/\s]+(/accounts/signup/confirm/\S+/)", message.body)
     assert link, message.body
-    confirmed = client.post(link.group(1))
+    confirmed = client.post(link.group(1), {"password": PASSWORD})
     assert confirmed.status_code == 302, confirmed.content
     return client
 
@@ -151,7 +151,11 @@ def test_signup_does_not_tell_which_addresses_have_accounts(
     link = re.search(r"https?://[^/\s]+(/accounts/signup/confirm/\S+/)", to_new.body)
     reader = Client()
     assert "Confirm and continue" in reader.get(link.group(1)).content.decode()
-    confirmed = reader.post(link.group(1))
+    # The link alone is not enough: the password chosen at sign-up is asked.
+    wrong = reader.post(link.group(1), {"password": "not-the-one-chosen"})
+    assert wrong.status_code == 409
+    assert not django_user_model.objects.get(username="new@example.org").is_active
+    confirmed = reader.post(link.group(1), {"password": PASSWORD})
     assert confirmed.status_code == 302
     assert confirmed["Location"] == f"/s/{study.slug}/"
     assert reader.get(confirmed["Location"]).status_code == 200

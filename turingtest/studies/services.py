@@ -500,10 +500,22 @@ def signup_pending(*, signed: str) -> Reader:
 
 
 @transaction.atomic
-def signup_confirm(*, signed: str) -> Enrollment:
-    """Activate the account of a confirmation link and take its invitation."""
+def signup_confirm(*, signed: str, password: str) -> Enrollment:
+    """Activate the account of a confirmation link and take its invitation.
+
+    The password chosen at sign-up is asked again: a second sign-up with the
+    same address (which rewrites a pending account) sends its link to that
+    address too, and the owner confirming it must not open an account whose
+    password someone else chose.
+    """
     reader, token_hash = _signup_pending(signed)
     user = type(reader.user).objects.select_for_update().get(pk=reader.user.pk)
+    if not user.check_password(password or ""):
+        raise ValidationError(
+            "That is not the password chosen when signing up with this link. "
+            "If you did not sign up twice, someone else may have used your "
+            "address: sign up again from your invitation link."
+        )
     user.is_active = True
     user.save(update_fields=["is_active"])
     return _invitation_claim_hash(token_hash, reader)

@@ -181,7 +181,9 @@ def signup_confirm(request: HttpRequest, signed: str) -> HttpResponse:
         return render(request, "studies/signup_confirm.html", status=404)
     if request.method == "POST":
         try:
-            enrollment = services.signup_confirm(signed=signed)
+            enrollment = services.signup_confirm(
+                signed=signed, password=request.POST.get("password", "")
+            )
         except ValidationError as exc:
             return render(
                 request,
