@@ -125,7 +125,7 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
                 absolute_url=request.build_absolute_uri,
             )
         except ValidationError as exc:
-            form.add_error("password", exc)
+            _form_errors(form, exc)
         else:
             return redirect("signup-sent")
     elif request.method == "POST" and form.is_valid():
@@ -143,11 +143,7 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
                 subspecialty=data["subspecialty"],
             )
         except ValidationError as exc:
-            if hasattr(exc, "error_dict"):
-                for field, errors in exc.error_dict.items():
-                    form.add_error(field if field in form.fields else None, errors)
-            else:
-                form.add_error("password", exc)
+            _form_errors(form, exc)
         else:
             login(
                 request,
@@ -166,6 +162,14 @@ def _not_enrolled(request: HttpRequest) -> HttpResponse:
     # One 404 for a study that does not exist and one the user does not take
     # part in, so that slugs cannot be probed.
     return render(request, "studies/not_enrolled.html", status=404)
+
+
+def _form_errors(form: SignupForm, exc: ValidationError) -> None:
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error("password", exc)  # the password validators' messages
 
 
 def signup_sent(request: HttpRequest) -> HttpResponse:
