@@ -211,6 +211,20 @@ def _pillow_gray(im: PILImage.Image, notes: list[str]) -> np.ndarray:
 BAND_PIXELS = 1 << 20
 
 
+def rgb_array_to_gray(rgb: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """BT.601 luma of an (H, W, 3+) integer array times ``scale``, a band of
+    rows at a time (for decoders that hand over a whole colour array)."""
+    height, width = rgb.shape[:2]
+    rows = max(1, BAND_PIXELS // max(width, 1))
+    gray = np.empty((height, width), dtype=np.float64)
+    for top in range(0, height, rows):
+        band = rgb[top : top + rows, :, :3].astype(np.float64)
+        if scale != 1.0:
+            band *= scale
+        gray[top : top + rows] = band @ BT601
+    return gray
+
+
 def _colour_to_gray(im: PILImage.Image) -> tuple[np.ndarray, bool]:
     """BT.601 luma of an RGB(A/X) image, and whether any pixel had colour.
 
