@@ -271,7 +271,7 @@ def test_guessing_invitation_links_backs_off_instead_of_locking_out(study, setti
     assert guess().status_code == 429
     time.sleep(1.0)
     assert guess().status_code == 404
-    assert guess()["Retry-After"] == "4"
+    assert int(guess()["Retry-After"]) in (3, 4)  # 4 s, less the time taken
 
 
 def test_used_and_expired_links_are_not_counted_as_guesses(
