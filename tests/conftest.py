@@ -1,5 +1,7 @@
 """Shared fixtures: a media folder per test, an image pool, studies and readers."""
 
+import uuid
+
 import pytest
 from django.test import Client
 
@@ -9,6 +11,18 @@ from turingtest.studies.models import Study
 pytest_plugins = ["tests.browser"]
 
 PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(settings):
+    """A cache of the test's own: counts such as invitation guesses per address
+    would otherwise carry over from test to test (and run to run) in var/cache."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"test-{uuid.uuid4().hex}",
+        }
+    }
 
 
 @pytest.fixture

@@ -84,8 +84,11 @@ def test_api_requires_sign_in(client, study):
 def test_reader_not_enrolled_is_refused(client, make_study, make_reader, enrollment):
     other = make_study(slug="other")
     client.force_login(enrollment.reader.user)
-    assert client.get(f"/api/v1/studies/{other.slug}/next").status_code == 403
-    assert client.get("/api/v1/studies/nope/next").status_code == 404
+    # The same 404 as a study that does not exist: slugs cannot be probed.
+    refused = client.get(f"/api/v1/studies/{other.slug}/next")
+    missing = client.get("/api/v1/studies/nope/next")
+    assert refused.status_code == missing.status_code == 404
+    assert refused.content == missing.content
 
 
 def test_resume_after_reload_continues_in_same_order(reader_api):

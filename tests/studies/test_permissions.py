@@ -16,7 +16,13 @@ ALLOWED = {
     "home": {"outsider", "enrolled", "staff"},
     "login": set(ROLES),
     "logout": set(),  # POST only; tested below
+    "password_reset": set(ROLES),
+    "password_reset_done": set(ROLES),
+    "password_reset_confirm": set(ROLES),  # a wrong link: a page that says so
+    "password_reset_complete": set(ROLES),
     "invitation": set(ROLES),
+    "signup-sent": set(ROLES),
+    "signup-confirm": set(),  # a wrong link: 404
     "study-home": READER_PAGES,
     "study-read": READER_PAGES,
     "study-done": READER_PAGES,

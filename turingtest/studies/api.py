@@ -69,7 +69,7 @@ def _validation_message(exc: ValidationError) -> tuple[str, dict | None]:
 
 
 def reader_api(view: Callable) -> Callable:
-    """Resolve the signed-in reader's enrollment in the study, or answer 401/403/404 in JSON."""
+    """Resolve the signed-in reader's enrollment in the study, or answer 401/404 in JSON."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, slug: str, *args, **kwargs) -> HttpResponse:
@@ -77,8 +77,8 @@ def reader_api(view: Callable) -> Callable:
             return error("Sign in to read this study.", status=401)
         enrollment = selectors.enrollment_for(user=request.user, study_slug=slug)
         if enrollment is None:
-            if Study.objects.filter(slug=slug).exists():
-                return error("You are not enrolled in this study.", status=403)
+            # The same answer whether the study exists or not: slugs cannot
+            # be probed by someone who does not take part.
             return error("No such study.", status=404)
         try:
             return view(request, enrollment, *args, **kwargs)

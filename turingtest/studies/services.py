@@ -7,7 +7,7 @@ commands and tasks call these; nothing else writes to the models.
 import hashlib
 import random
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,8 +15,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
+from django.core import mail, signing
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from turingtest.domain.wording import REVEALING_WORDS
@@ -342,6 +345,37 @@ def invitations_create(
     return created
 
 
+def invitation_emails_send(
+    *, invitations: Sequence[tuple[Invitation, str]], link_for: Callable[[str], str]
+) -> list[str]:
+    """Mail each personal invitation its link; returns the addresses that failed.
+
+    Through Django's email framework (``EMAIL_URL``; the console by default).
+    The mail names no study: an internal study name can give its design away
+    before the reader has seen anything. Call after the invitations are
+    committed, so no mail carries a link that a rollback took back.
+    """
+    failed = []
+    with mail.get_connection() as connection:
+        for invitation, token in invitations:
+            if not invitation.email:
+                continue
+            context = {"link": link_for(token), "expires_at": invitation.expires_at}
+            message = mail.EmailMessage(
+                subject=render_to_string(
+                    "studies/email/invitation_subject.txt", context
+                ).strip(),
+                body=render_to_string("studies/email/invitation_body.txt", context),
+                to=[invitation.email],
+                connection=connection,
+            )
+            try:
+                message.send()
+            except Exception:  # noqa: BLE001 - any transport error: report the address
+                failed.append(invitation.email)
+    return failed
+
+
 def invitation_find(*, token: str) -> Invitation | None:
     """The usable invitation for ``token``, or None: unknown, used and expired look the same."""
     invitation = (
@@ -350,6 +384,12 @@ def invitation_find(*, token: str) -> Invitation | None:
         .first()
     )
     return invitation if _invitation_usable(invitation) else None
+
+
+def invitation_exists(*, token: str) -> bool:
+    """Whether ``token`` belongs to any invitation, usable or not (a used or
+    expired link is a mistake, not a guess)."""
+    return Invitation.objects.filter(token_hash=_token_hash(token)).exists()
 
 
 def _invitation_usable(invitation: Invitation | None) -> bool:
@@ -365,16 +405,36 @@ class InvitationInvalid(ValidationError):
     pass
 
 
+class InvitationForAnotherEmail(ValidationError):
+    """A personal invitation used by an account of another address."""
+
+
+def _same_email(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
+
+
 def _invitation_claim(token: str, reader: Reader) -> Enrollment:
+    return _invitation_claim_hash(_token_hash(token), reader)
+
+
+def _invitation_claim_hash(token_hash: str, reader: Reader) -> Enrollment:
     invitation = (
         Invitation.objects.select_for_update()
         .select_related("study")
-        .filter(token_hash=_token_hash(token))
+        .filter(token_hash=token_hash)
         .first()
     )
     if not _invitation_usable(invitation):
         raise InvitationInvalid(
             "This invitation link is not valid: it may have been used already or expired."
+        )
+    if invitation.email and not _same_email(invitation.email, reader.user.email):
+        # A personal invitation is for the address it was made for.
+        raise InvitationForAnotherEmail(
+            {
+                "email": "This invitation was made for another email address: "
+                "use the address it was sent to."
+            }
         )
     invitation.used_at = timezone.now()
     invitation.used_by = reader
@@ -397,9 +457,28 @@ def reader_signup(
     subspecialty: str = "",
     simulated: bool = False,
 ) -> Enrollment:
-    """Create an account and reader profile from an invitation and enroll it."""
+    """Create an account and reader profile from an invitation and enroll it.
+
+    For personal invitations and internal callers: an address that has an
+    account is refused with a message, which is only safe where the address
+    is fixed by the invitation. Anonymous links go through
+    :func:`signup_request`.
+    """
     user_model = get_user_model()
     email = user_model.objects.normalize_email(email).lower()
+    bound = (
+        Invitation.objects.filter(token_hash=_token_hash(token))
+        .values_list("email", flat=True)
+        .first()
+    )
+    if bound and not _same_email(bound, email):
+        # Checked first, so that no other address is looked up.
+        raise InvitationForAnotherEmail(
+            {
+                "email": "This invitation was made for another email address: "
+                "use the address it was sent to."
+            }
+        )
     if user_model.objects.filter(username=email).exists():
         raise ValidationError(
             {
@@ -422,6 +501,135 @@ def reader_signup(
     reader.full_clean()
     reader.save()
     return _invitation_claim(token, reader)
+
+
+# Sign-up through an anonymous link, confirmed by mail: the link holder sees
+# the same thing whether or not the address already has an account.
+SIGNUP_SALT = "turingtest.studies.signup-confirm"
+
+
+def _mail(to: str, template: str, context: dict) -> None:
+    mail.EmailMessage(
+        subject=render_to_string(f"{template}_subject.txt", context).strip(),
+        body=render_to_string(f"{template}_body.txt", context),
+        to=[to],
+    ).send()
+
+
+@transaction.atomic
+def signup_request(
+    *,
+    token: str,
+    email: str,
+    password: str,
+    name: str,
+    profession: str,
+    experience_years: int,
+    subspecialty: str = "",
+    absolute_url: Callable[[str], str],
+) -> None:
+    """Start a sign-up from an anonymous invitation; the address confirms it.
+
+    A new address gets an inactive account and a mail with a confirmation
+    link (:func:`signup_confirm` activates it and takes the invitation). An
+    address that has an account gets a mail saying so, and nothing changes.
+    Either way the caller learns nothing about the address: both return
+    ``None`` after the same checks. ``absolute_url`` makes a path absolute.
+    """
+    invitation = invitation_find(token=token)
+    if invitation is None:
+        raise InvitationInvalid(
+            "This invitation link is not valid: it may have been used already or expired."
+        )
+    user_model = get_user_model()
+    email = user_model.objects.normalize_email(email).lower()
+    # Password rules first, against the details given, not the stored account.
+    validate_password(
+        password, user_model(username=email, email=email, first_name=name[:150])
+    )
+    user = user_model.objects.select_for_update().filter(username=email).first()
+    if user is not None and (user.is_active or user.last_login is not None):
+        context = {
+            "invitation_link": absolute_url(reverse("invitation", args=[token])),
+            "login_link": absolute_url(reverse("login")),
+            "reset_link": absolute_url(reverse("password_reset")),
+        }
+        transaction.on_commit(
+            lambda: _mail(email, "studies/email/signup_exists", context)
+        )
+        return
+    # New, or signed up before and never confirmed: (re)write the details.
+    user = user or user_model(username=email, email=email)
+    user.first_name = name[:150]
+    user.is_active = False
+    user.set_password(password)
+    user.full_clean()
+    user.save()
+    reader = Reader.objects.filter(user=user).first() or Reader(user=user)
+    reader.name = name
+    reader.profession = profession
+    reader.experience_years = experience_years
+    reader.subspecialty = subspecialty
+    reader.full_clean()
+    reader.save()
+    signed = signing.dumps(
+        {"user": user.pk, "invitation": invitation.token_hash}, salt=SIGNUP_SALT
+    )
+    context = {
+        "confirm_link": absolute_url(reverse("signup-confirm", args=[signed])),
+        "expires_at": invitation.expires_at,
+    }
+    transaction.on_commit(lambda: _mail(email, "studies/email/signup_confirm", context))
+
+
+def _signup_pending(signed: str) -> tuple[Reader, str]:
+    days = settings.TURINGTEST["INVITATION_DAYS"]
+    invalid = ValidationError(
+        "This confirmation link is not valid: it may have been used already or expired."
+    )
+    try:
+        data = signing.loads(signed, salt=SIGNUP_SALT, max_age=timedelta(days=days))
+    except signing.BadSignature:
+        raise invalid from None
+    reader = (
+        Reader.objects.select_related("user")
+        .filter(
+            user__pk=data.get("user"),
+            user__is_active=False,
+            user__last_login__isnull=True,
+        )
+        .first()
+    )
+    if reader is None:
+        raise invalid
+    return reader, str(data.get("invitation", ""))
+
+
+def signup_pending(*, signed: str) -> Reader:
+    """The reader a confirmation link would activate; ValidationError if none."""
+    return _signup_pending(signed)[0]
+
+
+@transaction.atomic
+def signup_confirm(*, signed: str, password: str) -> Enrollment:
+    """Activate the account of a confirmation link and take its invitation.
+
+    The password chosen at sign-up is asked again: a second sign-up with the
+    same address (which rewrites a pending account) sends its link to that
+    address too, and the owner confirming it must not open an account whose
+    password someone else chose.
+    """
+    reader, token_hash = _signup_pending(signed)
+    user = type(reader.user).objects.select_for_update().get(pk=reader.user.pk)
+    if not user.check_password(password or ""):
+        raise ValidationError(
+            "That is not the password chosen when signing up with this link. "
+            "If you did not sign up twice, someone else may have used your "
+            "address: sign up again from your invitation link."
+        )
+    user.is_active = True
+    user.save(update_fields=["is_active"])
+    return _invitation_claim_hash(token_hash, reader)
 
 
 @transaction.atomic

@@ -67,6 +67,8 @@ class Command(BaseCommand):
                 + f"\n  Study page:          {base_url}/staff/studies/{study.slug}/"
                 + "\n  Invitation links for real readers (single use):\n    "
                 + "\n    ".join(result.links)
+                + "\n  Signing up confirms the address by mail; without EMAIL_URL the"
+                + "\n  mail, with its confirmation link, is printed below."
                 + "\n\nCtrl-C stops the web server and the worker.\n"
             )
             if not opts["no_serve"]:
