@@ -6,10 +6,13 @@ download button (a streamed ZIP), so both give byte-identical CSVs.
 
 import csv
 import io
+import stat
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
+
+from django.utils import timezone
 
 from turingtest.stats import report as stats_report
 from turingtest.studies.models import Case, Judgment, ReadingSession, Study
@@ -311,11 +314,15 @@ class _ZipSink(io.RawIOBase):
 def results_zip_stream(study: Study) -> Iterator[bytes]:
     """The result files as one ZIP archive, produced while it is sent."""
     sink = _ZipSink()
+    # Members made from a bare name would carry 1980-01-01 and mode 0600.
+    stamp = timezone.localtime().timetuple()[:6]
     with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, columns, source in RESULT_FILES:
-            with archive.open(
-                f"{study.slug}/{name}", mode="w", force_zip64=True
-            ) as member:
+            info = zipfile.ZipInfo(f"{study.slug}/{name}", date_time=stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (stat.S_IFREG | 0o644) << 16
+            info.create_system = 3  # Unix, so unzip reads the mode above
+            with archive.open(info, mode="w", force_zip64=True) as member:
                 for chunk in result_file_chunks(study, columns, source):
                     member.write(chunk)
                     if sink.chunks:
