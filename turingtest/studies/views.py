@@ -9,7 +9,13 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import escape
@@ -26,6 +32,19 @@ from turingtest.studies.models import Reader, Study
 def render_markdown(text: str) -> str:
     # Escape first: instructions are staff-written, but no raw HTML reaches readers.
     return markdown.markdown(escape(text), extensions=["extra", "sane_lists"])
+
+
+@require_http_methods(["GET", "HEAD"])
+def favicon(request: HttpRequest) -> FileResponse:
+    """Browsers ask every site for /favicon.ico, admin pages included."""
+    from django.contrib.staticfiles import finders
+
+    path = finders.find("favicon.ico")
+    if path is None:
+        raise Http404("No icon.")
+    response = FileResponse(open(path, "rb"), content_type="image/x-icon")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 def home(request: HttpRequest) -> HttpResponse:
