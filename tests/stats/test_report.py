@@ -2,6 +2,7 @@ import copy
 import json
 import re
 
+import markdown
 import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
@@ -196,6 +197,16 @@ def test_missing_answers():
     assert d["n_missing"] > 0 and "no real/synthetic answer" in d["note"]
     assert "left out" in d["mrmc_auc"]["note"]
     assert "left out" in d["agreement"]["fleiss_kappa"]["note"]
+
+    # In the Markdown each note is its own paragraph, said once per section,
+    # and every table is a table once rendered.
+    md = report_markdown(rep)
+    section = md.split("## Real or synthetic")[1].split("\n## ")[0]
+    assert len(re.findall(r"\d+ cases .*left out", section)) == 1
+    html = markdown.markdown(md, extensions=["extra"])
+    rules = [line for line in md.splitlines() if line.startswith("|---")]
+    assert html.count("<table>") == len(rules) > 0
+    assert not [line for line in html.splitlines() if line.lstrip().startswith("|")]
 
 
 def test_a_grade_nobody_used():

@@ -1005,9 +1005,28 @@ def _ci(d: Mapping[str, Any] | None, key: str = "ci", digits: int = 3) -> str:
     return f"{_f(d['estimate'], digits)} ({_f(ci[0], digits)} to {_f(ci[1], digits)})"
 
 
+def _note_key(note: str) -> str:
+    # Several estimates leave out the same incomplete cases and each says so,
+    # in its own words ("10 cases without an answer from every reader were
+    # left out", "10 cases not answered by every reader were left out").
+    words = note.strip("*").split()
+    if "left out" in note and len(words) > 1 and words[1] == "cases":
+        return f"left out: {words[0]} cases"
+    return note.strip("*")
+
+
 def _note(lines: list[str], d: Mapping[str, Any] | None) -> None:
-    if d and d.get("note"):
-        lines.append(f"  *{d['note']}*")
+    """Append an estimate's note as its own paragraph, once per section."""
+    if not (d and d.get("note")):
+        return
+    seen = {_note_key(line) for line in lines if line.startswith("*")}
+    if _note_key(d["note"]) in seen:
+        return
+    if lines and lines[-1] != "":
+        lines.append("")
+    # A blank line after it too: a table straight after a paragraph line
+    # would be read as more of that paragraph.
+    lines += [f"*{d['note']}*", ""]
 
 
 def report_markdown(report: Mapping[str, Any]) -> str:
