@@ -200,6 +200,7 @@ def study_done(request: HttpRequest, slug: str) -> HttpResponse:
 def _staff_context(request: HttpRequest, study: Study, **extra) -> dict:
     from django.contrib import admin
 
+    invitations = selectors.study_invitations(study=study)
     return (
         admin.site.each_context(request)
         | {
@@ -208,6 +209,11 @@ def _staff_context(request: HttpRequest, study: Study, **extra) -> dict:
             "progress": selectors.study_progress(study=study),
             "phases": list(study.phases.order_by("index")),
             "invite_form": extra.pop("invite_form", None) or InviteForm(),
+            "invitations": invitations,
+            "invitation_counts": {
+                status: sum(row.status == status for row in invitations)
+                for status in ("open", "used", "expired")
+            },
             "report": report.report_page(study=study),
             "title": study.name,
         }
