@@ -293,6 +293,38 @@ def test_imrmc_rows_follow_the_imrmc_format(rows):
     assert "my_study" in text.splitlines()[0]
 
 
+def _imrmc_header(text: str) -> dict[str, int]:
+    """Read a header as iMRMC 4.0.3's InputFile does: a size key anywhere in
+    a line is parsed from that line's fourth character on."""
+    sizes = {}
+    for line in text.splitlines():
+        upper = line.upper()
+        if upper.startswith("BEGIN DATA:"):
+            return sizes
+        for key in ("NR:", "N0:", "N1:", "NM:"):
+            if key in upper:
+                sizes[key[:2]] = int(upper[3:].strip())
+    raise AssertionError("no BEGIN DATA: line")
+
+
+def test_imrmc_file_names_the_study_and_export_and_parses_as_imrmc_does(rows):
+    text = imrmc_text(
+        rows,
+        title="knee-2026",
+        study_name="Knee: NR: N0: tricky name",
+        exported_at="2026-12-02T01:05:00+00:00",
+    )
+    lines = text.splitlines()
+    assert lines[0].startswith("knee-2026: visual Turing test")
+    assert "Study - Knee - NR - N0 - tricky name" in lines
+    assert "Exported by turingtest at 2026-12-02T01 -05 -00+00 -00" in lines
+    assert _imrmc_header(text) == {"NR": 8, "N0": 20, "N1": 20, "NM": 1}
+    data = lines[lines.index("BEGIN DATA:") + 1 :]
+    # Rows only, no CSV header: exactly the rows of the plain CSV.
+    expected = [",".join(r.values()) for r in imrmc_rows(rows)]
+    assert data == expected
+
+
 def test_the_statistics_package_imports_neither_django_nor_torch():
     import ast
     from pathlib import Path

@@ -275,6 +275,15 @@ def test_results_zip_holds_the_report_files(answered, staff_client, tmp_path):
     assert list(imrmc[0]) == ["readerID", "caseID", "modalityID", "score"]
     assert sum(r["readerID"] == "-1" for r in imrmc) == 10
     assert sum(r["modalityID"] == "detection" for r in imrmc) == 40
+    # The same rows in the iMRMC program's own format, ready to open.
+    program = archive.read(f"{answered.slug}/imrmc_input.imrmc").decode()
+    lines = program.splitlines()
+    assert lines[0].startswith(f"{answered.slug}: visual Turing test")
+    assert f"Study - {answered.name}" in lines
+    exported = [line for line in lines if line.startswith("Exported by turingtest")]
+    assert exported and str(timezone.now().year) in exported[0]
+    data = lines[lines.index("BEGIN DATA:") + 1 :]
+    assert data == [",".join(r.values()) for r in imrmc]
 
     call_command(
         "export_results", answered.slug, "--out", str(tmp_path), stdout=io.StringIO()

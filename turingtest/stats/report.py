@@ -1408,17 +1408,47 @@ def imrmc_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
     return head + scores
 
 
-def imrmc_text(rows: Iterable[Mapping[str, Any]], title: str = "turingtest") -> str:
+def _imrmc_free_text(value: Any) -> str:
+    # The program reads the header for "NR:", "N0:", "N1:" and "NM:" anywhere
+    # in a line and for a line starting "BEGIN DATA:"; free text must not
+    # contain a colon that could make one of them.
+    return " ".join(str(value).replace(":", " -").split())
+
+
+def imrmc_text(
+    rows: Iterable[Mapping[str, Any]],
+    title: str = "turingtest",
+    *,
+    study_name: str | None = None,
+    exported_at: str | None = None,
+) -> str:
     """The ``.imrmc`` input file of the iMRMC Java application.
 
-    A free-text header with the study size (``NR``, ``N0``, ``N1``, ``NM``),
-    then ``BEGIN DATA:`` and the rows of :func:`imrmc_rows`.
+    A free-text header (its first line is the program's record title) naming
+    the study and the export time, the study size (``NR``, ``N0``, ``N1``,
+    ``NM``) the program checks the data against, then ``BEGIN DATA:`` and the
+    rows of :func:`imrmc_rows` with no header row.
+
+    Notes
+    -----
+    The program (iMRMC 4.0.3, ``mrmc.core.InputFile``) takes ``.imrmc`` and
+    ``.csv`` names alike but always looks for the ``BEGIN DATA:`` line, so a
+    plain CSV with a header row is refused; R's ``iMRMC::doIMRMC`` takes the
+    CSV as a data frame instead.
     """
     body = imrmc_rows(rows)
     truth = [r["score"] for r in body if r["readerID"] == "-1"]
     scored = [r for r in body if r["readerID"] != "-1"]
     lines = [
         f"{_imrmc_id(title)}: visual Turing test, synthetic images are the positive class",
+    ]
+    if study_name:
+        lines.append(f"Study - {_imrmc_free_text(study_name)}")
+    if exported_at:
+        lines.append(f"Exported by turingtest at {_imrmc_free_text(exported_at)}")
+    lines += [
+        "Modality - the phase (detection or combined). Score - the reader's "
+        "6-point confidence that the image is synthetic. Truth - 1 synthetic, 0 real.",
         "",
         f"NR: {len({r['readerID'] for r in scored})}",
         f"N0: {truth.count('0')}",

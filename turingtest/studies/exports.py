@@ -243,11 +243,18 @@ def imrmc_input_rows(study: Study) -> Iterable[dict]:
     return imrmc_export(study)
 
 
+def imrmc_file_chunks(study: Study) -> Iterable[str]:
+    from turingtest.studies.report import imrmc_file_export
+
+    return imrmc_file_export(study)
+
+
 RESULT_FILES += [
     ("reader_summary.csv", list(stats_report.READER_COLUMNS), reader_summary_rows),
     ("image_summary.csv", list(stats_report.IMAGE_COLUMNS), image_summary_rows),
     ("report.json", None, report_json_chunks),
     ("imrmc_input.csv", IMRMC_COLUMNS, imrmc_input_rows),
+    ("imrmc_input.imrmc", None, imrmc_file_chunks),
 ]
 
 

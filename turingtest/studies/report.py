@@ -33,6 +33,7 @@ from turingtest.stats.report import (
     build_report,
     image_summary_rows,
     imrmc_rows,
+    imrmc_text,
     reader_summary_rows,
     report_markdown,
 )
@@ -339,6 +340,16 @@ def report_json_export(study: Study) -> Iterator[str]:
 
 def imrmc_export(study: Study) -> list[dict[str, str]]:
     return imrmc_rows(report_rows(study))
+
+
+def imrmc_file_export(study: Study) -> Iterator[str]:
+    """The ``.imrmc`` file the iMRMC program opens as it is."""
+    yield imrmc_text(
+        report_rows(study),
+        title=study.slug,
+        study_name=study.name,
+        exported_at=timezone.now().isoformat(timespec="seconds"),
+    )
 
 
 # ---------------------------------------------------------------- display
