@@ -41,6 +41,11 @@ staff_patterns = [
         name="staff-study-report-build",
     ),
     path(
+        "studies/<slug:slug>/heatmaps/<int:number>.png",
+        views.staff_study_heatmap,
+        name="staff-study-heatmap",
+    ),
+    path(
         "studies/<slug:slug>/report/<slug:plot>.png",
         views.staff_study_report_plot,
         name="staff-study-report-plot",

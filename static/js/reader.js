@@ -188,6 +188,8 @@
         else showStep(await call("GET", "/next"));
         say("Changed.");
       } else {
+        // What the reader did with the image rides along with the answer.
+        if (imageViewer.log) body.interaction = imageViewer.log();
         const res = await call("POST", "/answers", body);
         say("");
         if (res.feedback) {

@@ -64,13 +64,23 @@
     if (log.events.length > 2000) log.events.splice(0, log.events.length - 2000);
   }
 
+  let lastViewport = "";
+  let viewportTimer = 0;
   function noteViewport(force) {
-    // The visible image rectangle in image pixels, at most 5 times a second.
-    const now = performance.now();
-    if (!force && now - lastViewportAt < 200) return;
-    lastViewportAt = now;
+    // The visible image rectangle in image pixels when it changed, at most
+    // 5 times a second; the last change of a burst is logged when it settles.
     const r = visibleRect();
-    if (r) note("v", r[0], r[1], r[2], r[3]);
+    if (!r) return;
+    const key = r.map((n) => Math.round(n)).join();
+    if (key === lastViewport && !force) return;
+    const now = performance.now();
+    if (!force && now - lastViewportAt < 200) {
+      if (!viewportTimer) viewportTimer = setTimeout(() => { viewportTimer = 0; noteViewport(false); }, 200);
+      return;
+    }
+    lastViewportAt = now;
+    lastViewport = key;
+    note("v", r[0], r[1], r[2], r[3]);
   }
 
   function visibleRect() {
@@ -114,7 +124,6 @@
     if (!width) return;
     const next = Math.min(MAX_SCALE, Math.max(minScale(), state.scale * factor));
     setScale(next, px, py);
-    note("z", next, px, py);
   }
 
   function setScale(next, px, py) {
@@ -127,6 +136,7 @@
     state.fitted = false;
     clampPan();
     changed();
+    note("z", next * devicePixelRatio, u, v); // logged about the image point
   }
 
   function anchor() {
@@ -149,13 +159,12 @@
     if (!width) return;
     const p = anchor();
     setScale(1 / devicePixelRatio, p.x, p.y);
-    note("z", state.scale, p.x, p.y);
   }
 
   function fitToScreen() {
     if (!width) return;
     fit();
-    note("z", state.scale, -1, -1);
+    note("z", state.scale * devicePixelRatio, -1, -1);
     changed();
   }
 
@@ -308,6 +317,7 @@
     for (let j = 3; j < shownData.data.length; j += 4) shownData.data[j] = 255;
     reset();
     log = { started: performance.now(), firstInput: null, events: [] };
+    lastViewport = "";
     noteViewport(true);
   }
 

@@ -34,6 +34,7 @@ ALLOWED = {
     "staff-study-export": {"staff"},
     "staff-study-report-build": set(),  # POST only
     "staff-study-report-plot": {"staff"},
+    "staff-study-heatmap": {"staff"},
     "imaging:upload": {"staff"},
 }
 

@@ -4,9 +4,11 @@ cursor, true window/level on pixel values, 1:1 pixels, pan on a large image.
 The images are horizontal gradients (value = 16 + column), so what a screen
 pixel should show follows from the column under it and the window/level."""
 
+import csv
 import io
 import re
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from playwright.sync_api import expect
 
 from turingtest.imaging.services import image_create
 from turingtest.studies import services
+from turingtest.studies.models import Judgment
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -206,3 +209,62 @@ def test_large_image_pans_at_full_resolution(
     page.keyboard.press("ArrowLeft")
     page.mouse.move(box["x"] + cx + 1, box["y"] + cy)
     assert _hover(page, cx, cy)[0] == u2 - 60
+
+
+def test_interaction_log_reaches_interactions_csv_and_the_heatmap(
+    page, live_server, gradient_study, staff_client
+):
+    enrollment = gradient_study()
+    _open_reader(page, live_server, enrollment)
+    box = _canvas_box(page)
+    scale = 0.96 * min(box["width"], box["height"]) / 224
+    left = (box["width"] - 224 * scale) / 2
+    top = (box["height"] - 224 * scale) / 2
+    # Zoom in on the image's top-left, look there a while, window it, answer.
+    u, v, _ = _hover(page, left + 0.2 * 224 * scale, top + 0.2 * 224 * scale)
+    for _ in range(3):
+        page.mouse.wheel(0, -300)
+    expect(page.locator("#zoom-readout")).not_to_have_text(re.compile("fit"))
+    page.wait_for_timeout(1200)
+    page.keyboard.press("d")
+    page.keyboard.press("Shift+Digit2")
+    expect(page.locator("#wl-readout")).to_contain_text("Bone")
+    page.wait_for_timeout(300)
+    page.keyboard.press("2")
+    page.keyboard.press("Enter")
+    expect(page.locator("#progress-text")).to_have_text("2 / 2")
+
+    judgment = Judgment.objects.get(session__enrollment=enrollment, position=0)
+    log = judgment.interaction
+    kinds = [e[1] for e in log["events"]]
+    assert {"v", "z", "w", "p"} <= set(kinds)
+    assert 0 < log["first_input_ms"] <= log["answer_ms"]
+    zoom = next(e for e in log["events"] if e[1] == "z")
+    assert zoom[3:] == pytest.approx([u + 0.5, v + 0.5], abs=1)  # about the cursor
+
+    # interactions.csv: one row per event of this answer.
+    data = b"".join(
+        staff_client.get("/staff/studies/viewer/results.zip").streaming_content
+    )
+    text = zipfile.ZipFile(io.BytesIO(data)).read("viewer/interactions.csv").decode()
+    rows = [r for r in csv.DictReader(io.StringIO(text)) if r["position"] == "1"]
+    assert len(rows) == len(log["events"])
+    assert {r["case"] for r in rows} == {str(judgment.case.number)}
+    events = {r["event"] for r in rows}
+    assert {"viewport", "zoom", "window_level", "preset"} <= events
+    assert [r["detail"] for r in rows if r["event"] == "preset"] == ["bone"]
+    zoomed = [r for r in rows if r["event"] == "viewport" and float(r["width"]) < 200]
+    assert zoomed and all(float(r["x"]) < 112 for r in zoomed)
+
+    # The heatmap: the study page shows it, warm where the reader zoomed in.
+    html = staff_client.get("/staff/studies/viewer/").content.decode()
+    assert f'data-case="{judgment.case.number}"' in html
+    png = staff_client.get(
+        f"/staff/studies/viewer/heatmaps/{judgment.case.number}.png"
+    ).content
+    rgb = np.asarray(PILImage.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    warmth = rgb[..., 0] - rgb[..., 2]  # red over blue: the overlay, not the gray
+    half = rgb.shape[0] // 2
+    # (Zooming in passed through wider views for a moment: some warmth there.)
+    assert warmth[:half, :half].mean() > 40
+    assert warmth[:half, :half].mean() > 3 * warmth[half:, half:].mean()

@@ -15,6 +15,7 @@ from pathlib import Path
 from django.utils import timezone
 
 from turingtest.stats import report as stats_report
+from turingtest.studies.interactions import INTERACTION_COLUMNS, interaction_rows
 from turingtest.studies.models import Case, Judgment, ReadingSession, Study
 
 JUDGMENT_COLUMNS = [
@@ -256,6 +257,9 @@ RESULT_FILES += [
     ("imrmc_input.csv", IMRMC_COLUMNS, imrmc_input_rows),
     ("imrmc_input.imrmc", None, imrmc_file_chunks),
 ]
+
+# What readers did with each image (turingtest.studies.interactions).
+RESULT_FILES.append(("interactions.csv", INTERACTION_COLUMNS, interaction_rows))
 
 
 def result_file_chunks(

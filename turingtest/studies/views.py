@@ -22,11 +22,11 @@ from django.utils.html import escape
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods, require_POST
 
-from turingtest.studies import report, selectors, services
+from turingtest.studies import interactions, report, selectors, services
 from turingtest.studies.api import PHASE_INTROS
 from turingtest.studies.exports import results_zip_stream
 from turingtest.studies.forms import ConsentForm, InviteForm, SignupForm
-from turingtest.studies.models import Reader, Study
+from turingtest.studies.models import Case, Reader, Study
 
 
 def render_markdown(text: str) -> str:
@@ -215,6 +215,7 @@ def _staff_context(request: HttpRequest, study: Study, **extra) -> dict:
                 for status in ("open", "used", "expired")
             },
             "report": report.report_page(study=study),
+            "zoom_maps": interactions.zoom_heatmap_cases(study=study),
             "title": study.name,
         }
         | extra
@@ -323,4 +324,17 @@ def staff_study_report_plot(request: HttpRequest, slug: str, plot: str) -> HttpR
     # The page links each plot with the report's build time, so a rebuilt
     # report has new URLs and an old plot can be cached.
     response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@staff_member_required
+def staff_study_heatmap(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    """Where readers looked while zoomed in on one case's image."""
+    case = get_object_or_404(
+        Case.objects.select_related("image"), study__slug=slug, number=number
+    )
+    response = HttpResponse(
+        interactions.zoom_heatmap_png(case=case), content_type="image/png"
+    )
+    response["Cache-Control"] = "private, no-cache"
     return response
