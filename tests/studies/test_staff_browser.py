@@ -1,7 +1,6 @@
 """The staff study page in Chromium at 1280×800: a partial study says so, every
 figure names its n, invitations are listed and copied, Close asks first."""
 
-import os
 import re
 from datetime import timedelta
 
@@ -16,7 +15,6 @@ from turingtest.studies.models import Invitation, Study
 from turingtest.studies.simulation import readers_simulate
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-SCREENSHOTS = os.environ.get("SCREENSHOTS_DIR")
 
 
 @pytest.fixture
@@ -106,8 +104,6 @@ def test_invitations_are_listed_copied_and_scrolled_to(
     links = fresh.locator("code")
     expect(links).to_have_count(2)
     expect(counts).to_contain_text("6 issued: 2 open, 3 used, 1 expired")
-    if SCREENSHOTS:
-        page.screenshot(path=f"{SCREENSHOTS}/study-page-invitations.png")
     first = links.first.inner_text()
     button = fresh.locator(".tt-copy").first
     button.click()
@@ -123,8 +119,6 @@ def test_close_asks_first_and_says_what_readers_will_see(
     expect(confirm).to_be_hidden()  # one click does not close the study
     page.locator("#close-study summary").click()
     expect(confirm).to_be_visible()
-    if SCREENSHOTS:
-        page.screenshot(path=f"{SCREENSHOTS}/study-page-close.png")
     expect(page.locator("#close-study")).to_contain_text(
         "This study is not open for reading at the moment"
     )
