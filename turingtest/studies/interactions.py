@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -173,20 +173,9 @@ def interaction_rows(study: Study) -> Iterator[dict]:
 GRID = 32
 
 
-def zoom_heatmap(*, case: Case) -> tuple[np.ndarray, int]:
-    """Seconds readers spent looking at each cell of a GRID×GRID grid over
-    the image while zoomed in, summed over readers; and how many readers
-    zoomed in on it at all.
-
-    A viewport sample counts while the view covers less than 90% of the
-    image, for as long as it stayed (to the next sample, or to the answer).
-    """
-    width, height = case.image.width or 1, case.image.height or 1
+def _heat(logs: Iterable[dict], width: int, height: int) -> tuple[np.ndarray, int]:
     heat = np.zeros((GRID, GRID))
     readers = 0
-    logs = Judgment.objects.filter(case=case, interaction__isnull=False).values_list(
-        "interaction", flat=True
-    )
     for log in logs:
         views = [e for e in log.get("events") or [] if e[1] == "v"]
         end = log.get("answer_ms") or (views[-1][0] if views else 0)
@@ -204,6 +193,20 @@ def zoom_heatmap(*, case: Case) -> tuple[np.ndarray, int]:
             zoomed = True
         readers += zoomed
     return heat, readers
+
+
+def zoom_heatmap(*, case: Case) -> tuple[np.ndarray, int]:
+    """Seconds readers spent looking at each cell of a GRID×GRID grid over
+    the image while zoomed in, summed over readers; and how many readers
+    zoomed in on it at all.
+
+    A viewport sample counts while the view covers less than 90% of the
+    image, for as long as it stayed (to the next sample, or to the answer).
+    """
+    logs = Judgment.objects.filter(case=case, interaction__isnull=False).values_list(
+        "interaction", flat=True
+    )
+    return _heat(logs, case.image.width or 1, case.image.height or 1)
 
 
 def zoom_heatmap_png(*, case: Case, size: int = 256) -> bytes:
@@ -236,20 +239,28 @@ def zoom_heatmap_png(*, case: Case, size: int = 256) -> bytes:
 
 
 def zoom_heatmap_cases(*, study: Study) -> list[dict[str, Any]]:
-    """Main cases that readers zoomed into, most-zoomed first, with how often
-    each was called real (for synthetic images caught, where the fakes gave
-    themselves away)."""
+    """Main cases that readers zoomed into, synthetic first, then by how many
+    readers zoomed in, with how often each was called what it is (for
+    synthetic images caught: where the fakes gave themselves away)."""
+    logs: dict[int, list[dict]] = {}
+    calls: dict[int, list[str]] = {}
+    judgments = Judgment.objects.filter(
+        session__enrollment__study=study, session__phase__isnull=False
+    ).values_list("case_id", "answer", "interaction")
+    for case_id, answer, log in judgments.iterator(chunk_size=500):
+        if log:
+            logs.setdefault(case_id, []).append(log)
+        if answer is not None:
+            calls.setdefault(case_id, []).append(answer)
     rows = []
-    cases = study.cases.filter(role=Case.Role.MAIN).select_related("image")
+    cases = study.cases.filter(role=Case.Role.MAIN, pk__in=logs).select_related("image")
     for case in cases:
-        heat, readers = zoom_heatmap(case=case)
+        heat, readers = _heat(
+            logs[case.pk], case.image.width or 1, case.image.height or 1
+        )
         if not readers:
             continue
-        calls = list(
-            Judgment.objects.filter(case=case, answer__isnull=False).values_list(
-                "answer", flat=True
-            )
-        )
+        answers = calls.get(case.pk, [])
         rows.append(
             {
                 "case": case,
@@ -257,9 +268,9 @@ def zoom_heatmap_cases(*, study: Study) -> list[dict[str, Any]]:
                 "source": case.image.source,
                 "readers": readers,
                 "seconds": round(float(heat.max()), 1),
-                "caught": sum(a == case.image.source for a in calls),
-                "calls": len(calls),
+                "caught": sum(a == case.image.source for a in answers),
+                "calls": len(answers),
             }
         )
-    rows.sort(key=lambda r: (r["source"] != "synthetic", -r["readers"]))
+    rows.sort(key=lambda r: (r["source"] != "synthetic", -r["readers"], r["number"]))
     return rows
