@@ -41,6 +41,11 @@ staff_patterns = [
         name="staff-study-report-build",
     ),
     path(
+        "studies/<slug:slug>/heatmaps/<int:number>.png",
+        views.staff_study_heatmap,
+        name="staff-study-heatmap",
+    ),
+    path(
         "studies/<slug:slug>/report/<slug:plot>.png",
         views.staff_study_report_plot,
         name="staff-study-report-plot",
@@ -49,6 +54,7 @@ staff_patterns = [
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     # Django's password reset: the same page whether or not the address has an

@@ -8,7 +8,6 @@
   const api = viewer.dataset.api;
   const $ = (id) => document.getElementById(id);
   const img = $("image");
-  const canvas = $("canvas");
 
   let step = null; // the server's current step
   // The phase's questions come from the server, each naming its answer field;
@@ -22,57 +21,8 @@
   let lastStage = null;
   let interstitial = false;
 
-  // --- view: zoom, pan, window/level, invert --------------------------------
-  const view = { scale: 1, x: 0, y: 0, brightness: 1, contrast: 1, invert: false };
-
-  function applyView() {
-    img.style.transform = `translate(${view.x}px, ${view.y}px) scale(${view.scale})`;
-    img.style.filter =
-      `brightness(${view.brightness.toFixed(3)}) contrast(${view.contrast.toFixed(3)})` +
-      (view.invert ? " invert(1)" : "");
-  }
-
-  function resetView() {
-    Object.assign(view, { scale: 1, x: 0, y: 0, brightness: 1, contrast: 1, invert: false });
-    applyView();
-  }
-
-  function zoom(factor) {
-    view.scale = Math.min(8, Math.max(0.5, view.scale * factor));
-    applyView();
-  }
-
-  canvas.addEventListener("wheel", (e) => {
-    e.preventDefault();
-    zoom(e.deltaY < 0 ? 1.15 : 1 / 1.15);
-  }, { passive: false });
-
-  let drag = null;
-  canvas.addEventListener("contextmenu", (e) => e.preventDefault());
-  canvas.addEventListener("pointerdown", (e) => {
-    drag = { button: e.button, x: e.clientX, y: e.clientY };
-    canvas.setPointerCapture(e.pointerId);
-  });
-  canvas.addEventListener("pointermove", (e) => {
-    if (!drag) return;
-    const dx = e.clientX - drag.x;
-    const dy = e.clientY - drag.y;
-    drag.x = e.clientX;
-    drag.y = e.clientY;
-    if (drag.button === 2) {
-      view.contrast = Math.max(0.2, Math.min(5, view.contrast * (1 + dx / 200)));
-      view.brightness = Math.max(0.2, Math.min(5, view.brightness * (1 - dy / 200)));
-    } else {
-      view.x += dx;
-      view.y += dy;
-    }
-    applyView();
-  });
-  canvas.addEventListener("pointerup", () => { drag = null; });
-  $("zoom-in").addEventListener("click", () => zoom(1.25));
-  $("zoom-out").addEventListener("click", () => zoom(0.8));
-  $("invert").addEventListener("click", () => { view.invert = !view.invert; applyView(); });
-  $("reset").addEventListener("click", resetView);
+  // Zoom, pan, window/level and invert live in viewer.js, which follows #image.
+  const imageViewer = window.TuringViewer || { key: () => false };
 
   // --- talking to the server ------------------------------------------------
   function csrfToken() {
@@ -147,8 +97,10 @@
   function stageKey(s) { return s.phase ? `${s.stage}` : null; }
 
   function showStep(s) {
+    // A step that only redirects (the last answer given) has no phase: forget
+    // the old step so nothing reads a phase from it while the page navigates.
+    if (s.redirect) { step = null; window.location.assign(s.redirect); return; }
     step = s;
-    if (s.redirect) { window.location.assign(s.redirect); return; }
     const key = stageKey(s);
     if (key !== lastStage) {
       lastStage = key;
@@ -177,10 +129,7 @@
     }
     $("confirm").hidden = false;
     const src = review ? review.image : s.image;
-    if (img.getAttribute("src") !== src) {
-      resetView();
-      img.src = src;
-    }
+    if (img.getAttribute("src") !== src) img.src = src;
     if (s.preload && !review) { const p = new Image(); p.src = s.preload; }
     chosen = {};
     if (review) for (const q of questions) chosen[q.field] = review[q.field];
@@ -249,6 +198,8 @@
         else showStep(await call("GET", "/next"));
         say("Changed.");
       } else {
+        // What the reader did with the image rides along with the answer.
+        if (imageViewer.log) body.interaction = imageViewer.log();
         const res = await call("POST", "/answers", body);
         say("");
         if (res.feedback) {
@@ -339,16 +290,8 @@
           refreshChoices();
         }
         break;
-      case "+": case "=": zoom(1.25); break;
-      case "-": zoom(0.8); break;
-      case "i": view.invert = !view.invert; applyView(); break;
-      case "r": resetView(); break;
-      case "w": view.brightness = Math.min(5, view.brightness * 1.1); applyView(); break;
-      case "s": view.brightness = Math.max(0.2, view.brightness / 1.1); applyView(); break;
-      case "d": view.contrast = Math.min(5, view.contrast * 1.1); applyView(); break;
-      case "a": view.contrast = Math.max(0.2, view.contrast / 1.1); applyView(); break;
       case "b": if (step.can_revise) $("back").click(); break;
-      default: break;
+      default: if (imageViewer.key(e)) e.preventDefault(); break;
     }
   });
 

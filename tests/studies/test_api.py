@@ -143,3 +143,61 @@ def test_an_answer_a_grading_phase_does_not_ask_gets_a_neutral_refusal(reader_ap
     assert "confidence" in message
     assert "real" not in message and "synthetic" not in message
     assert not Judgment.objects.exists()
+
+
+def _answer_with(reader_api, interaction):
+    step = reader_api.next().json()
+    body = {
+        "stage": step["stage"],
+        "position": step["position"],
+        "kl_grade": 1,
+        "confidence": 2 if step["phase"]["asks_realism"] else None,
+        "interaction": interaction,
+    }
+    response = reader_api.post("answers", body)
+    assert response.status_code == 201, response.content
+    return Judgment.objects.order_by("-pk").first()
+
+
+def test_the_viewer_log_is_stored_with_the_answer(reader_api):
+    log = {
+        "first_input_ms": 840,
+        "answer_ms": 5120,
+        "events": [
+            [0, "v", 0, 0, 224, 224],
+            [840, "z", 4.1, 100.25, 80],
+            [900, "v", 60.4, 40, 90.2, 76],
+            [2000, "w", 200, 140],
+            [2100, "p", 1],
+            [2300, "i", 1],
+            [2500, "m", -40, 12],
+            [3000, "r"],
+        ],
+    }
+    judgment = _answer_with(reader_api, log)
+    assert judgment.interaction == log | {
+        "events": [
+            e if e[1] != "z" else [840, "z", 4.1, 100.2, 80] for e in log["events"]
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    "interaction",
+    [
+        "not a log",
+        {"events": "nope"},
+        {"events": [[1, "x", 2], ["soon", "v", 1, 2, 3, 4], [5, "v", 1, 2], [6]]},
+        {"events": [[1, "w", float("1e308") * 10, 2]], "answer_ms": -5},
+    ],
+)
+def test_a_malformed_log_never_costs_the_answer(reader_api, interaction):
+    judgment = _answer_with(reader_api, json.loads(json.dumps(interaction)))
+    assert judgment.kl_grade == 1
+    assert judgment.interaction is None
+
+
+def test_a_long_log_is_cut_and_mixed_events_keep_the_good_ones(reader_api):
+    events = [[i, "m", 1, 1] for i in range(5000)] + [[1, "bogus"]]
+    judgment = _answer_with(reader_api, {"events": [[1, "x"], *events]})
+    assert len(judgment.interaction["events"]) == 1999  # of the first 2000

@@ -53,6 +53,11 @@ def test_simulated_readers_answer_everything(study):
         Enrollment.objects.filter(study=study, completed_at__isnull=False).count() == 3
     )
     assert Judgment.objects.filter(session__phase__isnull=False).count() == 60
+    # Their simulated clock runs in the past; enrolment is on it too.
+    for e in Enrollment.objects.filter(study=study):
+        assert e.enrolled_at <= e.consented_at <= e.completed_at
+        first = Judgment.objects.filter(session__enrollment=e).earliest("served_at")
+        assert e.enrolled_at <= first.served_at
 
 
 def test_simulated_accuracy_tracks_the_setting(make_study):

@@ -14,6 +14,7 @@ READER_PAGES = {"enrolled"}
 # URL name -> the roles that may get a 2xx from it. A new URL must be added here.
 ALLOWED = {
     "home": {"outsider", "enrolled", "staff"},
+    "favicon": set(ROLES),
     "login": set(ROLES),
     "logout": set(),  # POST only; tested below
     "password_reset": set(ROLES),
@@ -39,6 +40,7 @@ ALLOWED = {
     "staff-study-export": {"staff"},
     "staff-study-report-build": set(),  # POST only
     "staff-study-report-plot": {"staff"},
+    "staff-study-heatmap": {"staff"},
     "imaging:upload": {"staff"},
 }
 
@@ -142,3 +144,10 @@ def test_state_changing_urls_refuse_all_but_the_intended(visitors, study):
             assert "/admin/login/" in status["Location"]
     study.refresh_from_db()
     assert study.status == "closed"
+
+
+def test_favicon_is_an_icon_for_everyone(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/x-icon"
+    assert b"".join(response.streaming_content)[:4] == b"\x00\x00\x01\x00"

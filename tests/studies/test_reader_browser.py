@@ -60,6 +60,8 @@ def test_reader_completes_study_by_keyboard_and_export_matches(
     # would first confirm the address by mail).
     ((_, token),) = services.invitations_create(study=study, emails=["ada@example.org"])
     base = live_server.url
+    errors = []  # uncaught script errors, e.g. reading a phase after the last answer
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
 
     page.goto(f"{base}/invite/{token}/")
     page.fill("#id_name", "Dr Ada Reader")
@@ -129,6 +131,7 @@ def test_reader_completes_study_by_keyboard_and_export_matches(
         _wait_progress_change(page, before)
     assert reloaded and answered == 20
     assert "Thank you" in page.content()
+    assert errors == []
 
     # Staff sign in to the admin and download the results.
     django_user_model.objects.create_user(

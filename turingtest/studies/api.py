@@ -260,6 +260,7 @@ def answer_create(request: HttpRequest, enrollment: Enrollment) -> JsonResponse:
         position=position,
         confidence=_int_field(body, "confidence", required=False),
         kl_grade=_int_field(body, "kl_grade", required=False),
+        interaction=body.get("interaction"),
     )
     response = {"stored": True, "duplicate": not recorded.created, "position": position}
     if session.is_practice:

@@ -7,13 +7,17 @@ download button (a streamed ZIP), so both give byte-identical CSVs.
 import csv
 import io
 import re
+import stat
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
+from django.utils import timezone
+
 from turingtest.domain.scoring import is_correct
 from turingtest.stats import report as stats_report
+from turingtest.studies.interactions import INTERACTION_COLUMNS, interaction_rows
 from turingtest.studies.models import Case, Judgment, ReadingSession, Study
 
 JUDGMENT_COLUMNS = [
@@ -272,12 +276,22 @@ def imrmc_input_rows(study: Study) -> Iterable[dict]:
     return imrmc_export(study)
 
 
+def imrmc_file_chunks(study: Study) -> Iterable[str]:
+    from turingtest.studies.report import imrmc_file_export
+
+    return imrmc_file_export(study)
+
+
 RESULT_FILES += [
     ("reader_summary.csv", list(stats_report.READER_COLUMNS), reader_summary_rows),
     ("image_summary.csv", list(stats_report.IMAGE_COLUMNS), image_summary_rows),
     ("report.json", None, report_json_chunks),
     ("imrmc_input.csv", IMRMC_COLUMNS, imrmc_input_rows),
+    ("imrmc_input.imrmc", None, imrmc_file_chunks),
 ]
+
+# What readers did with each image (turingtest.studies.interactions).
+RESULT_FILES.append(("interactions.csv", INTERACTION_COLUMNS, interaction_rows))
 
 
 def result_file_chunks(
@@ -343,11 +357,15 @@ class _ZipSink(io.RawIOBase):
 def results_zip_stream(study: Study) -> Iterator[bytes]:
     """The result files as one ZIP archive, produced while it is sent."""
     sink = _ZipSink()
+    # Members made from a bare name would carry 1980-01-01 and mode 0600.
+    stamp = timezone.localtime().timetuple()[:6]
     with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, columns, source in RESULT_FILES:
-            with archive.open(
-                f"{study.slug}/{name}", mode="w", force_zip64=True
-            ) as member:
+            info = zipfile.ZipInfo(f"{study.slug}/{name}", date_time=stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (stat.S_IFREG | 0o644) << 16
+            info.create_system = 3  # Unix, so unzip reads the mode above
+            with archive.open(info, mode="w", force_zip64=True) as member:
                 for chunk in result_file_chunks(study, columns, source):
                     member.write(chunk)
                     if sink.chunks:

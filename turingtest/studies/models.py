@@ -475,6 +475,11 @@ class Judgment(models.Model):
     served_at = models.DateTimeField()
     answered_at = models.DateTimeField()
     duration_ms = models.PositiveIntegerField()
+    # What the reader did with the image before answering, as the viewer
+    # logged it: zooms, pans, window/level changes and viewport rectangles
+    # over time (see turingtest.studies.interactions). NULL where the answer
+    # came without a log (an API client, a simulated reader).
+    interaction = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["session", "position"]

@@ -169,6 +169,19 @@ OPENAPI = {
                         "minimum": 0,
                         "maximum": 4,
                     },
+                    "interaction": {
+                        "type": ["object", "null"],
+                        "description": "The viewer's log of what the reader did with "
+                        "the image: first_input_ms, answer_ms and events "
+                        "[t_ms, kind, ...numbers] (see turingtest.studies."
+                        "interactions). Optional; a malformed log is dropped, "
+                        "never the answer.",
+                        "properties": {
+                            "first_input_ms": {"type": ["integer", "null"]},
+                            "answer_ms": {"type": ["integer", "null"]},
+                            "events": {"type": "array", "items": {"type": "array"}},
+                        },
+                    },
                 },
                 "required": ["stage", "position"],
             },

@@ -11,6 +11,7 @@ from turingtest.studies.models import (
     Case,
     Enrollment,
     Image,
+    Invitation,
     Judgment,
     Phase,
     Reader,
@@ -187,6 +188,11 @@ def study_overview(*, study: Study) -> dict:
     answers = Judgment.objects.filter(
         session__enrollment__study=study, session__phase__isnull=False
     ).aggregate(n=Count("id"), first=Min("answered_at"), last=Max("answered_at"))
+    # What a complete study holds: every consented reader on every main case
+    # in every phase. The page shows its counts as "n of N" against these.
+    answers["expected"] = (
+        enrollments["consented"] * cases["main"] * study.phases.count()
+    )
     return {"cases": cases, "readers": enrollments, "answers": answers}
 
 
@@ -206,3 +212,27 @@ def study_revealing_texts(*, study: Study) -> dict[str, list[str]]:
     }
     found = {where: revealing_words(text) for where, text in texts.items()}
     return {where: words for where, words in found.items() if words}
+
+
+@dataclass(frozen=True)
+class InvitationRow:
+    invitation: Invitation
+    status: str  # "used", "expired" or "open"
+    used_by: str  # the reader's code, never their name or address
+
+
+def study_invitations(*, study: Study, now=None) -> list[InvitationRow]:
+    """Every invitation of a study, newest first, with what became of it."""
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    rows = []
+    for inv in study.invitations.select_related("used_by").order_by("-created_at"):
+        if inv.used_at is not None:
+            status = "used"
+        elif inv.expires_at <= now:
+            status = "expired"
+        else:
+            status = "open"
+        rows.append(InvitationRow(inv, status, inv.used_by.code if inv.used_by else ""))
+    return rows

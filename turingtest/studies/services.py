@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from turingtest.domain.wording import REVEALING_WORDS
 from turingtest.studies import selectors
+from turingtest.studies.interactions import interaction_clean
 from turingtest.studies.models import (
     Case,
     Enrollment,
@@ -808,8 +809,13 @@ def judgment_record(
     confidence: int | None = None,
     kl_grade: int | None = None,
     now: datetime | None = None,
+    interaction: dict | None = None,
 ) -> Recorded:
     """Store the reader's answer to the case at ``position`` (0-based) of ``session``.
+
+    ``interaction`` is the viewer's log of what the reader did with the image
+    (see :mod:`turingtest.studies.interactions`); stored cleaned, never
+    refusing the answer.
 
     A repeated submit of an answered position returns the stored judgment
     unchanged (double clicks, retries after a dropped connection). Only the
@@ -845,6 +851,7 @@ def judgment_record(
         served_at=served_at,
         answered_at=now,
         duration_ms=max(0, int((now - served_at).total_seconds() * 1000)),
+        interaction=interaction_clean(interaction),
     )
     # Fields only: the database enforces the constraints, and the session row
     # lock above already rules out a second judgment for this position.

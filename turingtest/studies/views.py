@@ -7,18 +7,24 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import escape
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods, require_POST
 
-from turingtest.studies import report, selectors, services, throttle
+from turingtest.studies import interactions, report, selectors, services, throttle
 from turingtest.studies.api import PHASE_INTROS
 from turingtest.studies.exports import results_zip_stream
 from turingtest.studies.forms import ConsentForm, InviteForm, SignupForm
-from turingtest.studies.models import Reader, Study
+from turingtest.studies.models import Case, Reader, Study
 
 # Markdown for study instructions: `extra` without its attribute syntax
 # (`{: style=...}` let an instruction cover the page with a link) and without
@@ -55,6 +61,19 @@ def render_markdown(text: str) -> str:
         attribute_filter=_link_filter,
         link_rel="noopener noreferrer nofollow",
     )
+
+
+@require_http_methods(["GET", "HEAD"])
+def favicon(request: HttpRequest) -> FileResponse:
+    """Browsers ask every site for /favicon.ico, admin pages included."""
+    from django.contrib.staticfiles import finders
+
+    path = finders.find("favicon.ico")
+    if path is None:
+        raise Http404("No icon.")
+    response = FileResponse(open(path, "rb"), content_type="image/x-icon")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -280,6 +299,7 @@ def study_done(request: HttpRequest, slug: str) -> HttpResponse:
 def _staff_context(request: HttpRequest, study: Study, **extra) -> dict:
     from django.contrib import admin
 
+    invitations = selectors.study_invitations(study=study)
     return (
         admin.site.each_context(request)
         | {
@@ -288,8 +308,14 @@ def _staff_context(request: HttpRequest, study: Study, **extra) -> dict:
             "progress": selectors.study_progress(study=study),
             "phases": list(study.phases.order_by("index")),
             "invite_form": extra.pop("invite_form", None) or InviteForm(),
+            "invitations": invitations,
+            "invitation_counts": {
+                status: sum(row.status == status for row in invitations)
+                for status in ("open", "used", "expired")
+            },
             "report": report.report_page(study=study),
             "revealing": selectors.study_revealing_texts(study=study),
+            "zoom_maps": interactions.zoom_heatmap_cases(study=study),
             "title": study.name,
         }
         | extra
@@ -412,4 +438,17 @@ def staff_study_report_plot(request: HttpRequest, slug: str, plot: str) -> HttpR
     # The page links each plot with the report's build time, so a rebuilt
     # report has new URLs and an old plot can be cached.
     response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@staff_member_required
+def staff_study_heatmap(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    """Where readers looked while zoomed in on one case's image."""
+    case = get_object_or_404(
+        Case.objects.select_related("image"), study__slug=slug, number=number
+    )
+    response = HttpResponse(
+        interactions.zoom_heatmap_png(case=case), content_type="image/png"
+    )
+    response["Cache-Control"] = "private, no-cache"
     return response
