@@ -199,7 +199,9 @@ AXES_CLIENT_IP_CALLABLE = "turingtest.client_address.client_address"
 # Mail (invitations, password resets): EMAIL_URL such as
 # smtp+tls://user:password@smtp.example.org:587; the console by default.
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
-DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="turingtest <noreply@localhost>")
+DEFAULT_FROM_EMAIL = env(
+    "DEFAULT_FROM_EMAIL", default="Reader studies <noreply@localhost>"
+)
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 SESSION_COOKIE_HTTPONLY = True

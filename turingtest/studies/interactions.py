@@ -153,7 +153,7 @@ def interaction_rows(study: Study) -> Iterator[dict]:
             "phase": j.session.phase.kind,
             "position": j.position + 1,  # 1-based, as in judgments.csv
             "case": j.case.number,
-            "image": j.case.image.token,
+            "image": j.case.token,
             "first_input_ms": log.get("first_input_ms"),
             "answer_ms": log.get("answer_ms"),
         }
