@@ -22,7 +22,7 @@
   let interstitial = false;
 
   // Zoom, pan, window/level and invert live in viewer.js, which follows #image.
-  const imageViewer = window.TuringViewer || { key: () => false };
+  const imageViewer = window.ReadingViewer || { key: () => false };
 
   // --- talking to the server ------------------------------------------------
   function csrfToken() {

@@ -4,7 +4,7 @@
 // It watches <img id="image"> (which reader.js points at each case's URL) and
 // draws that image's pixels into <canvas id="view">; it knows nothing about
 // questions or answers. reader.js hands it the keys it does not use itself
-// through TuringViewer.key(event).
+// through ReadingViewer.key(event).
 //
 // Window/level follows DICOM PS3.3 C.11.2.1.2 (the linear VOI LUT function):
 //   y = 0                                  if x <= c - 0.5 - (w - 1) / 2
@@ -53,7 +53,7 @@
 
   // --- interaction log: what the reader did with the current image ----------
   // Compact events [ms since image shown, kind, ...numbers]; the answer form
-  // may read it with TuringViewer.log() and send it along with the answer.
+  // may read it with ReadingViewer.log() and send it along with the answer.
   let log = { started: performance.now(), firstInput: null, events: [] };
   let lastViewportAt = -1e9;
 
@@ -454,7 +454,7 @@
     }
   }
 
-  window.TuringViewer = {
+  window.ReadingViewer = {
     key,
     // What the reader did with the image now shown; see note() above.
     log() {
