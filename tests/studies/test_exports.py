@@ -143,14 +143,15 @@ def _formula_like(cell: str) -> bool:
 def test_no_exported_csv_cell_runs_as_a_formula(
     study, make_reader, staff_client, tmp_path, make_image
 ):
-    from turingtest.studies.models import Generator, Image
+    from turingtest.studies.models import Case, Generator, Image
 
     for n, formula in enumerate(FORMULAS):
         make_reader(study, subspecialty=formula, email=f"f{n}@example.org")
-    # A file name from an import lands in the images' origin; an image token
-    # is URL-safe base64 and may start with "-".
-    first = study.cases.order_by("number").first().image_id
-    Image.objects.filter(pk=first).update(origin=FORMULAS[0], token="-A1-A2" + "x" * 16)
+    # A file name from an import lands in the images' origin; a case token
+    # (the exports' image column) is URL-safe base64 and may start with "-".
+    first = study.cases.order_by("number").first()
+    Image.objects.filter(pk=first.image_id).update(origin=FORMULAS[0])
+    Case.objects.filter(pk=first.pk).update(token="-A1-A2" + "x" * 16)
 
     response = staff_client.get(f"/staff/studies/{study.slug}/results.zip")
     archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
