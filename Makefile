@@ -5,6 +5,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
 
 .PHONY: install demo test lint bench clean
 
@@ -16,8 +18,10 @@ $(STAMP): requirements.txt requirements-test.txt
 
 install: $(STAMP)
 
+# exec: the shell gives way to the demo, so the SIGTERM make passes on to its
+# child reaches the demo, which then stops its Celery worker as well.
 demo: install
-	$(BIN)/python manage.py demo $(if $(DATA),--data "$(DATA)",) $(if $(TRAIN_MINUTES),--train-minutes $(TRAIN_MINUTES),)
+	exec $(BIN)/python manage.py demo --addr $(HOST):$(PORT) $(if $(DATA),--data "$(DATA)",) $(if $(TRAIN_MINUTES),--train-minutes $(TRAIN_MINUTES),)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,5 +1,7 @@
 """Shared fixtures: a media folder per test, an image pool, studies and readers."""
 
+import uuid
+
 import pytest
 from django.test import Client
 
@@ -9,6 +11,18 @@ from turingtest.studies.models import Study
 pytest_plugins = ["tests.browser"]
 
 PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(settings):
+    """A cache of the test's own: counts such as invitation guesses per address
+    would otherwise carry over from test to test (and run to run) in var/cache."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"test-{uuid.uuid4().hex}",
+        }
+    }
 
 
 @pytest.fixture
@@ -146,15 +160,12 @@ class ReaderAPI:
         )
 
     def answer(self, step: dict, confidence=None, kl_grade=None):
-        phase = step["phase"]
-        body = {
-            "stage": step["stage"],
-            "position": step["position"],
-            "confidence": (confidence or 2) if phase["asks_realism"] else None,
-            "kl_grade": (1 if kl_grade is None else kl_grade)
-            if phase["asks_grade"]
-            else None,
-        }
+        asked = {q["field"] for q in step["phase"]["questions"]}
+        body = {"stage": step["stage"], "position": step["position"]}
+        if "confidence" in asked:
+            body["confidence"] = confidence or 2
+        if "kl_grade" in asked:
+            body["kl_grade"] = 1 if kl_grade is None else kl_grade
         return self.post("answers", body)
 
     def answer_all(self, limit: int = 1000) -> list[dict]:

@@ -233,6 +233,9 @@ def _study(opts: DemoOptions) -> Study:
     study = services.study_create(
         slug=DEMO_SLUG,
         name="Knee radiographs: real or synthetic? (demo)",
+        # Readers grade first without being told some images are synthetic:
+        # the title they see must not say so either.
+        reader_title="Knee radiograph reading study (demo)",
         phases=("grading", "detection"),
         practice_count=opts.practice,
         show_score=True,

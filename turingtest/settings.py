@@ -166,16 +166,43 @@ TURINGTEST = {
     "MAX_UPLOAD_BYTES": env.int(
         "TURINGTEST_MAX_UPLOAD_BYTES", default=512 * 1024 * 1024
     ),
+    # Larger images are refused from their header. Decoding one costs about
+    # 13 bytes a pixel at its peak: some 520 MB of a worker at this limit.
+    "MAX_IMAGE_PIXELS": env.int("TURINGTEST_MAX_IMAGE_PIXELS", default=40_000_000),
+    # Guessing invitation links: free tries per client address, then a wait
+    # that doubles with each wrong link (see turingtest/studies/throttle.py).
+    "INVITATION_GUESSES_FREE": env.int("TURINGTEST_INVITATION_GUESSES_FREE", 10),
+    "INVITATION_GUESS_BACKOFF_SECONDS": env.float(
+        "TURINGTEST_INVITATION_GUESS_BACKOFF_SECONDS", 1.0
+    ),
+    "INVITATION_GUESS_BACKOFF_MAX_SECONDS": env.float(
+        "TURINGTEST_INVITATION_GUESS_BACKOFF_MAX_SECONDS", 900.0
+    ),
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
-# Guessing passwords or invitations: lock out after repeated failures.
+# Reverse proxies whose X-Forwarded-For is believed (addresses or networks).
+# nginx on the same host, as docs/deploy.md sets it up, is 127.0.0.1 / ::1.
+# Everyone else's header is ignored; see turingtest/client_address.py.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=["127.0.0.1", "::1"])
+
+# Guessing passwords: after repeated failures, lock that account out from
+# that client address only (so a guesser elsewhere cannot lock its owner out).
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
 AXES_COOLOFF_TIME = 1  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_CLIENT_IP_CALLABLE = "turingtest.client_address.client_address"
+
+# Mail (invitations, password resets): EMAIL_URL such as
+# smtp+tls://user:password@smtp.example.org:587; the console by default.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env(
+    "DEFAULT_FROM_EMAIL", default="Reader studies <noreply@localhost>"
+)
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the reader viewer reads it to send X-CSRFToken

@@ -41,6 +41,11 @@ staff_patterns = [
         name="staff-study-report-build",
     ),
     path(
+        "studies/<slug:slug>/heatmaps/<int:number>.png",
+        views.staff_study_heatmap,
+        name="staff-study-heatmap",
+    ),
+    path(
         "studies/<slug:slug>/report/<slug:plot>.png",
         views.staff_study_report_plot,
         name="staff-study-report-plot",
@@ -49,9 +54,38 @@ staff_patterns = [
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Django's password reset: the same page whether or not the address has an
+    # account; the mail goes through EMAIL_URL.
+    path(
+        "accounts/password-reset/",
+        auth_views.PasswordResetView.as_view(),
+        name="password_reset",
+    ),
+    path(
+        "accounts/password-reset/sent/",
+        auth_views.PasswordResetDoneView.as_view(),
+        name="password_reset_done",
+    ),
+    path(
+        "accounts/reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "accounts/reset/done/",
+        auth_views.PasswordResetCompleteView.as_view(),
+        name="password_reset_complete",
+    ),
     path("invite/<str:token>/", views.invitation, name="invitation"),
+    path("accounts/signup/sent/", views.signup_sent, name="signup-sent"),
+    path(
+        "accounts/signup/confirm/<str:signed>/",
+        views.signup_confirm,
+        name="signup-confirm",
+    ),
     path("s/<slug:slug>/", views.study_home, name="study-home"),
     path("s/<slug:slug>/read/", views.study_read, name="study-read"),
     path("s/<slug:slug>/done/", views.study_done, name="study-done"),

@@ -8,69 +8,21 @@
   const api = viewer.dataset.api;
   const $ = (id) => document.getElementById(id);
   const img = $("image");
-  const canvas = $("canvas");
 
   let step = null; // the server's current step
-  let rating = null; // 1..6 on the detection scale
-  let grade = null; // 0..4
-  let focus = "realism"; // which question digit keys answer in a combined phase
+  // The phase's questions come from the server, each naming its answer field;
+  // this page knows no question of its own.
+  let questions = [];
+  let chosen = {}; // answer field -> chosen value
+  let focus = 0; // index of the question digit keys answer when there are two
   let busy = false;
   let pendingFeedback = null; // practice feedback waiting for Enter
   let review = null; // {position} while revisiting an earlier answer
   let lastStage = null;
   let interstitial = false;
 
-  // --- view: zoom, pan, window/level, invert --------------------------------
-  const view = { scale: 1, x: 0, y: 0, brightness: 1, contrast: 1, invert: false };
-
-  function applyView() {
-    img.style.transform = `translate(${view.x}px, ${view.y}px) scale(${view.scale})`;
-    img.style.filter =
-      `brightness(${view.brightness.toFixed(3)}) contrast(${view.contrast.toFixed(3)})` +
-      (view.invert ? " invert(1)" : "");
-  }
-
-  function resetView() {
-    Object.assign(view, { scale: 1, x: 0, y: 0, brightness: 1, contrast: 1, invert: false });
-    applyView();
-  }
-
-  function zoom(factor) {
-    view.scale = Math.min(8, Math.max(0.5, view.scale * factor));
-    applyView();
-  }
-
-  canvas.addEventListener("wheel", (e) => {
-    e.preventDefault();
-    zoom(e.deltaY < 0 ? 1.15 : 1 / 1.15);
-  }, { passive: false });
-
-  let drag = null;
-  canvas.addEventListener("contextmenu", (e) => e.preventDefault());
-  canvas.addEventListener("pointerdown", (e) => {
-    drag = { button: e.button, x: e.clientX, y: e.clientY };
-    canvas.setPointerCapture(e.pointerId);
-  });
-  canvas.addEventListener("pointermove", (e) => {
-    if (!drag) return;
-    const dx = e.clientX - drag.x;
-    const dy = e.clientY - drag.y;
-    drag.x = e.clientX;
-    drag.y = e.clientY;
-    if (drag.button === 2) {
-      view.contrast = Math.max(0.2, Math.min(5, view.contrast * (1 + dx / 200)));
-      view.brightness = Math.max(0.2, Math.min(5, view.brightness * (1 - dy / 200)));
-    } else {
-      view.x += dx;
-      view.y += dy;
-    }
-    applyView();
-  });
-  canvas.addEventListener("pointerup", () => { drag = null; });
-  $("zoom-in").addEventListener("click", () => zoom(1.25));
-  $("zoom-out").addEventListener("click", () => zoom(0.8));
-  $("invert").addEventListener("click", () => { view.invert = !view.invert; applyView(); });
-  $("reset").addEventListener("click", resetView);
+  // Zoom, pan, window/level and invert live in viewer.js, which follows #image.
+  const imageViewer = window.ReadingViewer || { key: () => false };
 
   // --- talking to the server ------------------------------------------------
   function csrfToken() {
@@ -105,31 +57,54 @@
   }
 
   // --- rendering a step -----------------------------------------------------
-  function buildScale(phase) {
-    const box = $("scale");
+  function buildQuestions(phase) {
+    const box = $("questions");
     box.replaceChildren();
-    $("q-realism-title").textContent = phase.question || "";
-    for (const [value, label] of phase.scale || []) {
-      const b = document.createElement("button");
-      b.type = "button";
-      b.dataset.confidence = String(value);
-      const k = document.createElement("kbd");
-      k.textContent = String(value);
-      b.append(k, " " + label);
-      b.addEventListener("click", () => choose("confidence", value));
-      box.append(b);
-    }
+    questions = phase.questions || [];
+    questions.forEach((q, index) => {
+      const section = document.createElement("section");
+      section.className = "question";
+      section.dataset.field = q.field;
+      const h = document.createElement("h3");
+      h.textContent = q.title;
+      const list = document.createElement("div");
+      // Labelled choices stack; bare digits sit in a row.
+      const labelled = q.choices.some(([, label]) => label);
+      list.className = labelled ? "scale" : "grades";
+      for (const [value, label, description] of q.choices) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.dataset.value = String(value);
+        if (description) b.title = description;
+        const k = document.createElement("kbd");
+        k.textContent = String(value);
+        b.append(k);
+        if (label) b.append(" " + label);
+        b.addEventListener("click", () => choose(index, value));
+        list.append(b);
+      }
+      section.append(h, list);
+      if (q.hint) {
+        const hint = document.createElement("p");
+        hint.className = "hint";
+        hint.textContent = q.hint;
+        section.append(hint);
+      }
+      box.append(section);
+    });
   }
 
   function stageKey(s) { return s.phase ? `${s.stage}` : null; }
 
   function showStep(s) {
+    // A step that only redirects (the last answer given) has no phase: forget
+    // the old step so nothing reads a phase from it while the page navigates.
+    if (s.redirect) { step = null; window.location.assign(s.redirect); return; }
     step = s;
-    if (s.redirect) { window.location.assign(s.redirect); return; }
     const key = stageKey(s);
     if (key !== lastStage) {
       lastStage = key;
-      buildScale(s.phase);
+      buildQuestions(s.phase);
       // A stage's introduction comes at its start, not again on resuming.
       if (s.position === 0) showInterstitial(s);
     }
@@ -137,8 +112,7 @@
     $("phase-label").textContent = phase.practice
       ? "Practice round"
       : `Part ${phase.number} of ${phase.count}`;
-    $("q-realism").hidden = !phase.asks_realism;
-    $("q-grade").hidden = !phase.asks_grade;
+    $("questions").hidden = false;
     const shown = review ? review.position : s.position;
     const done = Math.min(shown + 1, s.total);
     $("progress-text").textContent = `${done} / ${s.total}`;
@@ -148,22 +122,18 @@
     $("finish").hidden = !s.review;
     if (s.review && !review) {
       img.removeAttribute("src");
-      $("q-realism").hidden = true;
-      $("q-grade").hidden = true;
+      $("questions").hidden = true;
       $("confirm").hidden = true;
       say("All cases answered. Review earlier answers, or finish this part.");
       return;
     }
     $("confirm").hidden = false;
     const src = review ? review.image : s.image;
-    if (img.getAttribute("src") !== src) {
-      resetView();
-      img.src = src;
-    }
+    if (img.getAttribute("src") !== src) img.src = src;
     if (s.preload && !review) { const p = new Image(); p.src = s.preload; }
-    rating = review ? review.confidence : null;
-    grade = review ? review.kl_grade : null;
-    focus = phase.asks_realism ? "realism" : "grade";
+    chosen = {};
+    if (review) for (const q of questions) chosen[q.field] = review[q.field];
+    focus = 0;
     refreshChoices();
   }
 
@@ -187,36 +157,26 @@
   $("inter-go").addEventListener("click", closeInterstitial);
 
   function complete() {
-    const p = step.phase;
-    return (!p.asks_realism || rating !== null) && (!p.asks_grade || grade !== null);
+    return questions.every((q) => chosen[q.field] !== undefined && chosen[q.field] !== null);
   }
 
   function refreshChoices() {
-    document.querySelectorAll("[data-confidence]").forEach((b) => {
-      b.classList.toggle("chosen", Number(b.dataset.confidence) === rating);
+    document.querySelectorAll("#questions .question").forEach((section, index) => {
+      const value = chosen[section.dataset.field];
+      section.querySelectorAll("[data-value]").forEach((b) => {
+        b.classList.toggle("chosen", Number(b.dataset.value) === value);
+      });
+      section.classList.toggle("active", questions.length > 1 && focus === index);
     });
-    document.querySelectorAll("[data-grade]").forEach((b) => {
-      b.classList.toggle("chosen", Number(b.dataset.grade) === grade);
-    });
-    const combined = step && step.phase.asks_realism && step.phase.asks_grade;
-    $("q-realism").classList.toggle("active", combined && focus === "realism");
-    $("q-grade").classList.toggle("active", combined && focus === "grade");
     $("confirm").disabled = busy || !step || !complete();
   }
 
-  function choose(what, value) {
+  function choose(index, value) {
     if (busy || pendingFeedback || interstitial) return;
-    if (what === "confidence") {
-      rating = value;
-      if (step.phase.asks_grade) focus = "grade";
-    } else {
-      grade = value;
-    }
+    chosen[questions[index].field] = value;
+    if (index + 1 < questions.length) focus = index + 1;
     refreshChoices();
   }
-  document.querySelectorAll("[data-grade]").forEach((b) => {
-    b.addEventListener("click", () => choose("grade", Number(b.dataset.grade)));
-  });
 
   // --- answering ------------------------------------------------------------
   async function confirm() {
@@ -227,9 +187,8 @@
     const body = {
       stage: step.stage,
       position: review ? review.position : step.position,
-      confidence: step.phase.asks_realism ? rating : null,
-      kl_grade: step.phase.asks_grade ? grade : null,
     };
+    for (const q of questions) body[q.field] = chosen[q.field];
     try {
       if (review) {
         await call("POST", "/revisions", body);
@@ -239,6 +198,8 @@
         else showStep(await call("GET", "/next"));
         say("Changed.");
       } else {
+        // What the reader did with the image rides along with the answer.
+        if (imageViewer.log) body.interaction = imageViewer.log();
         const res = await call("POST", "/answers", body);
         say("");
         if (res.feedback) {
@@ -314,34 +275,23 @@
       return;
     }
     if (interstitial || pendingFeedback || !step) return;
-    const p = step.phase;
     if (/^[0-9]$/.test(k)) {
       const n = Number(k);
-      const realismKeys = p.asks_realism && n >= 1 && n <= 6;
-      const gradeKeys = p.asks_grade && n <= 4;
-      if (realismKeys && (!p.asks_grade || focus === "realism")) choose("confidence", n);
-      else if (gradeKeys && (!p.asks_realism || focus === "grade")) choose("grade", n);
+      const q = questions[focus];
+      if (q && q.choices.some(([value]) => value === n)) choose(focus, n);
       e.preventDefault();
       return;
     }
     switch (k.toLowerCase()) {
       case "tab":
-        if (p.asks_realism && p.asks_grade) {
+        if (questions.length > 1) {
           e.preventDefault();
-          focus = focus === "realism" ? "grade" : "realism";
+          focus = (focus + 1) % questions.length;
           refreshChoices();
         }
         break;
-      case "+": case "=": zoom(1.25); break;
-      case "-": zoom(0.8); break;
-      case "i": view.invert = !view.invert; applyView(); break;
-      case "r": resetView(); break;
-      case "w": view.brightness = Math.min(5, view.brightness * 1.1); applyView(); break;
-      case "s": view.brightness = Math.max(0.2, view.brightness / 1.1); applyView(); break;
-      case "d": view.contrast = Math.min(5, view.contrast * 1.1); applyView(); break;
-      case "a": view.contrast = Math.max(0.2, view.contrast / 1.1); applyView(); break;
       case "b": if (step.can_revise) $("back").click(); break;
-      default: break;
+      default: if (imageViewer.key(e)) e.preventDefault(); break;
     }
   });
 

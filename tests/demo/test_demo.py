@@ -3,9 +3,13 @@
 import csv
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -54,6 +58,19 @@ def test_demo_builds_a_study_with_generated_images_and_answers(tmp_path):
     assert len(links) == 3
     assert (workdir / "runs" / "demo" / "checkpoint.pt").exists()
 
+    # Readers grade blind first: the title they see does not name the design.
+    import sqlite3
+
+    from turingtest.domain.wording import revealing_words
+
+    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+        ((title, name, status),) = db.execute(
+            "SELECT reader_title, name, status FROM studies_study "
+            "WHERE slug = 'demo-knee'"
+        ).fetchall()
+    assert revealing_words(name) and not revealing_words(title)
+    assert status == "open"
+
     out = tmp_path / "results"
     assert (
         _manage(env, "export_results", "demo-knee", "--out", str(out)).returncode == 0
@@ -78,3 +95,69 @@ def test_demo_builds_a_study_with_generated_images_and_answers(tmp_path):
     assert [
         line.strip() for line in again.stdout.splitlines() if "/invite/" in line
     ] == links
+
+    # Serving: SIGTERM (what `make` passes on) and SIGINT (Ctrl-C) each stop
+    # the web server and the Celery worker beside it.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        _serve_then_stop(env, args[2:], sig)  # without "--no-serve"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def _serve_then_stop(env: dict, args: tuple, sig: int) -> None:
+    port = _free_port()
+    demo = subprocess.Popen(
+        [sys.executable, "manage.py", "demo", "--addr", f"127.0.0.1:{port}", *args],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # so the signal reaches the demo alone
+    )
+    try:
+        for line in demo.stdout:
+            if "stops the web server and the worker" in line:
+                break
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/favicon.ico"
+                ) as r:
+                    assert r.status == 200
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError(f"nothing answers on port {port}")
+        workers = _children(demo.pid)
+        if not Path(f"/proc/{demo.pid}").exists():
+            pytest.skip("no /proc to find the worker in")
+        assert workers, "the demo runs no worker"
+        demo.send_signal(sig)
+        assert demo.wait(timeout=60) == 0, sig
+        for _ in range(100):
+            if not any(_alive(pid) for pid in workers):
+                break
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers), f"worker left after {sig!r}"
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)

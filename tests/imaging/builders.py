@@ -86,6 +86,33 @@ def png_bomb(side: int = 8000) -> bytes:
     )
 
 
+def png_rgba_large(side: int = 6000) -> bytes:
+    """A valid side×side colour RGBA PNG of a few hundred KB, built without
+    holding its pixels: one row of coloured stripes, the others "same as
+    the row above" (PNG filter 2), so it compresses to almost nothing."""
+    x = np.arange(side)
+    first = np.stack(
+        [x % 256, (3 * x) % 256, (255 - x) % 256, np.full(side, 255)], axis=1
+    ).astype(np.uint8)
+    comp = zlib.compressobj(9)
+    parts = [comp.compress(b"\x00" + first.tobytes())]
+    up = b"\x02" + bytes(4 * side)
+    parts += [comp.compress(up) for _ in range(side - 1)]
+    idat = b"".join(parts) + comp.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 6, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
+
+
 def dicom_dataset(
     arr: np.ndarray | None,
     *,

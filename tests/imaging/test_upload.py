@@ -165,3 +165,80 @@ def test_a_failing_upload_takes_back_what_it_imported(
     assert Image.objects.count() == 0
     assert pool_check().ok
     assert not any(upload_tmp.iterdir())
+
+
+MEMORY_PROBE = """
+import json, resource, sys
+from turingtest.imaging.canonical import CanonicalSpec, canonicalise
+from turingtest.imaging.decode import Limits, decode
+from tests.imaging import builders
+
+small = builders.png(builders.picture(1))
+canonicalise(decode(small, limits=Limits()).pixels, CanonicalSpec())  # warm up
+data = open(sys.argv[1], "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+decoded = decode(data, limits=Limits())
+canon = canonicalise(decoded.pixels, CanonicalSpec())
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"grew_kib": after - before, "notes": decoded.notes,
+                  "size": [canon.width, canon.height]}))
+"""
+
+
+def test_a_small_file_with_huge_dimensions_has_bounded_memory(tmp_path):
+    """A 6000×6000 colour PNG of a few hundred KB: decoding and canonicalising
+    it must cost a bounded number of bytes a pixel, not the 40+ of float64
+    colour channels (it once took a worker from 245 MB to 1.77 GB)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    side = 6000
+    path = tmp_path / "huge.png"
+    path.write_bytes(builders.png_rgba_large(side))
+    assert path.stat().st_size < 400_000
+    root = Path(__file__).resolve().parents[2]
+    # A fresh process: its peak resident size is this image's and nothing else's.
+    result = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, str(path)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["size"] == [224, 224]
+    assert "colour converted to gray (BT.601 luma)" in seen["notes"]
+    bytes_per_pixel = seen["grew_kib"] * 1024 / side**2
+    # The decoded RGBA image (4), the gray float64 result (8), and bands.
+    assert bytes_per_pixel < 16, f"{bytes_per_pixel:.1f} bytes a pixel"
+
+
+@pytest.mark.parametrize("grade", ["", "2"])
+@pytest.mark.parametrize("keep", [0.3, 0.9, 0.999])
+def test_a_truncated_zip_is_reported_as_a_damaged_archive(
+    staff_client, media, upload_tmp, grade, keep
+):
+    whole = zip_upload(
+        "set.zip", {f"1/{n}.png": builders.png(builders.picture(n)) for n in range(4)}
+    ).read()
+    cut = SimpleUploadedFile("set.zip", whole[: int(len(whole) * keep)])
+    response = staff_client.post(
+        reverse("imaging:upload"), {"files": [cut], "source": "real", "grade": grade}
+    )
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "set.zip is a damaged archive" in html and "nothing was imported" in html
+    assert "0 imported" not in html and "Choose a KL grade" not in html
+    assert Image.objects.count() == 0 and not any(upload_tmp.iterdir())
+
+
+def test_an_upload_with_no_images_says_so(staff_client, media, upload_tmp):
+    empty = zip_upload("notes.zip", {"README.txt": b"nothing here"})
+    response = staff_client.post(
+        reverse("imaging:upload"), {"files": [empty], "source": "real"}
+    )
+    assert response.status_code == 400
+    assert b"holds no image files" in response.content

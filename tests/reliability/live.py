@@ -483,12 +483,12 @@ class HttpReader:
 
 def answer_body(step: dict, choice: int) -> dict:
     """An answer to ``step``; ``choice`` picks the rating and grade."""
-    phase = step["phase"]
+    asked = {q["field"] for q in step["phase"]["questions"]}
     return {
         "stage": step["stage"],
         "position": step["position"],
-        "confidence": 1 + choice % 6 if phase["asks_realism"] else None,
-        "kl_grade": choice % 5 if phase["asks_grade"] else None,
+        "confidence": 1 + choice % 6 if "confidence" in asked else None,
+        "kl_grade": choice % 5 if "kl_grade" in asked else None,
     }
 
 

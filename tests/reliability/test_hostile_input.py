@@ -261,10 +261,10 @@ def test_every_endpoint_refuses_the_wrong_method_and_changes_nothing(hostile):
     assert snapshot() == before
 
 
-def test_the_schema_lists_every_reader_endpoint(client):
+def test_the_schema_lists_every_reader_endpoint(staff_client):
     from django.urls import get_resolver
 
-    schema = client.get("/api/v1/schema").json()
+    schema = staff_client.get("/api/v1/schema").json()
     documented = set(schema["paths"])
     api = get_resolver().url_patterns
     routes = [
@@ -455,3 +455,51 @@ def test_a_database_failure_mid_upload_leaves_nothing(staff_client, media, uploa
     assert response.status_code >= 400
     assert len(inserts) == 3
     assert_nothing_left(media, upload_tmp)
+
+
+# --- study instructions -------------------------------------------------------
+
+HOSTILE_INSTRUCTIONS = """\
+Grade each image. Questions: [write to us](mailto:study@example.org) or see
+[the protocol](https://example.org/protocol).
+
+[Continue](https://evil.example/phish)
+{: style="position:fixed;top:0;left:0;width:100%;height:100%;z-index:9" }
+
+[one](javascript:alert(1)) [two](JaVaScRiPt:alert(1)) [three](data:text/html,x)
+[four](vbscript:x) [five](//evil.example/) [six](/accounts/logout/)
+<script>alert(1)</script><a href="javascript:alert(1)" onclick="x">raw</a>
+<div style="position:fixed">raw block</div>
+![pixel](https://evil.example/track.png)
+"""
+
+
+def test_study_instructions_cannot_style_the_page_or_link_to_scripts(
+    make_study, make_reader
+):
+    import re
+
+    study = make_study(slug="instructed", instructions=HOSTILE_INSTRUCTIONS)
+    reader = Client()
+    reader.force_login(make_reader(study).reader.user)
+    response = reader.get(f"/s/{study.slug}/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    start = html.index("Grade each image.")
+    # The instructions, up to the consent form that follows them.
+    part = html[html.rindex("<", 0, start) : html.index("<form", start)]
+    # Escaped text may show the attack as words; only real tags matter.
+    tags = re.findall(r"<\s*([a-zA-Z0-9]+)([^>]*)>", part)
+    assert tags, part
+    hrefs = []
+    for name, attributes in tags:
+        assert name.lower() not in {"script", "img", "div", "style", "iframe"}, name
+        for attr, value in re.findall(r'([\w-]+)="([^"]*)"', attributes):
+            assert attr in {"href", "rel", "title"}, (name, attributes)
+            if attr == "href":
+                hrefs.append(value)
+    assert hrefs == [
+        "mailto:study@example.org",
+        "https://example.org/protocol",
+        "https://evil.example/phish",
+    ]

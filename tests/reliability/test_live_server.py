@@ -5,12 +5,14 @@ without signing in again, the answer in flight when the server died is sent
 again, and at the end every answer the server acknowledged is stored once.
 """
 
+import hashlib
 import http.client
 import json
 import signal
 import socket
 import threading
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -221,3 +223,79 @@ def test_an_oversize_upload_is_refused_before_its_body_arrives(stack):
     assert seconds < 10
     assert stack.query("SELECT count(*) FROM studies_image")[0][0] == images
     assert not any((stack.base / "tmp").iterdir())
+
+
+# --- two studies sharing one pool, seen by a reader of both ----------------------
+
+
+@pytest.fixture(scope="module")
+def shared_pool(tmp_path_factory):
+    """Production settings; study B opened first with a large practice round,
+    then study A drawn from the same pool; one invitation to A left over."""
+    s = LiveStack(
+        tmp_path_factory.mktemp("pool"), name="test_live_pool", production=True
+    )
+    try:
+        s.setup()
+        s.info_b = s.seed(slug="bstudy", readers=1, per_grade=1, practice=5)
+        s.info_a = s.seed(slug="astudy", readers=0, per_grade=1, practice=2)
+        link = s.manage("invite_readers", "astudy", "--count", "1")
+        s.invitation = urlsplit(link.strip().splitlines()[-1]).path
+        s.start(workers=1, threads=2)
+        yield s
+    finally:
+        s.close()
+
+
+def walk(reader: HttpReader, slug: str) -> dict:
+    """Read a study to the end; what the reader received, by what they can tell."""
+    seen = {"told": set(), "main": set(), "urls": set(), "grading": []}
+    reader.consent(slug)
+    page = reader.read_page(slug)
+    assert page.status == 200
+    seen["grading"].append(page.body.decode())
+    step = reader.next(slug).json()
+    while "redirect" not in step:
+        image = reader.image(step["image"])
+        assert image.status == 200
+        digest = hashlib.sha256(image.body).hexdigest()
+        seen["urls"] |= {step["image"], step.get("preload", step["image"])}
+        _, reply = reader.answer(slug, step, choice=step["position"] + 1)
+        assert reply.status == 201, reply.body[:300]
+        if step["stage"] == "practice":
+            # Practice images are real, and the feedback gives the reference.
+            assert "reference_kl" in reply.json()["feedback"]
+            seen["told"].add(digest)
+        else:
+            seen["main"].add(digest)
+        if step["stage"] in ("practice", 1):
+            seen["grading"] += [json.dumps(step), reply.body.decode()]
+        step = reply.json()["next"]
+    return seen
+
+
+def test_nothing_a_reader_gets_in_one_study_tells_the_truth_of_another(shared_pool):
+    s = shared_pool
+    reader = HttpReader(s)
+    reader.login(s.info_b["readers"][0])
+    in_b = walk(reader, "bstudy")
+    assert len(in_b["told"]) == 5
+
+    # The same reader joins A with an invitation, and reads it too.
+    assert reader.request("GET", s.invitation).status == 200
+    assert reader.form(s.invitation, {}).status == 302
+    in_a = walk(reader, "astudy")
+
+    # No main case of A is an image B showed with its truth, and no URL of
+    # one study names an image of the other.
+    assert not in_a["main"] & in_b["told"]
+    assert not in_a["urls"] & in_b["urls"]
+    assert in_a["main"] & in_b["main"]  # the studies do share their pool
+    # Nor does A's blind grading hint at the second question.
+    schema = reader.request("GET", "/api/v1/schema")
+    assert schema.status == 404 and b"synthetic" not in schema.body
+    for text in in_a["grading"][:-1]:  # the last reply brings phase 2
+        lowered = text.lower()
+        for trace in ("synthetic", "realism", "confidence", "turing", "study astudy"):
+            assert trace not in lowered, trace
+    assert "Traceback" not in s.log_path.read_text()

@@ -40,6 +40,8 @@ def test_an_open_studys_protocol_is_read_only_in_the_admin(study, staff_client):
         "practice_count": "0",
         "instructions": "Grade generously.",
         "consent_text": "Changed.",
+        # Opening checked the readers' texts; they cannot change afterwards.
+        "reader_title": "Real or synthetic?",
         "slug": "other",
         "phases-TOTAL_FORMS": "1",
         "phases-INITIAL_FORMS": "0",
@@ -50,7 +52,14 @@ def test_an_open_studys_protocol_is_read_only_in_the_admin(study, staff_client):
     assert response.status_code == 302
     after = Study.objects.get(pk=study.pk)
     assert after.name == "Renamed"
-    for field in ("slug", "seed", "edit_policy", "practice_count", "instructions"):
+    for field in (
+        "slug",
+        "seed",
+        "edit_policy",
+        "practice_count",
+        "instructions",
+        "reader_title",
+    ):
         assert getattr(after, field) == getattr(before, field), field
     assert after.consent_text == before.consent_text
     assert list(study.phases.values_list("index", "kind")) == phases
@@ -123,3 +132,27 @@ def test_the_truth_of_an_image_in_an_open_study_is_read_only(study, staff_client
     staff_client.post(url, form | {"source": "synthetic", "kl_grade": "4"})
     after = Image.objects.get(pk=image.pk)
     assert (after.source, after.kl_grade) == (image.source, image.kl_grade)
+
+
+def test_the_staff_page_opens_a_revealing_study_only_with_the_recorded_override(
+    make_study, staff_client
+):
+    study = make_study(slug="revealing", open=False)
+    study.instructions = "Half of the images come from a GAN."
+    study.save()
+    url = f"/staff/studies/{study.slug}/"
+    page = staff_client.get(url).content.decode()
+    assert "Readers would see GAN (instructions)" in page
+    refused = staff_client.post(f"{url}status", {"action": "open"}, follow=True)
+    assert "readers would see words" in refused.content.decode()
+    assert Study.objects.get(pk=study.pk).status == Study.Status.DRAFT
+    staff_client.post(
+        f"{url}status", {"action": "open", "allow_revealing_words": "1"}, follow=True
+    )
+    study.refresh_from_db()
+    assert study.status == Study.Status.OPEN
+    assert study.revealing_words_allowed == "instructions: GAN"
+    assert study.revealing_words_allowed_by.username == "staff@example.org"
+    assert "revealing words allowed by staff@example.org" in (
+        staff_client.get(url).content.decode()
+    )

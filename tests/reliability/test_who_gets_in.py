@@ -8,6 +8,7 @@ import secrets
 import string
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -57,13 +58,12 @@ def test_invitation_links_cannot_be_guessed(study):
     assert not stored & set(tokens) and all(len(h) == 64 for h in stored)
 
 
-def test_wrong_used_expired_and_closed_links_look_the_same(study, make_study, client):
+def test_wrong_used_expired_and_closed_links_look_the_same(
+    study, make_study, client, django_capture_on_commit_callbacks
+):
     fresh = lambda s=study: services.invitations_create(study=s)[0]  # noqa: E731
     used_inv, used = fresh()
-    assert (
-        client.post(f"/invite/{used}/", signup_form("a@example.org")).status_code == 302
-    )
-    client.logout()
+    sign_up_by_mail(used, "a@example.org", django_capture_on_commit_callbacks)
     expired_inv, expired = fresh()
     Invitation.objects.filter(pk=expired_inv.pk).update(
         expires_at=timezone.now() - timedelta(seconds=1)
@@ -87,13 +87,80 @@ def test_wrong_used_expired_and_closed_links_look_the_same(study, make_study, cl
     assert Invitation.objects.filter(used_at__isnull=False).count() == 1
 
 
-def test_an_invitation_signs_up_exactly_one_reader(study, django_user_model):
+def sign_up_by_mail(token: str, email: str, capture) -> Client:
+    """Sign up through an anonymous link and confirm from the mail, as a reader
+    does. ``capture``: pytest-django's ``django_capture_on_commit_callbacks``,
+    as mails go out when the transaction commits."""
+    from django.core import mail
+
+    client = Client()
+    with capture(execute=True):
+        sent = client.post(f"/invite/{token}/", signup_form(email))
+    assert sent.status_code == 302 and sent["Location"] == "/accounts/signup/sent/"
+    (message,) = [m for m in mail.outbox if m.to == [email.lower()]][-1:]
+    link = re.search(r"https?://[^/\s]+(/accounts/signup/confirm/\S+/)", message.body)
+    assert link, message.body
+    confirmed = client.post(link.group(1), {"password": PASSWORD})
+    assert confirmed.status_code == 302, confirmed.content
+    return client
+
+
+def test_an_invitation_signs_up_exactly_one_reader(
+    study, django_user_model, django_capture_on_commit_callbacks
+):
     _, token = services.invitations_create(study=study)[0]
-    first = Client().post(f"/invite/{token}/", signup_form("one@example.org"))
-    assert first.status_code == 302
+    sign_up_by_mail(token, "one@example.org", django_capture_on_commit_callbacks)
     second = Client().post(f"/invite/{token}/", signup_form("two@example.org"))
     assert second.status_code == 404
     assert not django_user_model.objects.filter(username="two@example.org").exists()
+
+
+def test_signup_does_not_tell_which_addresses_have_accounts(
+    study, enrollment, django_user_model, django_capture_on_commit_callbacks
+):
+    from django.core import mail
+
+    taken = enrollment.reader.user.email
+    (taken_inv, for_taken), (_, for_new) = services.invitations_create(
+        study=study, count=2
+    )
+    answers = []
+    for token, email in ((for_taken, taken.upper()), (for_new, "new@example.org")):
+        client = Client()
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(f"/invite/{token}/", signup_form(email))
+        answers.append((response.status_code, response["Location"]))
+        page = client.get(response["Location"])
+        answers.append((page.status_code, page.content))
+        assert "_auth_user_id" not in client.session
+    # The link holder sees exactly the same thing either way.
+    assert answers[0] == answers[2] and answers[1] == answers[3]
+    assert answers[0] == (302, "/accounts/signup/sent/")
+    # The address's owner is told by mail; nothing about the account changed.
+    (to_owner,) = [m for m in mail.outbox if m.to == [taken]]
+    assert "already has an account" in to_owner.body
+    assert f"/invite/{for_taken}/" in to_owner.body
+    owner = Client()
+    login = {"username": taken, "password": PASSWORD}
+    assert owner.post("/accounts/login/", login).status_code == 302
+    taken_inv.refresh_from_db()
+    assert taken_inv.used_at is None
+    # The new address confirms from its mail, and only then is it a reader.
+    assert not django_user_model.objects.get(username="new@example.org").is_active
+    (to_new,) = [m for m in mail.outbox if m.to == ["new@example.org"]]
+    link = re.search(r"https?://[^/\s]+(/accounts/signup/confirm/\S+/)", to_new.body)
+    reader = Client()
+    assert "Confirm and continue" in reader.get(link.group(1)).content.decode()
+    # The link alone is not enough: the password chosen at sign-up is asked.
+    wrong = reader.post(link.group(1), {"password": "not-the-one-chosen"})
+    assert wrong.status_code == 409
+    assert not django_user_model.objects.get(username="new@example.org").is_active
+    confirmed = reader.post(link.group(1), {"password": PASSWORD})
+    assert confirmed.status_code == 302
+    assert confirmed["Location"] == f"/s/{study.slug}/"
+    assert reader.get(confirmed["Location"]).status_code == 200
+    # The link works once.
+    assert Client().get(link.group(1)).status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -145,16 +212,88 @@ def test_login_locks_out_after_repeated_failures(enrollment):
     assert other.status_code == 200
 
 
-def test_guessing_invitation_links_locks_out(study):
+def behind_nginx(client_ip: str, claimed: str = "") -> Client:
+    """A browser at ``client_ip`` reaching gunicorn through nginx on this host:
+    nginx appends the address it saw to whatever X-Forwarded-For the client sent."""
+    forwarded = f"{claimed}, {client_ip}" if claimed else client_ip
+    return Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=forwarded)
+
+
+def test_password_guessing_locks_that_account_out_only_from_that_address(
+    staff_client, django_user_model
+):
     limit = django_settings.AXES_FAILURE_LIMIT
-    client = Client()
+    owner = django_user_model.objects.get(username="staff@example.org")
+    wrong = {"username": owner.username, "password": "wrong-guess"}
+    attacker = behind_nginx("203.0.113.9")
     for _ in range(limit - 1):
-        assert client.get(f"/invite/{secrets.token_urlsafe(24)}/").status_code == 404
-    assert client.get(f"/invite/{secrets.token_urlsafe(24)}/").status_code == 429
-    # Locked out, a valid link does not work from that address either, so a
-    # lucky guess is not told apart from a wrong one.
+        assert attacker.post("/accounts/login/", wrong).status_code == 200
+    assert attacker.post("/accounts/login/", wrong).status_code == 429
+    right = {"username": owner.username, "password": PASSWORD}
+    assert attacker.post("/accounts/login/", right).status_code == 429
+    # Claiming to be someone else does not help: nginx appends the real address,
+    # and a client that is not a trusted proxy has its header ignored.
+    spoofed = behind_nginx("203.0.113.9", claimed="198.51.100.4")
+    assert spoofed.post("/accounts/login/", right).status_code == 429
+    direct = Client(REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR="198.51.100.4")
+    assert direct.post("/accounts/login/", right).status_code == 429
+    # The owner, through the same nginx from elsewhere, signs in as usual.
+    elsewhere = behind_nginx("198.51.100.4")
+    response = elsewhere.post("/accounts/login/", right)
+    assert response.status_code == 302
+    assert elsewhere.session["_auth_user_id"] == str(owner.pk)
+
+
+def test_guessing_invitation_links_backs_off_instead_of_locking_out(study, settings):
+    settings.TURINGTEST = settings.TURINGTEST | {
+        "INVITATION_GUESSES_FREE": 3,
+        "INVITATION_GUESS_BACKOFF_SECONDS": 1.0,
+    }
+    guesser = behind_nginx("203.0.113.7")
+    guess = lambda: guesser.get(f"/invite/{secrets.token_urlsafe(24)}/")  # noqa: E731
+    for _ in range(4):
+        assert guess().status_code == 404
+    # The fourth wrong link costs a second's wait; during it even a valid link
+    # is not looked at, so a lucky guess is not told apart from a wrong one.
     _, token = services.invitations_create(study=study)[0]
-    assert client.get(f"/invite/{token}/").status_code == 429
+    waiting = guesser.get(f"/invite/{token}/")
+    assert waiting.status_code == 429
+    assert waiting["Retry-After"] == "1"
+    assert "Wait 1 second" in waiting.content.decode()
+    # Readers behind the same proxy are not held up by it.
+    assert behind_nginx("198.51.100.20").get(f"/invite/{token}/").status_code == 200
+    time.sleep(1.1)
+    # No hour-long lockout: after the wait the address may try again ...
+    assert guesser.get(f"/invite/{token}/").status_code == 200
+    # ... and each further wrong link doubles the wait.
+    assert guess().status_code == 404
+    time.sleep(1.2)
+    assert guess().status_code == 429
+    time.sleep(1.0)
+    assert guess().status_code == 404
+    assert int(guess()["Retry-After"]) in (3, 4)  # 4 s, less the time taken
+
+
+def test_used_and_expired_links_are_not_counted_as_guesses(
+    study, settings, django_capture_on_commit_callbacks
+):
+    settings.TURINGTEST = settings.TURINGTEST | {"INVITATION_GUESSES_FREE": 3}
+    (_, used), (expired_inv, expired), (_, fresh) = services.invitations_create(
+        study=study, count=3
+    )
+    sign_up_by_mail(used, "u@example.org", django_capture_on_commit_callbacks)
+    Invitation.objects.filter(pk=expired_inv.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    # A reader behind the proxy clicks old links again and again.
+    reader = behind_nginx("198.51.100.30")
+    for _ in range(12):
+        assert reader.get(f"/invite/{used}/").status_code == 404
+        assert (
+            reader.post(f"/invite/{expired}/", signup_form("e@example.org")).status_code
+            == 404
+        )
+    assert reader.get(f"/invite/{fresh}/").status_code == 200
 
 
 # --- CSRF -------------------------------------------------------------------------
@@ -190,10 +329,9 @@ def _row_counts() -> dict[str, int]:
 def test_every_state_changing_request_needs_the_csrf_token(
     study, enrollment, staff_client
 ):
-    image = study.cases.first().image
     values = {
         "slug": study.slug,
-        "token": image.token,
+        "token": study.cases.first().token,
         "stage": 1,
         "position": 0,
         "object_id": study.pk,
@@ -376,8 +514,8 @@ def test_readers_reach_only_their_studys_images_and_their_own_answers(
         c.force_login(e.reader.user)
         clients.append(c)
     mine, neighbours, theirs = clients
-    own_images = set(study.cases.values_list("image__token", flat=True))
-    foreign = set(other_study.cases.values_list("image__token", flat=True))
+    own_images = set(study.cases.values_list("token", flat=True))
+    foreign = set(other_study.cases.values_list("token", flat=True))
     assert foreign - own_images and own_images - foreign
     for token in foreign - own_images:
         assert mine.get(f"/api/v1/images/{token}").status_code == 404
@@ -400,11 +538,157 @@ def test_readers_reach_only_their_studys_images_and_their_own_answers(
     for client, grade in ((neighbours, 4), (mine, 1)):
         detail = client.get(f"/api/v1/studies/{study.slug}/answers/1/0")
         assert detail.status_code == 200 and detail.json()["kl_grade"] == grade
-    # The reader of another study is refused outright.
-    assert theirs.get(f"/api/v1/studies/{study.slug}/next").status_code == 403
-    assert theirs.get(f"/api/v1/studies/{study.slug}/answers/1/0").status_code == 403
+    # The reader of another study is refused outright, as if it did not exist.
+    assert theirs.get(f"/api/v1/studies/{study.slug}/next").status_code == 404
+    assert theirs.get(f"/api/v1/studies/{study.slug}/answers/1/0").status_code == 404
     refused = ReaderAPI(theirs, study.slug).post(
         "answers", {"stage": "practice", "position": 0, "kl_grade": 1}
     )
-    assert refused.status_code == 403
+    assert refused.status_code == 404
     assert not Judgment.objects.filter(session__enrollment__study=other_study).exists()
+
+
+# --- invitations and accounts ----------------------------------------------------
+
+
+def test_a_personal_invitation_works_only_for_its_email(
+    study, make_study, make_reader, django_user_model
+):
+    ((invitation, token),) = services.invitations_create(
+        study=study, emails=["Dr.Who@Example.org"]
+    )
+    response = Client().post(f"/invite/{token}/", signup_form("someone@example.org"))
+    assert response.status_code == 200
+    assert "made for another email address" in response.content.decode()
+    assert not django_user_model.objects.filter(username="someone@example.org").exists()
+    invitation.refresh_from_db()
+    assert invitation.used_at is None
+
+    # A reader signed in with another address cannot take it either.
+    other = make_reader(make_study(slug="elsewhere", seed=9))
+    signed_in = Client()
+    signed_in.force_login(other.reader.user)
+    refused = signed_in.post(f"/invite/{token}/")
+    assert refused.status_code == 403
+    assert "made for another email address" in refused.content.decode()
+    invitation.refresh_from_db()
+    assert invitation.used_at is None
+
+    # The address it was made for, in any case, signs up.
+    owner = Client()
+    assert (
+        owner.post(f"/invite/{token}/", signup_form("dr.who@EXAMPLE.org")).status_code
+        == 302
+    )
+    invitation.refresh_from_db()
+    assert invitation.used_by.user.email == "dr.who@example.org"
+
+
+def test_the_staff_page_mails_each_address_its_invitation(
+    study, staff_client, settings
+):
+    from django.core import mail
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    response = staff_client.post(
+        f"/staff/studies/{study.slug}/invite",
+        {"emails": "ada@example.org\nBob@Example.org\n", "days": "7"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "2 invitation emails sent." in response.content.decode()
+    assert sorted(m.to[0] for m in mail.outbox) == [
+        "Bob@Example.org",
+        "ada@example.org",
+    ]
+    for message in mail.outbox:
+        link = re.search(r"https?://\S+/invite/(\S+)/", message.body)
+        assert link, message.body
+        # The mail does not name the study: its name may give the design away.
+        assert study.name not in message.subject + message.body
+        page = Client().get(f"/invite/{link.group(1)}/")
+        assert page.status_code == 200
+        assert f'value="{message.to[0]}"' in page.content.decode()
+    assert Invitation.objects.filter(email__iexact="bob@example.org").count() == 1
+
+
+def test_email_goes_through_email_url_with_the_console_by_default():
+    probe = "import django; django.setup(); from django.conf import settings; print(settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT)"
+    seen = []
+    for extra in ({}, {"EMAIL_URL": "smtp+tls://u:p@smtp.example.org:587"}):
+        env = {k: v for k, v in os.environ.items() if k != "EMAIL_URL"} | extra
+        env["DJANGO_SETTINGS_MODULE"] = "turingtest.settings"
+        result = subprocess.run(
+            [sys.executable, "-c", probe],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        seen.append(result.stdout.split())
+    assert seen[0][0] == "django.core.mail.backends.console.EmailBackend"
+    assert seen[1] == [
+        "django.core.mail.backends.smtp.EmailBackend",
+        "smtp.example.org",
+        "587",
+    ]
+
+
+def test_a_study_one_is_not_in_answers_like_one_that_does_not_exist(
+    reader_client, make_study
+):
+    other = make_study(slug="hidden-study", seed=9)
+    for path in ("/s/{}/", "/s/{}/read/", "/s/{}/done/", "/api/v1/studies/{}/next"):
+        existing = reader_client.get(path.format(other.slug))
+        missing = reader_client.get(path.format("no-such-study"))
+        assert existing.status_code == missing.status_code == 404, path
+        # Pages carry a fresh CSRF token each time; the rest is the same.
+        unmasked = [
+            re.sub(rb'name="csrfmiddlewaretoken" value="[^"]*"', b"", r.content)
+            for r in (existing, missing)
+        ]
+        assert unmasked[0] == unmasked[1], path
+    answer = {"stage": "practice", "position": 0, "kl_grade": 1}
+    for slug in (other.slug, "no-such-study"):
+        refused = ReaderAPI(reader_client, slug).post("answers", answer)
+        assert refused.status_code == 404
+        assert refused.json() == {"error": "No such study."}
+
+
+def test_a_reader_resets_a_forgotten_password(enrollment, settings):
+    from django.core import mail
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    user = enrollment.reader.user
+    client = Client()
+    assert "Forgot your password?" in client.get("/accounts/login/").content.decode()
+    asked = client.post("/accounts/password-reset/", {"email": user.email.upper()})
+    # An address without an account gets exactly the same answer, and no mail.
+    stranger = Client().post("/accounts/password-reset/", {"email": "no@example.org"})
+    assert asked.status_code == stranger.status_code == 302
+    assert asked["Location"] == stranger["Location"] == "/accounts/password-reset/sent/"
+    assert [m.to for m in mail.outbox] == [[user.email]]
+    path = re.search(r"https?://[^/\s]+(/accounts/reset/\S+/)", mail.outbox[0].body)
+    assert path, mail.outbox[0].body
+
+    form = client.get(path.group(1), follow=True)
+    assert form.status_code == 200 and "Choose a new password" in form.content.decode()
+    new = "a-brand-new-passphrase-42"
+    done = client.post(
+        form.redirect_chain[-1][0], {"new_password1": new, "new_password2": new}
+    )
+    assert done.status_code == 302 and done["Location"] == "/accounts/reset/done/"
+    old = Client().post(
+        "/accounts/login/", {"username": user.username, "password": PASSWORD}
+    )
+    assert old.status_code == 200  # refused: the form again
+    signed_in = Client()
+    response = signed_in.post(
+        "/accounts/login/", {"username": user.username, "password": new}
+    )
+    assert response.status_code == 302
+    # The link works once.
+    again = Client().get(path.group(1), follow=True)
+    assert "This link is not valid" in again.content.decode()

@@ -2,6 +2,7 @@ import copy
 import json
 import re
 
+import markdown
 import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
@@ -197,6 +198,16 @@ def test_missing_answers():
     assert "left out" in d["mrmc_auc"]["note"]
     assert "left out" in d["agreement"]["fleiss_kappa"]["note"]
 
+    # In the Markdown each note is its own paragraph, said once per section,
+    # and every table is a table once rendered.
+    md = report_markdown(rep)
+    section = md.split("## Real or synthetic")[1].split("\n## ")[0]
+    assert len(re.findall(r"\d+ cases .*left out", section)) == 1
+    html = markdown.markdown(md, extensions=["extra"])
+    rules = [line for line in md.splitlines() if line.startswith("|---")]
+    assert html.count("<table>") == len(rules) > 0
+    assert not [line for line in html.splitlines() if line.lstrip().startswith("|")]
+
 
 def test_a_grade_nobody_used():
     rows = simulate_rows(4, 20, phases=("grading",), seed=2)
@@ -280,6 +291,38 @@ def test_imrmc_rows_follow_the_imrmc_format(rows):
     assert "BEGIN DATA:" in text and "NR: 8" in text and "N0:" in text
     assert "-1,C00001,truth,0" in text or "-1,C00001,truth,1" in text
     assert "my_study" in text.splitlines()[0]
+
+
+def _imrmc_header(text: str) -> dict[str, int]:
+    """Read a header as iMRMC 4.0.3's InputFile does: a size key anywhere in
+    a line is parsed from that line's fourth character on."""
+    sizes = {}
+    for line in text.splitlines():
+        upper = line.upper()
+        if upper.startswith("BEGIN DATA:"):
+            return sizes
+        for key in ("NR:", "N0:", "N1:", "NM:"):
+            if key in upper:
+                sizes[key[:2]] = int(upper[3:].strip())
+    raise AssertionError("no BEGIN DATA: line")
+
+
+def test_imrmc_file_names_the_study_and_export_and_parses_as_imrmc_does(rows):
+    text = imrmc_text(
+        rows,
+        title="knee-2026",
+        study_name="Knee: NR: N0: tricky name",
+        exported_at="2026-12-02T01:05:00+00:00",
+    )
+    lines = text.splitlines()
+    assert lines[0].startswith("knee-2026: visual Turing test")
+    assert "Study - Knee - NR - N0 - tricky name" in lines
+    assert "Exported by turingtest at 2026-12-02T01 -05 -00+00 -00" in lines
+    assert _imrmc_header(text) == {"NR": 8, "N0": 20, "N1": 20, "NM": 1}
+    data = lines[lines.index("BEGIN DATA:") + 1 :]
+    # Rows only, no CSV header: exactly the rows of the plain CSV.
+    expected = [",".join(r.values()) for r in imrmc_rows(rows)]
+    assert data == expected
 
 
 def test_the_statistics_package_imports_neither_django_nor_torch():

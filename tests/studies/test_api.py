@@ -84,8 +84,11 @@ def test_api_requires_sign_in(client, study):
 def test_reader_not_enrolled_is_refused(client, make_study, make_reader, enrollment):
     other = make_study(slug="other")
     client.force_login(enrollment.reader.user)
-    assert client.get(f"/api/v1/studies/{other.slug}/next").status_code == 403
-    assert client.get("/api/v1/studies/nope/next").status_code == 404
+    # The same 404 as a study that does not exist: slugs cannot be probed.
+    refused = client.get(f"/api/v1/studies/{other.slug}/next")
+    missing = client.get("/api/v1/studies/nope/next")
+    assert refused.status_code == missing.status_code == 404
+    assert refused.content == missing.content
 
 
 def test_resume_after_reload_continues_in_same_order(reader_api):
@@ -99,22 +102,103 @@ def test_resume_after_reload_continues_in_same_order(reader_api):
     assert again["position"] == step["position"] and again["image"] == step["image"]
 
 
-def test_schema_describes_the_api(client):
-    schema = client.get("/api/v1/schema").json()
+def test_schema_describes_the_api_to_staff(staff_client):
+    schema = staff_client.get("/api/v1/schema").json()
     assert schema["openapi"].startswith("3.")
     assert "/api/v1/studies/{slug}/answers" in schema["paths"]
 
 
-def test_csrf_is_enforced_for_answers(enrollment, study):
-    from django.test import Client
+@pytest.mark.parametrize("who", ["anonymous", "reader"])
+def test_schema_is_not_served_to_readers(client, reader_client, who):
+    # It names the real/synthetic question, which a grading phase never mentions.
+    visitor = reader_client if who == "reader" else client
+    response = visitor.get("/api/v1/schema")
+    assert response.status_code == 404
+    assert b"synthetic" not in response.content
 
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(enrollment.reader.user)
-    client.get(f"/api/v1/studies/{study.slug}/next")
-    response = client.post(
-        f"/api/v1/studies/{study.slug}/answers",
-        data=json.dumps({"stage": "practice", "position": 0, "kl_grade": 1}),
-        content_type="application/json",
+
+def test_grading_steps_name_only_the_grade(reader_api):
+    step = reader_api.next().json()
+    texts = []
+    while step.get("stage") in ("practice", 1):
+        assert [q["field"] for q in step["phase"]["questions"]] == ["kl_grade"]
+        texts.append(json.dumps(step))
+        response = reader_api.answer(step)
+        texts.append(response.content.decode())
+        step = response.json()["next"]
+    for text in texts[:-1]:  # the last reply carries phase 2's first step
+        for word in ("asks_realism", "realism", "confidence", "synthetic", "real"):
+            assert word not in text.lower(), (word, text)
+    assert [q["field"] for q in step["phase"]["questions"]] == ["confidence"]
+
+
+def test_an_answer_a_grading_phase_does_not_ask_gets_a_neutral_refusal(reader_api):
+    step = reader_api.next().json()
+    response = reader_api.post(
+        "answers",
+        {"stage": step["stage"], "position": 0, "kl_grade": 1, "confidence": 2},
     )
-    assert response.status_code == 403
+    assert response.status_code == 400
+    message = response.content.decode().lower()
+    assert "confidence" in message
+    assert "real" not in message and "synthetic" not in message
     assert not Judgment.objects.exists()
+
+
+def _answer_with(reader_api, interaction):
+    step = reader_api.next().json()
+    asked = {q["field"] for q in step["phase"]["questions"]}
+    body = {
+        "stage": step["stage"],
+        "position": step["position"],
+        "kl_grade": 1,
+        "confidence": 2 if "confidence" in asked else None,
+        "interaction": interaction,
+    }
+    response = reader_api.post("answers", body)
+    assert response.status_code == 201, response.content
+    return Judgment.objects.order_by("-pk").first()
+
+
+def test_the_viewer_log_is_stored_with_the_answer(reader_api):
+    log = {
+        "first_input_ms": 840,
+        "answer_ms": 5120,
+        "events": [
+            [0, "v", 0, 0, 224, 224],
+            [840, "z", 4.1, 100.25, 80],
+            [900, "v", 60.4, 40, 90.2, 76],
+            [2000, "w", 200, 140],
+            [2100, "p", 1],
+            [2300, "i", 1],
+            [2500, "m", -40, 12],
+            [3000, "r"],
+        ],
+    }
+    judgment = _answer_with(reader_api, log)
+    assert judgment.interaction == log | {
+        "events": [
+            e if e[1] != "z" else [840, "z", 4.1, 100.2, 80] for e in log["events"]
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    "interaction",
+    [
+        "not a log",
+        {"events": "nope"},
+        {"events": [[1, "x", 2], ["soon", "v", 1, 2, 3, 4], [5, "v", 1, 2], [6]]},
+        {"events": [[1, "w", float("1e308") * 10, 2]], "answer_ms": -5},
+    ],
+)
+def test_a_malformed_log_never_costs_the_answer(reader_api, interaction):
+    judgment = _answer_with(reader_api, json.loads(json.dumps(interaction)))
+    assert judgment.kl_grade == 1
+    assert judgment.interaction is None
+
+
+def test_a_long_log_is_cut_and_mixed_events_keep_the_good_ones(reader_api):
+    events = [[i, "m", 1, 1] for i in range(5000)] + [[1, "bogus"]]
+    judgment = _answer_with(reader_api, {"events": [[1, "x"], *events]})
+    assert len(judgment.interaction["events"]) == 1999  # of the first 2000

@@ -129,17 +129,18 @@ def test_images_are_served_identically(reader_api, study):
     assert len(sizes) == 1
 
 
-def test_image_tokens_are_opaque(pool):
-    tokens = [image.token for image in Image.objects.all()]
+def test_image_tokens_are_opaque(study):
+    tokens = [case.token for case in Case.objects.all()]
+    tokens += [image.token for image in Image.objects.all()]
     assert len(set(tokens)) == len(tokens)
     assert all(len(t) == 22 for t in tokens)
-    assert not any(str(image.pk) == image.token for image in Image.objects.all())
+    assert not any(str(case.pk) == case.token for case in Case.objects.all())
 
 
 @pytest.mark.parametrize("who", ["anonymous", "other_reader", "unconsented"])
 def test_images_only_for_enrolled_readers(client, study, make_study, make_reader, who):
     other = make_study(slug="other", seed=8)
-    image = study.cases.exclude(image__in=other.cases.values("image")).first().image
+    case = study.cases.exclude(image__in=other.cases.values("image")).first()
     if who == "other_reader":
         from turingtest.studies.services import enrollment_consent
 
@@ -148,7 +149,7 @@ def test_images_only_for_enrolled_readers(client, study, make_study, make_reader
         )
     elif who == "unconsented":
         client.force_login(make_reader(study).reader.user)
-    response = client.get(f"/api/v1/images/{image.token}")
+    response = client.get(f"/api/v1/images/{case.token}")
     missing = client.get("/api/v1/images/AAAAAAAAAAAAAAAAAAAAAA")
     assert response.status_code == missing.status_code == 404
     assert response.content == missing.content
@@ -157,7 +158,77 @@ def test_images_only_for_enrolled_readers(client, study, make_study, make_reader
 def test_images_of_a_closed_study_are_not_served(reader_client, study):
     from turingtest.studies.services import study_close
 
-    token = study.cases.first().image.token
+    token = study.cases.first().token
     assert reader_client.get(f"/api/v1/images/{token}").status_code == 200
     study_close(study=study)
     assert reader_client.get(f"/api/v1/images/{token}").status_code == 404
+
+
+def test_readers_see_the_reader_title_never_the_internal_name(
+    client, make_study, make_reader
+):
+    from turingtest.studies import services
+
+    study = make_study(slug="titled", open=False)
+    study.name = "KL real-vs-fake pilot, generator v3"
+    study.reader_title = "Knee radiograph reading study"
+    study.save()
+    study = services.study_open(study=study)
+    ((_, token),) = services.invitations_create(study=study, count=1)
+    pages = [client.get(f"/invite/{token}/")]
+    enrollment = services.reader_signup(
+        token=token,
+        email="titled@example.org",
+        password="correct-horse-battery-staple",
+        name="Reader",
+        profession="radiologist",
+        experience_years=3,
+    )
+    client.force_login(enrollment.reader.user)
+    pages += [client.get("/"), client.get(f"/s/{study.slug}/")]
+    services.enrollment_consent(enrollment=enrollment)
+    pages.append(client.get(f"/s/{study.slug}/read/"))
+    for page in pages:
+        assert page.status_code == 200
+        text = page.content.decode()
+        assert "Knee radiograph reading study" in text
+        assert study.name not in text and "fake" not in text.lower()
+        assert "turingtest" not in text.lower()  # the site's name says "Turing test"
+
+
+def test_the_grading_page_holds_no_detection_controls(reader_client, study):
+    page = reader_client.get(f"/s/{study.slug}/read/").content.decode().lower()
+    for trace in ("q-realism", "realism", "confidence", "synthetic", "real or"):
+        assert trace not in page, trace
+
+
+def test_one_image_in_two_studies_has_unrelated_urls(make_study, make_reader):
+    from django.test import Client
+
+    from tests.conftest import ReaderAPI
+    from turingtest.studies import services
+
+    a = make_study(slug="a", seed=7)
+    b = make_study(slug="b", seed=7)
+    shared = set(a.cases.values_list("image", flat=True)) & set(
+        b.cases.values_list("image", flat=True)
+    )
+    assert shared  # one pool: the studies share images
+    client = Client()
+    reader = services.enrollment_consent(enrollment=make_reader(a)).reader
+    ((_, token),) = services.invitations_create(study=b, count=1)
+    services.enrollment_consent(
+        enrollment=services.invitation_accept(token=token, reader=reader)
+    )
+    client.force_login(reader.user)
+    urls = {}
+    for study in (a, b):
+        steps = ReaderAPI(client, study.slug).answer_all()
+        urls[study.slug] = {s["image"] for s in steps} | {
+            s["preload"] for s in steps if "preload" in s
+        }
+    assert not urls["a"] & urls["b"]
+    # A's URLs stop working when A closes, though B shows the same images.
+    services.study_close(study=a)
+    assert all(client.get(url).status_code == 404 for url in urls["a"])
+    assert all(client.get(url).status_code == 200 for url in urls["b"])

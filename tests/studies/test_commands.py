@@ -53,6 +53,11 @@ def test_simulated_readers_answer_everything(study):
         Enrollment.objects.filter(study=study, completed_at__isnull=False).count() == 3
     )
     assert Judgment.objects.filter(session__phase__isnull=False).count() == 60
+    # Their simulated clock runs in the past; enrolment is on it too.
+    for e in Enrollment.objects.filter(study=study):
+        assert e.enrolled_at <= e.consented_at <= e.completed_at
+        first = Judgment.objects.filter(session__enrollment=e).earliest("served_at")
+        assert e.enrolled_at <= first.served_at
 
 
 def test_simulated_accuracy_tracks_the_setting(make_study):
@@ -85,3 +90,30 @@ def test_open_and_close_from_the_command_line(make_study):
 
         study_create(slug="bare", name="Bare")
         run("open_study", "bare")
+
+
+def test_a_revealing_reader_title_needs_the_override_to_open(pool):
+    run(
+        "create_study",
+        "titled",
+        "--name",
+        "Knee GAN pilot",
+        "--reader-title",
+        "Knee radiographs: real or synthetic?",
+    )
+    run("build_cases", "titled", "--per-grade", "1", "--seed", "3")
+    with pytest.raises(CommandError, match="reader title: synthetic"):
+        run("open_study", "titled")
+    assert run("open_study", "titled", "--allow-revealing-words").strip() == (
+        "titled is open."
+    )
+    study = Study.objects.get(slug="titled")
+    assert study.revealing_words_allowed == "reader title: synthetic"
+    assert study.revealing_words_allowed_by is None  # a command, not a person
+
+
+def test_a_study_created_without_a_reader_title_gets_a_neutral_one(pool):
+    run("create_study", "plain", "--name", "Real or synthetic, 2026")
+    assert Study.objects.get(slug="plain").reader_title == (
+        "Knee radiograph reading study"
+    )

@@ -14,13 +14,20 @@ READER_PAGES = {"enrolled"}
 # URL name -> the roles that may get a 2xx from it. A new URL must be added here.
 ALLOWED = {
     "home": {"outsider", "enrolled", "staff"},
+    "favicon": set(ROLES),
     "login": set(ROLES),
     "logout": set(),  # POST only; tested below
+    "password_reset": set(ROLES),
+    "password_reset_done": set(ROLES),
+    "password_reset_confirm": set(ROLES),  # a wrong link: a page that says so
+    "password_reset_complete": set(ROLES),
     "invitation": set(ROLES),
+    "signup-sent": set(ROLES),
+    "signup-confirm": set(),  # a wrong link: 404
     "study-home": READER_PAGES,
     "study-read": READER_PAGES,
     "study-done": READER_PAGES,
-    "api-schema": set(ROLES),
+    "api-schema": {"staff"},  # it names every question of every phase
     "api-next": READER_PAGES,
     "api-answers": set(),  # POST only
     "api-answer-detail": set(),  # studies without edits refuse review
@@ -33,6 +40,7 @@ ALLOWED = {
     "staff-study-export": {"staff"},
     "staff-study-report-build": set(),  # POST only
     "staff-study-report-plot": {"staff"},
+    "staff-study-heatmap": {"staff"},
     "imaging:upload": {"staff"},
 }
 
@@ -73,10 +81,10 @@ def visitors(study, make_study, make_reader, enrollment, staff_client):
 
 def test_every_url_admits_only_the_intended(visitors, study):
     elsewhere = Case.objects.filter(study__slug="elsewhere").values("image")
-    image = study.cases.exclude(image__in=elsewhere).first().image
+    case = study.cases.exclude(image__in=elsewhere).first()
     values = {
         "slug": study.slug,
-        "token": image.token,
+        "token": case.token,
         "stage": 1,
         "position": 0,
         "object_id": study.pk,
@@ -136,3 +144,10 @@ def test_state_changing_urls_refuse_all_but_the_intended(visitors, study):
             assert "/admin/login/" in status["Location"]
     study.refresh_from_db()
     assert study.status == "closed"
+
+
+def test_favicon_is_an_icon_for_everyone(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/x-icon"
+    assert b"".join(response.streaming_content)[:4] == b"\x00\x00\x01\x00"

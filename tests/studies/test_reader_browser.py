@@ -56,8 +56,12 @@ def test_reader_completes_study_by_keyboard_and_export_matches(
     )
     services.cases_build(study=study, per_grade=1, seed=11)
     services.study_open(study=study)
-    ((_, token),) = services.invitations_create(study=study)
+    # A personal invitation: its address signs up at once (an anonymous link
+    # would first confirm the address by mail).
+    ((_, token),) = services.invitations_create(study=study, emails=["ada@example.org"])
     base = live_server.url
+    errors = []  # uncaught script errors, e.g. reading a phase after the last answer
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
 
     page.goto(f"{base}/invite/{token}/")
     page.fill("#id_name", "Dr Ada Reader")
@@ -127,6 +131,7 @@ def test_reader_completes_study_by_keyboard_and_export_matches(
         _wait_progress_change(page, before)
     assert reloaded and answered == 20
     assert "Thank you" in page.content()
+    assert errors == []
 
     # Staff sign in to the admin and download the results.
     django_user_model.objects.create_user(
@@ -154,7 +159,10 @@ def test_reader_completes_study_by_keyboard_and_export_matches(
     )
     assert len(rows) == 20
     for row in rows:
-        expected = clicked[(row["phase"], f"/api/v1/images/{row['image']}")]
+        # A token starting with "-" carries the CSV formula quote; tokens are
+        # URL-safe base64, so a leading quote is never part of one.
+        token = row["image"].removeprefix("'")
+        expected = clicked[(row["phase"], f"/api/v1/images/{token}")]
         for column, value in expected.items():
             assert row[column] == value, (row, expected)
         assert (
@@ -167,3 +175,57 @@ def test_reader_completes_study_by_keyboard_and_export_matches(
     )  # the report's plots, before the server stops
     if SCREENSHOTS:
         page.screenshot(path=str(Path(SCREENSHOTS) / "study-page.png"), full_page=True)
+
+
+def test_a_combined_phase_builds_both_questions_and_a_revision_changes_both(
+    live_server, page, pool, make_reader
+):
+    from turingtest.studies.models import JudgmentRevision, Study
+
+    study = services.study_create(
+        slug="combined",
+        name="Combined",
+        phases=("combined",),
+        practice_count=0,
+        edit_policy=Study.EditPolicy.UNTIL_PHASE_END,
+    )
+    services.cases_build(study=study, per_grade=1, seed=3)
+    study = services.study_open(study=study)
+    enrollment = services.enrollment_consent(enrollment=make_reader(study))
+    base = live_server.url
+    page.goto(f"{base}/accounts/login/")
+    page.fill("#id_username", enrollment.reader.user.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit], input[type=submit]")
+    page.goto(f"{base}/s/combined/read/")
+    page.locator("#interstitial").wait_for(state="visible")
+    page.keyboard.press("Enter")
+    sections = page.locator("#questions .question")
+    expect(sections).to_have_count(2)
+    assert [sections.nth(i).get_attribute("data-field") for i in (0, 1)] == [
+        "confidence",
+        "kl_grade",
+    ]
+    for _ in range(10):
+        _wait_image(page)
+        before = _progress(page)
+        page.keyboard.press("5")  # the rating; focus moves on to the grade
+        page.keyboard.press("3")
+        page.keyboard.press("Enter")
+        if before == "10 / 10":
+            break
+        _wait_progress_change(page, before)
+    expect(page.locator("#status")).to_contain_text("All cases answered")
+    page.keyboard.press("b")  # back to the last case, its answers shown
+    _wait_image(page)
+    expect(page.locator("#questions button.chosen")).to_have_count(2)
+    page.keyboard.press("1")
+    page.keyboard.press("0")
+    page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_contain_text("Changed.")
+    page.click("#finish")
+    page.wait_for_url(f"{base}/s/combined/done/")
+    revision = JudgmentRevision.objects.get()
+    assert (revision.confidence, revision.kl_grade, revision.answer) == (1, 0, "real")
+    first = revision.judgment
+    assert (first.confidence, first.kl_grade, first.position) == (5, 3, 9)

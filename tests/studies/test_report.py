@@ -3,12 +3,14 @@
 import csv
 import io
 import json
+import stat
 import zipfile
 from statistics import mean
 
 import pytest
 from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 
 from turingtest.studies import report as study_reports
 from turingtest.studies import services
@@ -238,6 +240,12 @@ def test_results_zip_holds_the_report_files(answered, staff_client, tmp_path):
     archive = _zip(staff_client, answered)
     names = {n.split("/", 1)[1] for n in archive.namelist()}
     assert set(NEW_FILES) <= names
+    # Members unpack readable by all, dated today (not 0600 and 1980).
+    today = timezone.localtime().timetuple()[:3]
+    for info in archive.infolist():
+        assert stat.S_IMODE(info.external_attr >> 16) == 0o644, info.filename
+        assert stat.S_ISREG(info.external_attr >> 16)
+        assert info.date_time[:3] == today
 
     def rows(name):
         return list(
@@ -267,6 +275,15 @@ def test_results_zip_holds_the_report_files(answered, staff_client, tmp_path):
     assert list(imrmc[0]) == ["readerID", "caseID", "modalityID", "score"]
     assert sum(r["readerID"] == "-1" for r in imrmc) == 10
     assert sum(r["modalityID"] == "detection" for r in imrmc) == 40
+    # The same rows in the iMRMC program's own format, ready to open.
+    program = archive.read(f"{answered.slug}/imrmc_input.imrmc").decode()
+    lines = program.splitlines()
+    assert lines[0].startswith(f"{answered.slug}: visual Turing test")
+    assert f"Study - {answered.name}" in lines
+    exported = [line for line in lines if line.startswith("Exported by turingtest")]
+    assert exported and str(timezone.now().year) in exported[0]
+    data = lines[lines.index("BEGIN DATA:") + 1 :]
+    assert data == [",".join(r.values()) for r in imrmc]
 
     call_command(
         "export_results", answered.slug, "--out", str(tmp_path), stdout=io.StringIO()
@@ -366,6 +383,9 @@ def test_report_from_the_database_equals_the_report_of_the_same_answers(db):
     rows = simulate_rows(6, 20, n_practice=2, n_attention=2, seed=4, study="sim")
     study = study_load_rows(slug="sim", rows=rows)
     db_report, memory = study_report(study), build_report(rows)
+    for e in study.enrollments.all():
+        first = Judgment.objects.filter(session__enrollment=e).earliest("served_at")
+        assert e.enrolled_at <= first.served_at and e.enrolled_at <= e.completed_at
     assert db_report["counts"]["main"] == memory["counts"]["main"] == 6 * 20 * 2
     assert db_report["counts"]["attention"] == memory["counts"]["attention"]
 

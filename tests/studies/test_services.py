@@ -7,6 +7,7 @@ from django.utils import timezone
 from turingtest.studies import selectors, services
 from turingtest.studies.models import (
     Case,
+    Image,
     Invitation,
     Judgment,
     JudgmentRevision,
@@ -240,6 +241,55 @@ def test_revisions_keep_the_first_answer(make_study, make_reader):
     assert JudgmentRevision.objects.count() == 2
 
 
+def test_the_readers_own_score_counts_their_revised_answers(make_study, make_reader):
+    from django.test import Client
+
+    study = make_study(
+        slug="revised", edit_policy=Study.EditPolicy.UNTIL_PHASE_END, show_score=True
+    )
+    enrollment = services.enrollment_consent(enrollment=make_reader(study))
+    _answer_session(
+        services.reading_session_start(enrollment=enrollment, phase=None), kl_grade=0
+    )
+    for phase in study.phases.order_by("index"):
+        session = services.reading_session_start(enrollment=enrollment, phase=phase)
+        grading = phase.kind == "grading"
+        # First every answer wrong, then each one revised to the reference.
+        _answer_session(session, **({"kl_grade": 4} if grading else {"confidence": 6}))
+        for judgment in session.judgments.select_related("case__image"):
+            image = judgment.case.image
+            if grading:
+                services.judgment_revise(
+                    session=session, position=judgment.position, kl_grade=0
+                )
+                services.judgment_revise(
+                    session=session,
+                    position=judgment.position,
+                    kl_grade=image.kl_grade,
+                )
+            else:
+                services.judgment_revise(
+                    session=session,
+                    position=judgment.position,
+                    confidence=1 if image.source == "real" else 6,
+                )
+        services.reading_session_finish(session=session)
+    client = Client()
+    client.force_login(enrollment.reader.user)
+    page = client.get(f"/s/{study.slug}/done/").content.decode()
+    assert "Real or synthetic: 10 of 10 correct" in page
+    assert "KL grade: 10 of 10 matched the reference (10 within one grade)" in page
+    # The report and the exports score the same final answers by the same rule.
+    from turingtest.studies.exports import judgment_rows
+    from turingtest.studies.report import report_rows
+
+    assert [r["correct"] for r in report_rows(study)] == [True] * 20
+    final = {}
+    for row in judgment_rows(study):
+        final[(row["phase"], row["case"])] = row["correct"]
+    assert list(final.values()) == ["true"] * 20
+
+
 def test_no_revisions_without_policy(study, enrollment):
     session = services.reading_session_start(
         enrollment=enrollment, phase=study.phases.get(index=0)
@@ -272,3 +322,120 @@ def test_served_time_survives_reload(study, enrollment):
     ).judgment
     assert j.served_at == t0
     assert j.duration_ms == 25_000
+
+
+# --- the pool's reserved part: practice tells readers the truth --------------
+
+
+def _real_pool(make_image, real: int, grade: int = 0) -> None:
+    for _ in range(real):
+        make_image("real", grade)
+    for _ in range(3):
+        make_image("synthetic", grade)
+
+
+def test_practice_images_of_one_study_are_never_main_cases_of_another(
+    make_image, make_reader
+):
+    _real_pool(make_image, real=6)
+    b = services.study_create(slug="b", name="B", practice_count=3)
+    services.cases_build(study=b, per_grade=1, seed=1, grades=(0,))
+    b = services.study_open(study=b)
+    practice = set(
+        b.cases.filter(role=Case.Role.PRACTICE).values_list("image", flat=True)
+    )
+    for seed in range(12):
+        a = services.study_create(slug=f"a{seed}", name="A", practice_count=0)
+        services.cases_build(study=a, per_grade=2, seed=seed, grades=(0,))
+        main = set(a.cases.filter(role=Case.Role.MAIN).values_list("image", flat=True))
+        assert not main & practice, seed
+
+
+def test_cases_build_refuses_when_only_reserved_images_would_fit(make_image):
+    _real_pool(make_image, real=3)
+    b = services.study_create(slug="b", name="B", practice_count=2)
+    services.cases_build(study=b, per_grade=1, seed=1, grades=(0,))
+    a = services.study_create(slug="a", name="A", practice_count=0)
+    with pytest.raises(
+        ValidationError, match=r"KL0 real: 1 of 3 \(2 more reserved\).*reserved"
+    ):
+        services.cases_build(study=a, per_grade=3, seed=1, grades=(0,))
+    assert not a.cases.exists()
+
+
+def test_main_cases_of_one_study_are_never_practice_of_another(make_image):
+    _real_pool(make_image, real=4)
+    a = services.study_create(slug="a", name="A", practice_count=0)
+    services.cases_build(study=a, per_grade=3, seed=1, grades=(0,))
+    b = services.study_create(slug="b", name="B", practice_count=2)
+    with pytest.raises(ValidationError, match="no study's main cases; the pool has 1"):
+        services.cases_build(study=b, per_grade=1, seed=1, grades=(0,))
+
+
+def test_opening_reserves_practice_images_for_good(make_study):
+    study = make_study(open=False)
+    practice = study.cases.filter(role=Case.Role.PRACTICE)
+    assert not practice.filter(image__reserved=True).exists()  # a draft shows nothing
+    services.study_open(study=study)
+    assert practice.filter(image__reserved=False).count() == 0
+    study.delete()  # what readers saw stays seen
+    assert Image.objects.filter(reserved=True).count() == 2
+
+
+def test_a_study_whose_main_case_shows_a_reserved_image_does_not_open(make_study):
+    shown = make_study(slug="shown")
+    image = shown.cases.filter(role=Case.Role.PRACTICE).first().image
+    study = make_study(slug="later", practice=0, open=False)
+    # Added by hand, as the admin allows in a draft.
+    Case.objects.create(study=study, image=image, role=Case.Role.MAIN, number=99)
+    with pytest.raises(ValidationError, match="Case 99 use images"):
+        services.study_open(study=study)
+    study.refresh_from_db()
+    assert study.status == Study.Status.DRAFT
+
+
+# --- what readers see must not give the design away ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [
+        ("reader_title", "Knee radiographs: real or synthetic?"),
+        ("instructions", "Some images were made by a GAN."),
+        ("instructions", "Spot the AI-generated knees."),
+        ("consent_text", "I agree to judge fakes."),
+    ],
+)
+def test_a_blind_grading_study_naming_its_design_does_not_open(make_study, field, text):
+    study = make_study(open=False)
+    setattr(study, field, text)
+    study.save()
+    with pytest.raises(ValidationError, match="readers would see words"):
+        services.study_open(study=study)
+    study.refresh_from_db()
+    assert study.status == Study.Status.DRAFT
+
+
+def test_the_override_opens_it_and_is_recorded(make_study, django_user_model):
+    study = make_study(open=False)
+    study.instructions = "Some of these are synthetic."
+    study.save()
+    admin = django_user_model.objects.create_user("pi@example.org", is_staff=True)
+    study = services.study_open(study=study, allow_revealing_words=True, by=admin)
+    assert study.status == Study.Status.OPEN
+    study.refresh_from_db()
+    assert study.revealing_words_allowed == "instructions: synthetic"
+    assert study.revealing_words_allowed_by == admin
+    assert study.revealing_words_allowed_at is not None
+
+
+def test_neutral_words_and_a_detection_first_study_open(make_study):
+    neutral = make_study(slug="neutral", open=False)
+    neutral.instructions = "Look for degenerative changes of the organ; grade them."
+    neutral.save()
+    assert services.study_open(study=neutral).status == Study.Status.OPEN
+    told = make_study(slug="told", phases=("detection",), open=False)
+    told.reader_title = "Real or synthetic?"
+    told.save()
+    told = services.study_open(study=told)
+    assert told.status == Study.Status.OPEN and told.revealing_words_allowed == ""

@@ -10,7 +10,6 @@ imported, and an upload that fails part-way takes back what it imported.
 from __future__ import annotations
 
 import tempfile
-import zipfile
 from pathlib import Path
 
 from django import forms
@@ -33,6 +32,8 @@ from turingtest.imaging.services import (
 from turingtest.studies.models import Generator, Source
 
 TEMPLATE = "imaging/upload.html"
+# Local file header, and the end record that an empty archive starts with.
+ZIP_HEADS = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 def max_upload_bytes() -> int:
@@ -180,6 +181,12 @@ def _upload(
         except ImportRefused as exc:
             context["error"] = str(exc)
             return render(request, TEMPLATE, context, status=400)
+    if not result.total:
+        context["error"] = (
+            "Nothing was imported: the upload holds no image files (archives "
+            "are searched for images in {grade}/ or {split}/{grade}/ folders)."
+        )
+        return render(request, TEMPLATE, context, status=400)
     context["result"] = result
     context["form"] = UploadForm(
         initial={"source": data["source"], "split": data["split"]}
@@ -199,9 +206,10 @@ def _save_uploads(files, folder: Path) -> tuple[list[Path], Path | None]:
         )
         head = upload.read(4)
         upload.seek(0)
-        target_dir = (
-            folder / f"archive-{number}" if head == b"PK\x03\x04" else loose_dir
-        )
+        # Whatever starts like a ZIP is an archive, readable or not: a damaged
+        # one is then refused as damaged instead of vanishing from the result.
+        is_archive = head in ZIP_HEADS
+        target_dir = folder / f"archive-{number}" if is_archive else loose_dir
         target_dir.mkdir(exist_ok=True)
         target = target_dir / name
         if target.exists():
@@ -209,7 +217,7 @@ def _save_uploads(files, folder: Path) -> tuple[list[Path], Path | None]:
         with open(target, "wb") as out:
             for chunk in upload.chunks():
                 out.write(chunk)
-        if head == b"PK\x03\x04" and zipfile.is_zipfile(target):
+        if is_archive:
             archives.append(target)
         else:
             has_loose = True

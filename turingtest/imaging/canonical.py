@@ -86,7 +86,21 @@ def as_float_gray(pixels) -> np.ndarray:
         return arr.astype(np.float64) * (255.0 / 65535.0)
     if arr.dtype == np.bool_:
         return arr.astype(np.float64) * 255.0
-    return arr.astype(np.float64)
+    # No copy of an array that is float64 already (a decoded image can be
+    # hundreds of megabytes); nothing downstream writes into it.
+    return np.asarray(arr, dtype=np.float64)
+
+
+def _float_image(arr: np.ndarray) -> PILImage.Image:
+    """A Pillow "F" image of ``arr``, filled a band of rows at a time so that
+    no float32 copy of the whole array exists beside the image."""
+    height, width = arr.shape
+    img = PILImage.new("F", (width, height))
+    rows = max(1, (1 << 20) // max(width, 1))
+    for top in range(0, height, rows):
+        band = np.ascontiguousarray(arr[top : top + rows], dtype=np.float32)
+        img.paste(PILImage.fromarray(band, mode="F"), (0, top))
+    return img
 
 
 def canonical_pixels(pixels: np.ndarray, spec: CanonicalSpec) -> np.ndarray:
@@ -98,8 +112,9 @@ def canonical_pixels(pixels: np.ndarray, spec: CanonicalSpec) -> np.ndarray:
         scale = (min if spec.fit == "crop" else max)(height, width)
         new_w = max(1, round(width * size / scale))
         new_h = max(1, round(height * size / scale))
-        img = PILImage.fromarray(arr.astype(np.float32), mode="F")
+        img = _float_image(arr)
         arr = np.asarray(img.resize((new_w, new_h), RESIZE_FILTER), dtype=np.float64)
+        del img
         if spec.fit == "crop":
             top, left = (new_h - size) // 2, (new_w - size) // 2
             arr = arr[top : top + size, left : left + size]

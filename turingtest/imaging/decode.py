@@ -183,7 +183,8 @@ def _pillow_gray(im: PILImage.Image, notes: list[str]) -> np.ndarray:
         if arr.max() < 4096:
             notes.append("16-bit image uses 12 bits or fewer: it will look dark")
         notes.append("16-bit gray mapped 0..65535 → 0..255")
-        return arr * (255.0 / 65535.0)
+        arr *= 255.0 / 65535.0  # in place: one float array per image, not two
+        return arr
     if mode == "F":
         arr = np.asarray(im, dtype=np.float64)
         if not np.isfinite(arr).all():
@@ -196,13 +197,56 @@ def _pillow_gray(im: PILImage.Image, notes: list[str]) -> np.ndarray:
         notes.append("palette expanded")
         mode = im.mode
     if mode in ("RGB", "RGBA", "RGBX"):
-        rgb = np.asarray(im, dtype=np.float64)[..., :3]
         if mode == "RGBA":
             notes.append("alpha channel dropped")
-        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(
-            rgb[..., 1], rgb[..., 2]
-        ):
-            return rgb[..., 0].copy()
-        notes.append("colour converted to gray (BT.601 luma)")
-        return rgb @ BT601
+        gray, coloured = _colour_to_gray(im)
+        if coloured:
+            notes.append("colour converted to gray (BT.601 luma)")
+        return gray
     raise ImageRejected(f"unsupported pixel mode {mode!r}")
+
+
+# Rows of colour converted at a time: about a million pixels, so the float
+# copies of one band stay near 30 MB whatever the image's size.
+BAND_PIXELS = 1 << 20
+
+
+def rgb_array_to_gray(rgb: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """BT.601 luma of an (H, W, 3+) integer array times ``scale``, a band of
+    rows at a time (for decoders that hand over a whole colour array)."""
+    height, width = rgb.shape[:2]
+    rows = max(1, BAND_PIXELS // max(width, 1))
+    gray = np.empty((height, width), dtype=np.float64)
+    for top in range(0, height, rows):
+        band = rgb[top : top + rows, :, :3].astype(np.float64)
+        if scale != 1.0:
+            band *= scale
+        gray[top : top + rows] = band @ BT601
+    return gray
+
+
+def _colour_to_gray(im: PILImage.Image) -> tuple[np.ndarray, bool]:
+    """BT.601 luma of an RGB(A/X) image, and whether any pixel had colour.
+
+    The colour image never becomes one float array: a 6000×6000 RGBA PNG
+    would take 1.1 GB as float64 channels. Bands of rows go to gray one at a
+    time, so memory is the decoded image (4 bytes a pixel) plus the gray
+    result (8 bytes a pixel) plus one band.
+    """
+    width, height = im.size
+    rows = max(1, BAND_PIXELS // max(width, 1))
+    bands = [(top, min(height, top + rows)) for top in range(0, height, rows)]
+
+    def band(top: int, bottom: int) -> np.ndarray:
+        return np.asarray(im.crop((0, top, width, bottom)))[..., :3]
+
+    def is_gray(rgb: np.ndarray) -> bool:
+        red = rgb[..., 0]
+        return np.array_equal(red, rgb[..., 1]) and np.array_equal(red, rgb[..., 2])
+
+    coloured = not all(is_gray(band(*b)) for b in bands)
+    gray = np.empty((height, width), dtype=np.float64)
+    for top, bottom in bands:
+        rgb = band(top, bottom)
+        gray[top:bottom] = rgb.astype(np.float64) @ BT601 if coloured else rgb[..., 0]
+    return gray, coloured

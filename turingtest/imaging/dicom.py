@@ -41,7 +41,12 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from turingtest.imaging.decode import BT601, Decoded, ImageRejected, Limits
+from turingtest.imaging.decode import (
+    Decoded,
+    ImageRejected,
+    Limits,
+    rgb_array_to_gray,
+)
 
 IMPLEMENTATION_VERSION = "TURINGTEST_1"
 
@@ -106,12 +111,11 @@ def dicom_decode(data: bytes, *, limits: Limits) -> Decoded:
     elif photometric == "PALETTE COLOR":
         rgb = apply_color_lut(arr, ds)
         top = 65535.0 if rgb.dtype.itemsize > 1 else 255.0
-        pixels = (rgb[..., :3].astype(np.float64) * (255.0 / top)) @ BT601
+        pixels = rgb_array_to_gray(rgb, 255.0 / top)
         notes.append("palette colour converted to gray (BT.601 luma)")
     elif photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT"):
         bits = int(ds.get("BitsStored", 8))
-        rgb = arr.astype(np.float64) * (255.0 / (2**bits - 1))
-        pixels = rgb[..., :3] @ BT601
+        pixels = rgb_array_to_gray(arr, 255.0 / (2**bits - 1))
         notes.append("colour converted to gray (BT.601 luma)")
     else:
         raise ImageRejected(f"unsupported photometric interpretation {photometric}")

@@ -620,8 +620,11 @@ def archive_check(path: str | os.PathLike) -> None:
         with zipfile.ZipFile(path) as zf:
             for _ in _zip_candidates(zf, Path(path).name, limits):
                 pass
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ImportRefused(f"{Path(path).name} is not a readable ZIP: {exc}") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ImportRefused(
+            f"{Path(path).name} is a damaged archive (truncated or corrupt: {exc}); "
+            "nothing was imported. Upload it again, or check the file."
+        ) from None
 
 
 @transaction.atomic

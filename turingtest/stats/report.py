@@ -1005,9 +1005,28 @@ def _ci(d: Mapping[str, Any] | None, key: str = "ci", digits: int = 3) -> str:
     return f"{_f(d['estimate'], digits)} ({_f(ci[0], digits)} to {_f(ci[1], digits)})"
 
 
+def _note_key(note: str) -> str:
+    # Several estimates leave out the same incomplete cases and each says so,
+    # in its own words ("10 cases without an answer from every reader were
+    # left out", "10 cases not answered by every reader were left out").
+    words = note.strip("*").split()
+    if "left out" in note and len(words) > 1 and words[1] == "cases":
+        return f"left out: {words[0]} cases"
+    return note.strip("*")
+
+
 def _note(lines: list[str], d: Mapping[str, Any] | None) -> None:
-    if d and d.get("note"):
-        lines.append(f"  *{d['note']}*")
+    """Append an estimate's note as its own paragraph, once per section."""
+    if not (d and d.get("note")):
+        return
+    seen = {_note_key(line) for line in lines if line.startswith("*")}
+    if _note_key(d["note"]) in seen:
+        return
+    if lines and lines[-1] != "":
+        lines.append("")
+    # A blank line after it too: a table straight after a paragraph line
+    # would be read as more of that paragraph.
+    lines += [f"*{d['note']}*", ""]
 
 
 def report_markdown(report: Mapping[str, Any]) -> str:
@@ -1389,17 +1408,47 @@ def imrmc_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
     return head + scores
 
 
-def imrmc_text(rows: Iterable[Mapping[str, Any]], title: str = "turingtest") -> str:
+def _imrmc_free_text(value: Any) -> str:
+    # The program reads the header for "NR:", "N0:", "N1:" and "NM:" anywhere
+    # in a line and for a line starting "BEGIN DATA:"; free text must not
+    # contain a colon that could make one of them.
+    return " ".join(str(value).replace(":", " -").split())
+
+
+def imrmc_text(
+    rows: Iterable[Mapping[str, Any]],
+    title: str = "turingtest",
+    *,
+    study_name: str | None = None,
+    exported_at: str | None = None,
+) -> str:
     """The ``.imrmc`` input file of the iMRMC Java application.
 
-    A free-text header with the study size (``NR``, ``N0``, ``N1``, ``NM``),
-    then ``BEGIN DATA:`` and the rows of :func:`imrmc_rows`.
+    A free-text header (its first line is the program's record title) naming
+    the study and the export time, the study size (``NR``, ``N0``, ``N1``,
+    ``NM``) the program checks the data against, then ``BEGIN DATA:`` and the
+    rows of :func:`imrmc_rows` with no header row.
+
+    Notes
+    -----
+    The program (iMRMC 4.0.3, ``mrmc.core.InputFile``) takes ``.imrmc`` and
+    ``.csv`` names alike but always looks for the ``BEGIN DATA:`` line, so a
+    plain CSV with a header row is refused; R's ``iMRMC::doIMRMC`` takes the
+    CSV as a data frame instead.
     """
     body = imrmc_rows(rows)
     truth = [r["score"] for r in body if r["readerID"] == "-1"]
     scored = [r for r in body if r["readerID"] != "-1"]
     lines = [
         f"{_imrmc_id(title)}: visual Turing test, synthetic images are the positive class",
+    ]
+    if study_name:
+        lines.append(f"Study - {_imrmc_free_text(study_name)}")
+    if exported_at:
+        lines.append(f"Exported by turingtest at {_imrmc_free_text(exported_at)}")
+    lines += [
+        "Modality - the phase (detection or combined). Score - the reader's "
+        "6-point confidence that the image is synthetic. Truth - 1 synthetic, 0 real.",
         "",
         f"NR: {len({r['readerID'] for r in scored})}",
         f"N0: {truth.count('0')}",

@@ -31,11 +31,27 @@ class PhaseInline(admin.TabularInline):
 
 @admin.register(Study)
 class StudyAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "status", "study_page", "created_at"]
+    list_display = [
+        "name",
+        "reader_title",
+        "slug",
+        "status",
+        "study_page",
+        "created_at",
+    ]
     list_filter = ["status"]
-    search_fields = ["name", "slug"]
+    search_fields = ["name", "reader_title", "slug"]
     prepopulated_fields = {"slug": ["name"]}
-    readonly_fields = ["status", "opened_at", "closed_at", "created_at", "study_page"]
+    readonly_fields = [
+        "status",
+        "opened_at",
+        "closed_at",
+        "created_at",
+        "study_page",
+        "revealing_words_allowed",
+        "revealing_words_allowed_at",
+        "revealing_words_allowed_by",
+    ]
     inlines = [PhaseInline]
 
     @admin.display(description="Study page")
@@ -53,6 +69,7 @@ class StudyAdmin(admin.ModelAdmin):
             # Readers are mid-study: the protocol they were given stays as it was.
             fields += [
                 "slug",
+                "reader_title",
                 "seed",
                 "edit_policy",
                 "practice_count",
@@ -134,12 +151,21 @@ class StudyAdmin(admin.ModelAdmin):
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
-    list_display = ["sha256", "source", "kl_grade", "generator", "seed", "created_at"]
-    list_filter = ["source", "kl_grade", "generator"]
+    list_display = [
+        "sha256",
+        "source",
+        "kl_grade",
+        "generator",
+        "seed",
+        "reserved",
+        "created_at",
+    ]
+    list_filter = ["source", "kl_grade", "generator", "reserved"]
     search_fields = ["sha256", "token", "origin"]
     readonly_fields = [
         "preview",
         "token",
+        "reserved",
         "sha256",
         "width",
         "height",

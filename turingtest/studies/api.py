@@ -16,6 +16,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from turingtest.domain import scoring
 from turingtest.studies import selectors, services
 from turingtest.studies.models import (
     DETECTION_SCALE,
@@ -68,7 +69,7 @@ def _validation_message(exc: ValidationError) -> tuple[str, dict | None]:
 
 
 def reader_api(view: Callable) -> Callable:
-    """Resolve the signed-in reader's enrollment in the study, or answer 401/403/404 in JSON."""
+    """Resolve the signed-in reader's enrollment in the study, or answer 401/404 in JSON."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, slug: str, *args, **kwargs) -> HttpResponse:
@@ -76,8 +77,8 @@ def reader_api(view: Callable) -> Callable:
             return error("Sign in to read this study.", status=401)
         enrollment = selectors.enrollment_for(user=request.user, study_slug=slug)
         if enrollment is None:
-            if Study.objects.filter(slug=slug).exists():
-                return error("You are not enrolled in this study.", status=403)
+            # The same answer whether the study exists or not: slugs cannot
+            # be probed by someone who does not take part.
             return error("No such study.", status=404)
         try:
             return view(request, enrollment, *args, **kwargs)
@@ -133,22 +134,58 @@ def _session_for(enrollment: Enrollment, body: dict) -> ReadingSession:
     return session
 
 
+# The grade scale as the reader sees it: value, label, description.
+KL_CHOICES = [
+    (0, "", "No features of osteoarthritis"),
+    (1, "", "Doubtful narrowing, possible osteophytic lipping"),
+    (2, "", "Definite osteophytes, possible narrowing"),
+    (3, "", "Multiple osteophytes, definite narrowing, some sclerosis"),
+    (4, "", "Large osteophytes, marked narrowing, severe sclerosis, deformity"),
+]
+
+
+def _questions(phase: Phase) -> list[dict]:
+    """The questions a phase asks, each naming the answer field it fills.
+
+    A phase's payload describes only its own questions, in words and field
+    names of their own: a grading phase says nothing of any other question,
+    not even that it is not asked.
+    """
+    questions = []
+    if phase.asks_realism:
+        questions.append(
+            {
+                "field": "confidence",
+                "title": "Real or synthetic?",
+                "choices": [(v, label, "") for v, label in DETECTION_SCALE],
+            }
+        )
+    if phase.asks_grade:
+        questions.append(
+            {
+                "field": "kl_grade",
+                "title": "Kellgren–Lawrence grade",
+                "choices": KL_CHOICES,
+                "hint": "0 none · 1 doubtful · 2 minimal · 3 moderate · 4 severe",
+            }
+        )
+    return questions
+
+
 def _phase_payload(phase: Phase, number: int, count: int, practice: bool) -> dict:
-    # The wording of a detection question travels only with a phase that asks
-    # it: a grading phase's pages never mention synthetic images.
-    payload = {
-        "kind": phase.kind,
+    return {
         "number": number,
         "count": count,
         "practice": practice,
         "intro": PHASE_INTROS[phase.kind],
-        "asks_realism": phase.asks_realism,
-        "asks_grade": phase.asks_grade,
+        "questions": _questions(phase),
     }
-    if phase.asks_realism:
-        payload["question"] = "Real or synthetic?"
-        payload["scale"] = DETECTION_SCALE
-    return payload
+
+
+def _image_url(case) -> str:
+    # The case's token, not the image's: one image in two studies has two
+    # unrelated URLs.
+    return reverse("api-image", args=[case.token])
 
 
 def next_payload(enrollment: Enrollment) -> dict:
@@ -182,13 +219,10 @@ def next_payload(enrollment: Enrollment) -> dict:
         return payload
     case = selectors.case_at(session=session, position=answered)
     services.reading_session_serve(session=session, position=answered)
-    payload["image"] = reverse("api-image", args=[case.image.token])
+    payload["image"] = _image_url(case)
     if answered + 1 < total:
-        payload["preload"] = reverse(
-            "api-image",
-            args=[
-                selectors.case_at(session=session, position=answered + 1).image.token
-            ],
+        payload["preload"] = _image_url(
+            selectors.case_at(session=session, position=answered + 1)
         )
     return payload
 
@@ -197,6 +231,22 @@ def next_payload(enrollment: Enrollment) -> dict:
 @reader_api
 def next_case(request: HttpRequest, enrollment: Enrollment) -> JsonResponse:
     return JsonResponse(next_payload(enrollment))
+
+
+def _practice_feedback(judgment) -> dict:
+    """The reference for a practice answer: practice images are reserved, so
+    what it tells the reader is about no main case of any study."""
+    image = judgment.case.image
+    first = judgment.session.enrollment.study.phases.order_by("index").first()
+    feedback = {
+        "reference_kl": image.kl_grade,
+        "correct": scoring.is_correct(
+            first.kind, image.source, image.kl_grade, judgment.answer, judgment.kl_grade
+        ),
+    }
+    if judgment.answer is not None:
+        feedback["truth"] = image.source
+    return feedback
 
 
 @require_POST
@@ -210,17 +260,11 @@ def answer_create(request: HttpRequest, enrollment: Enrollment) -> JsonResponse:
         position=position,
         confidence=_int_field(body, "confidence", required=False),
         kl_grade=_int_field(body, "kl_grade", required=False),
+        interaction=body.get("interaction"),
     )
     response = {"stored": True, "duplicate": not recorded.created, "position": position}
     if session.is_practice:
-        image = recorded.judgment.case.image
-        feedback = {"reference_kl": image.kl_grade}
-        if recorded.judgment.answer is not None:
-            feedback["truth"] = image.source
-            feedback["correct"] = recorded.judgment.answer == image.source
-        else:
-            feedback["correct"] = recorded.judgment.kl_grade == image.kl_grade
-        response["feedback"] = feedback
+        response["feedback"] = _practice_feedback(recorded.judgment)
     enrollment.refresh_from_db()
     response["next"] = next_payload(enrollment)
     return JsonResponse(response, status=201 if recorded.created else 200)
@@ -239,17 +283,19 @@ def answer_detail(
     if judgment is None:
         return error("No answer at that position.", status=404)
     latest = judgment.revisions.order_by("-revision").first() or judgment
+    phase = _phase_payload(
+        session.phase, stage, session.enrollment.study.phases.count(), False
+    )
+    # Only the fields this phase asks for, as its questions name them.
+    answers = {q["field"]: getattr(latest, q["field"]) for q in phase["questions"]}
     return JsonResponse(
         {
             "stage": stage,
             "position": position,
             "total": len(session.order),
-            "image": reverse("api-image", args=[judgment.case.image.token]),
-            "confidence": latest.confidence,
-            "kl_grade": latest.kl_grade,
-            "phase": _phase_payload(
-                session.phase, stage, session.enrollment.study.phases.count(), False
-            ),
+            "image": _image_url(judgment.case),
+            **answers,
+            "phase": phase,
         }
     )
 
@@ -296,7 +342,11 @@ def image(request: HttpRequest, token: str) -> FileResponse:
     return response
 
 
+@require_GET
 def schema(request: HttpRequest) -> JsonResponse:
+    """The API description, for staff: it names every question any phase asks."""
+    if not (request.user.is_authenticated and request.user.is_staff):
+        return error("Not found.", status=404)
     from turingtest.studies.openapi import OPENAPI
 
     return JsonResponse(OPENAPI)

@@ -406,6 +406,13 @@ def _restore_rows(data: dict) -> tuple[Study, dict[str, int], dict[str, int]]:
         obj.order = [ids["case"][case_id] for case_id in obj.order]
 
     insert_all("case", case)
+    # Images a restored study used for practice or attention checks stay out
+    # of every study's main cases here too (archives from before images were
+    # reserved do not say so).
+    Image.objects.filter(
+        cases__study_id__in=ids["study"].values(),
+        cases__role__in=[Case.Role.PRACTICE, Case.Role.ATTENTION],
+    ).update(reserved=True)
     insert_all("invitation", invitation)
     insert_all("enrollment", enrollment)
     insert_all("session", session)

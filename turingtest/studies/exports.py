@@ -6,12 +6,18 @@ download button (a streamed ZIP), so both give byte-identical CSVs.
 
 import csv
 import io
+import re
+import stat
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
+from django.utils import timezone
+
+from turingtest.domain.scoring import is_correct
 from turingtest.stats import report as stats_report
+from turingtest.studies.interactions import INTERACTION_COLUMNS, interaction_rows
 from turingtest.studies.models import Case, Judgment, ReadingSession, Study
 
 JUDGMENT_COLUMNS = [
@@ -63,17 +69,6 @@ def iso(value: datetime | None) -> str:
     return value.isoformat().replace("+00:00", "Z") if value else ""
 
 
-def is_correct(
-    phase_kind: str, truth: str, reference_kl: int, answer, kl_grade
-) -> bool | None:
-    """Correctness as each phase defines it: the real/synthetic call, else the KL grade."""
-    if answer is not None:
-        return answer == truth
-    if kl_grade is not None and phase_kind == "grading":
-        return kl_grade == reference_kl
-    return None
-
-
 def _bool(value: bool | None) -> str:
     return "" if value is None else str(value).lower()
 
@@ -112,7 +107,7 @@ def judgment_rows(study: Study, *, with_role: bool = False) -> Iterator[dict]:
             "phase": j.session.phase.kind,
             "position": j.position + 1,
             "case": j.case.number,
-            "image": image.token,
+            "image": j.case.token,
             "truth": image.source,
             "reference_kl": image.kl_grade,
             "generator": image.generator.name if image.generator else "",
@@ -159,7 +154,7 @@ def image_rows(study: Study) -> Iterator[dict]:
         image = case.image
         yield {
             "case": case.number,
-            "image": image.token,
+            "image": case.token,
             "role": case.role,
             "truth": image.source,
             "reference_kl": image.kl_grade,
@@ -188,6 +183,47 @@ def order_rows(study: Study) -> Iterator[dict]:
             }
 
 
+# A cell that a spreadsheet would run as a formula (OWASP's CSV injection
+# rule, plus line feed): anything starting with one of these. Numbers are
+# left as they are.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def csv_cell(value):
+    """``value`` made safe to open in a spreadsheet.
+
+    Text starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return gets
+    a leading single quote, so Excel, LibreOffice and Google Sheets show it as
+    text instead of evaluating it (``=HYPERLINK(...)`` in a subspecialty would
+    otherwise send data away). Plain numbers, written as text or not, and
+    every non-text value pass unchanged.
+
+    Carriage returns inside text become line feeds: the writer ends lines
+    with ``\n`` and so quotes only fields holding ``\n``; a bare ``\r`` in
+    an unquoted field would split the row for most CSV readers.
+    """
+    if not isinstance(value, str):
+        return value
+    if value.startswith(FORMULA_TRIGGERS) and not _PLAIN_NUMBER.fullmatch(value):
+        value = "'" + value
+    return value.replace("\r\n", "\n").replace("\r", "\n")
+
+
+class SafeDictWriter(csv.DictWriter):
+    """``csv.DictWriter`` whose every cell goes through :func:`csv_cell`.
+
+    Every CSV the product writes uses this class.
+    """
+
+    def writerow(self, rowdict):
+        return super().writerow({k: csv_cell(v) for k, v in rowdict.items()})
+
+    def writerows(self, rowdicts):
+        for row in rowdicts:
+            self.writerow(row)
+
+
 class _Echo:
     """A write-only file whose ``write`` hands the text back (Django's streaming-CSV recipe)."""
 
@@ -196,7 +232,7 @@ class _Echo:
 
 
 def csv_lines(columns: list[str], rows: Iterable[dict]) -> Iterator[str]:
-    writer = csv.DictWriter(_Echo(), fieldnames=columns, lineterminator="\n")
+    writer = SafeDictWriter(_Echo(), fieldnames=columns, lineterminator="\n")
     yield writer.writeheader()
     for row in rows:
         yield writer.writerow(row)
@@ -240,12 +276,22 @@ def imrmc_input_rows(study: Study) -> Iterable[dict]:
     return imrmc_export(study)
 
 
+def imrmc_file_chunks(study: Study) -> Iterable[str]:
+    from turingtest.studies.report import imrmc_file_export
+
+    return imrmc_file_export(study)
+
+
 RESULT_FILES += [
     ("reader_summary.csv", list(stats_report.READER_COLUMNS), reader_summary_rows),
     ("image_summary.csv", list(stats_report.IMAGE_COLUMNS), image_summary_rows),
     ("report.json", None, report_json_chunks),
     ("imrmc_input.csv", IMRMC_COLUMNS, imrmc_input_rows),
+    ("imrmc_input.imrmc", None, imrmc_file_chunks),
 ]
+
+# What readers did with each image (turingtest.studies.interactions).
+RESULT_FILES.append(("interactions.csv", INTERACTION_COLUMNS, interaction_rows))
 
 
 def result_file_chunks(
@@ -311,11 +357,15 @@ class _ZipSink(io.RawIOBase):
 def results_zip_stream(study: Study) -> Iterator[bytes]:
     """The result files as one ZIP archive, produced while it is sent."""
     sink = _ZipSink()
+    # Members made from a bare name would carry 1980-01-01 and mode 0600.
+    stamp = timezone.localtime().timetuple()[:6]
     with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, columns, source in RESULT_FILES:
-            with archive.open(
-                f"{study.slug}/{name}", mode="w", force_zip64=True
-            ) as member:
+            info = zipfile.ZipInfo(f"{study.slug}/{name}", date_time=stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (stat.S_IFREG | 0o644) << 16
+            info.create_system = 3  # Unix, so unzip reads the mode above
+            with archive.open(info, mode="w", force_zip64=True) as member:
                 for chunk in result_file_chunks(study, columns, source):
                     member.write(chunk)
                     if sink.chunks:

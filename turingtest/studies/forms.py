@@ -37,7 +37,8 @@ class InviteForm(forms.Form):
     emails = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}),
         required=False,
-        help_text="One email per line for personal invitations; leave empty for anonymous links.",
+        help_text="One email per line: each address is sent its personal invitation, "
+        "which only that address can use. Leave empty for anonymous links.",
     )
     days = forms.IntegerField(
         min_value=1, max_value=365, initial=30, label="Valid for (days)"
@@ -47,6 +48,9 @@ class InviteForm(forms.Form):
         emails = [
             e.strip() for e in self.cleaned_data["emails"].splitlines() if e.strip()
         ]
+        if len(emails) > 200:
+            # Mails go out while the page waits: keep that to seconds.
+            raise forms.ValidationError("At most 200 emails at a time.")
         field = forms.EmailField()
         return [field.clean(e) for e in emails]
 

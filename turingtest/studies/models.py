@@ -142,6 +142,14 @@ class Image(models.Model):
         related_name="images",
     )
     job_index = models.PositiveIntegerField(null=True, blank=True)
+    # Practice feedback tells readers an image's truth, and attention checks
+    # are known to the study team: such an image is never a main case again,
+    # in any study. Set once, never cleared (what a reader saw stays seen).
+    reserved = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Used for practice or attention checks: never a main case.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -175,7 +183,14 @@ class Study(models.Model):
         NONE = "none", "No changes once answered"
         UNTIL_PHASE_END = "until_phase_end", "Changes allowed until the phase ends"
 
-    name = models.CharField(max_length=200)
+    name = models.CharField(
+        max_length=200, help_text="For the study team only; readers never see it."
+    )
+    reader_title = models.CharField(
+        max_length=200,
+        help_text="The title readers see: on invitations, instructions and the "
+        "reading page. Keep it neutral about the design.",
+    )
     slug = models.SlugField(max_length=80, unique=True)
     status = models.CharField(max_length=10, choices=Status, default=Status.DRAFT)
     instructions = models.TextField(
@@ -197,10 +212,35 @@ class Study(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # Opening a blinded study whose reader-visible texts name the design takes
+    # an explicit override; who gave it, when, and for which words is kept.
+    revealing_words_allowed = models.TextField(
+        blank=True,
+        editable=False,
+        help_text="Words readers see that were allowed when the study was opened.",
+    )
+    revealing_words_allowed_at = models.DateTimeField(
+        null=True, blank=True, editable=False
+    )
+    revealing_words_allowed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
 
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "studies"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(revealing_words_allowed="")
+                | Q(revealing_words_allowed_at__isnull=False),
+                name="study_override_recorded",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -253,6 +293,11 @@ class Case(models.Model):
     role = models.CharField(max_length=10, choices=Role, default=Role.MAIN)
     number = models.PositiveIntegerField(
         help_text="Stable case label within the study."
+    )
+    # The image's name in this study's URLs: one image in two studies has two
+    # unrelated tokens, so a reader in both cannot match them up.
+    token = models.CharField(
+        max_length=32, unique=True, default=new_token, editable=False
     )
 
     class Meta:
@@ -443,6 +488,11 @@ class Judgment(models.Model):
     served_at = models.DateTimeField()
     answered_at = models.DateTimeField()
     duration_ms = models.PositiveIntegerField()
+    # What the reader did with the image before answering, as the viewer
+    # logged it: zooms, pans, window/level changes and viewport rectangles
+    # over time (see turingtest.studies.interactions). NULL where the answer
+    # came without a log (an API client, a simulated reader).
+    interaction = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["session", "position"]

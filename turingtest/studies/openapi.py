@@ -1,4 +1,8 @@
-"""OpenAPI 3.1 description of the reader API, served at ``/api/v1/schema``."""
+"""OpenAPI 3.1 description of the reader API, served to staff at ``/api/v1/schema``.
+
+It names every question of every phase, so readers never get it: a reader in
+a grading phase must not learn what a later phase asks.
+"""
 
 _error = {
     "description": "A clear message, nothing stored",
@@ -165,6 +169,19 @@ OPENAPI = {
                         "minimum": 0,
                         "maximum": 4,
                     },
+                    "interaction": {
+                        "type": ["object", "null"],
+                        "description": "The viewer's log of what the reader did with "
+                        "the image: first_input_ms, answer_ms and events "
+                        "[t_ms, kind, ...numbers] (see turingtest.studies."
+                        "interactions). Optional; a malformed log is dropped, "
+                        "never the answer.",
+                        "properties": {
+                            "first_input_ms": {"type": ["integer", "null"]},
+                            "answer_ms": {"type": ["integer", "null"]},
+                            "events": {"type": "array", "items": {"type": "array"}},
+                        },
+                    },
                 },
                 "required": ["stage", "position"],
             },
@@ -184,7 +201,36 @@ OPENAPI = {
                     "redirect": {"type": "string"},
                     "review": {"type": "boolean"},
                     "can_revise": {"type": "boolean"},
-                    "phase": {"type": "object"},
+                    "phase": {"$ref": "#/components/schemas/Phase"},
+                },
+            },
+            "Phase": {
+                "type": "object",
+                "description": "The current phase, in words of its own: it lists "
+                "only the questions it asks.",
+                "properties": {
+                    "number": {"type": "integer"},
+                    "count": {"type": "integer"},
+                    "practice": {"type": "boolean"},
+                    "intro": {"type": "string"},
+                    "questions": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "field": {
+                                    "enum": ["confidence", "kl_grade"],
+                                    "description": "The answer field it fills",
+                                },
+                                "title": {"type": "string"},
+                                "choices": {
+                                    "type": "array",
+                                    "description": "[value, label, description]",
+                                },
+                                "hint": {"type": "string"},
+                            },
+                        },
+                    },
                 },
             },
         }

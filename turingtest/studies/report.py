@@ -22,21 +22,22 @@ from typing import Any
 import markdown
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
+from turingtest.domain.scoring import is_correct
 from turingtest.stats import plots as report_plots
 from turingtest.stats.report import (
     REPORT_VERSION,
     build_report,
     image_summary_rows,
     imrmc_rows,
+    imrmc_text,
     reader_summary_rows,
     report_markdown,
 )
-from turingtest.studies.exports import is_correct
 from turingtest.studies.models import (
     Case,
     Enrollment,
@@ -109,7 +110,7 @@ def report_rows(study: Study) -> Iterator[dict[str, Any]]:
         "id",
         "number",
         "role",
-        "image__token",
+        "token",
         "image__source",
         "image__kl_grade",
         "image__generator__name",
@@ -123,6 +124,8 @@ def report_rows(study: Study) -> Iterator[dict[str, Any]]:
             "id", "reader__code", "reader__profession", "reader__experience_years"
         )
     }
+    # The answer that counts is the latest revision (scoring.final), read here
+    # in one pass over the revisions in order rather than per judgment.
     latest = {
         judgment: (answer, confidence, grade)
         for judgment, answer, confidence, grade in JudgmentRevision.objects.filter(
@@ -341,6 +344,16 @@ def imrmc_export(study: Study) -> list[dict[str, str]]:
     return imrmc_rows(report_rows(study))
 
 
+def imrmc_file_export(study: Study) -> Iterator[str]:
+    """The ``.imrmc`` file the iMRMC program opens as it is."""
+    yield imrmc_text(
+        report_rows(study),
+        title=study.slug,
+        study_name=study.name,
+        exported_at=timezone.now().isoformat(timespec="seconds"),
+    )
+
+
 # ---------------------------------------------------------------- display
 
 
@@ -501,6 +514,38 @@ def _full_html(stored: StudyReport) -> str:
     return mark_safe(html)
 
 
+def study_totals(*, study: Study) -> dict[str, Any]:
+    """What a complete study would analyse: its main cases and its readers.
+
+    Figures name their n against these ("32 of 60 images"), so a study read
+    in part says so instead of passing for the whole.
+    """
+    by_source = {
+        row["image__source"]: row["n"]
+        for row in study.cases.filter(role=Case.Role.MAIN)
+        .values("image__source")
+        .annotate(n=Count("id"))
+    }
+    readers = study.enrollments.aggregate(
+        consented=Count("id", filter=Q(consented_at__isnull=False)),
+        completed=Count("id", filter=Q(completed_at__isnull=False)),
+    )
+    return {
+        "cases": sum(by_source.values()),
+        "real": by_source.get("real", 0),
+        "synthetic": by_source.get("synthetic", 0),
+        "readers": readers["consented"],
+        "readers_completed": readers["completed"],
+    }
+
+
+def _partial(views: list[dict[str, Any]], totals: Mapping[str, Any]) -> bool:
+    return any(
+        v["n_cases"] < totals["cases"] or v["n_readers"] < totals["readers"]
+        for v in views
+    )
+
+
 def report_page(*, study: Study) -> dict[str, Any] | None:
     """What the staff page shows of the stored report, formatted for display.
 
@@ -514,7 +559,13 @@ def report_page(*, study: Study) -> dict[str, Any] | None:
     phases = ("grading", "detection", "combined")
     detection = data.get("detection") or {}
     grading = data.get("grading") or {}
+    totals = study_totals(study=study)
+    detection_views = [_detection_view(detection[p]) for p in phases if p in detection]
+    grading_views = [_grading_view(grading[p]) for p in phases if p in grading]
     return {
+        "totals": totals,
+        "partial": _partial(detection_views + grading_views, totals)
+        or totals["readers_completed"] < totals["readers"],
         "stale": page.stale,
         "answers_now": page.answers_count,
         "built_at": stored.built_at,
@@ -524,8 +575,8 @@ def report_page(*, study: Study) -> dict[str, Any] | None:
         "n_readers": len(data["readers"]),
         "attention": data["attention"],
         "messages": data.get("messages", []),
-        "detection": [_detection_view(detection[p]) for p in phases if p in detection],
-        "grading": [_grading_view(grading[p]) for p in phases if p in grading],
+        "detection": detection_views,
+        "grading": grading_views,
         "thumbnails": _thumbnails(detection),
         "plots": [(name, title) for name, (title, _) in PLOTS.items()],
         "full_html": _full_html(stored),

@@ -5,10 +5,13 @@ from datetime import timedelta
 
 from django.db.models import Count, Max, Min, Q, Sum
 
+from turingtest.domain import scoring
+from turingtest.domain.wording import revealing_words
 from turingtest.studies.models import (
     Case,
     Enrollment,
     Image,
+    Invitation,
     Judgment,
     Phase,
     Reader,
@@ -83,39 +86,53 @@ def case_at(*, session: ReadingSession, position: int) -> Case:
 def image_for_user(*, user, token: str) -> Image | None:
     """The image behind ``token`` if this user may see it, else None.
 
-    Staff see every image. A reader sees an image only while enrolled in an
-    open study that contains it.
+    Readers know an image only by its case token, which differs from study to
+    study. A reader sees it only while enrolled and consented in the open
+    study of that case. Staff see every case, and pool images by their own
+    token (the admin's previews).
     """
     if not user.is_authenticated:
         return None
-    images = Image.objects.filter(token=token)
+    cases = Case.objects.select_related("image").filter(token=token)
     if user.is_staff:
-        return images.first()
-    return images.filter(
-        cases__study__status=Study.Status.OPEN,
-        cases__study__enrollments__reader__user=user,
-        cases__study__enrollments__consented_at__isnull=False,
+        case = cases.first()
+        return case.image if case else Image.objects.filter(token=token).first()
+    case = cases.filter(
+        study__status=Study.Status.OPEN,
+        study__enrollments__reader__user=user,
+        study__enrollments__consented_at__isnull=False,
     ).first()
+    return case.image if case else None
 
 
-def reader_score(*, enrollment: Enrollment) -> dict:
-    """A reader's own results, for the completion page where the study allows it."""
+def final_answers(judgments) -> list[tuple[Judgment, scoring.Given]]:
+    """Each judgment with the answer that counts: its latest revision, else itself."""
+    return [
+        (
+            j,
+            scoring.final(
+                scoring.Given(j.answer, j.confidence, j.kl_grade),
+                (
+                    (r.revision, scoring.Given(r.answer, r.confidence, r.kl_grade))
+                    for r in j.revisions.all()
+                ),
+            ),
+        )
+        for j in judgments.prefetch_related("revisions")
+    ]
+
+
+def reader_score(*, enrollment: Enrollment) -> scoring.Score:
+    """A reader's own results on their final answers, for the completion page."""
     judgments = Judgment.objects.filter(
         session__enrollment=enrollment,
         session__phase__isnull=False,
         case__role=Case.Role.MAIN,
-    ).select_related("case__image", "session__phase")
-    detection = [j for j in judgments if j.answer is not None]
-    grading = [j for j in judgments if j.kl_grade is not None]
-    return {
-        "detection_total": len(detection),
-        "detection_correct": sum(j.answer == j.case.image.source for j in detection),
-        "grading_total": len(grading),
-        "grading_exact": sum(j.kl_grade == j.case.image.kl_grade for j in grading),
-        "grading_within_one": sum(
-            abs(j.kl_grade - j.case.image.kl_grade) <= 1 for j in grading
-        ),
-    }
+    ).select_related("case__image")
+    return scoring.score(
+        (given, j.case.image.source, j.case.image.kl_grade)
+        for j, given in final_answers(judgments)
+    )
 
 
 @dataclass(frozen=True)
@@ -171,4 +188,51 @@ def study_overview(*, study: Study) -> dict:
     answers = Judgment.objects.filter(
         session__enrollment__study=study, session__phase__isnull=False
     ).aggregate(n=Count("id"), first=Min("answered_at"), last=Max("answered_at"))
+    # What a complete study holds: every consented reader on every main case
+    # in every phase. The page shows its counts as "n of N" against these.
+    answers["expected"] = (
+        enrollments["consented"] * cases["main"] * study.phases.count()
+    )
     return {"cases": cases, "readers": enrollments, "answers": answers}
+
+
+def study_revealing_texts(*, study: Study) -> dict[str, list[str]]:
+    """Revealing words in what readers see before the first phase, by field.
+
+    Empty where the first phase asks about realism (readers are told then),
+    or where no text of the study names the design.
+    """
+    first = study.phases.order_by("index").first()
+    if first is None or first.asks_realism:
+        return {}
+    texts = {
+        "reader title": study.reader_title,
+        "instructions": study.instructions,
+        "consent text": study.consent_text,
+    }
+    found = {where: revealing_words(text) for where, text in texts.items()}
+    return {where: words for where, words in found.items() if words}
+
+
+@dataclass(frozen=True)
+class InvitationRow:
+    invitation: Invitation
+    status: str  # "used", "expired" or "open"
+    used_by: str  # the reader's code, never their name or address
+
+
+def study_invitations(*, study: Study, now=None) -> list[InvitationRow]:
+    """Every invitation of a study, newest first, with what became of it."""
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    rows = []
+    for inv in study.invitations.select_related("used_by").order_by("-created_at"):
+        if inv.used_at is not None:
+            status = "used"
+        elif inv.expires_at <= now:
+            status = "expired"
+        else:
+            status = "open"
+        rows.append(InvitationRow(inv, status, inv.used_by.code if inv.used_by else ""))
+    return rows

@@ -7,17 +7,24 @@ commands and tasks call these; nothing else writes to the models.
 import hashlib
 import random
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
+from django.core import mail, signing
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
+from turingtest.domain.wording import REVEALING_WORDS
+from turingtest.studies import selectors
+from turingtest.studies.interactions import interaction_clean
 from turingtest.studies.models import (
     Case,
     Enrollment,
@@ -40,6 +47,9 @@ PROTOCOLS = {
     ("grading", "combined"),
 }
 
+# What readers see where a study is created without a title of its own.
+DEFAULT_READER_TITLE = "Knee radiograph reading study"
+
 
 # --- studies -----------------------------------------------------------------
 
@@ -49,6 +59,7 @@ def study_create(
     *,
     slug: str,
     name: str,
+    reader_title: str = DEFAULT_READER_TITLE,
     phases: Sequence[str] = ("grading", "detection"),
     instructions: str = "",
     edit_policy: str = Study.EditPolicy.NONE,
@@ -66,6 +77,7 @@ def study_create(
     study = Study(
         slug=slug,
         name=name,
+        reader_title=reader_title,
         instructions=instructions,
         edit_policy=edit_policy,
         show_score=show_score,
@@ -93,7 +105,19 @@ def _study_lock(study: Study) -> Study:
 
 
 @transaction.atomic
-def study_open(*, study: Study) -> Study:
+def study_open(
+    *,
+    study: Study,
+    allow_revealing_words: bool = False,
+    by: AbstractBaseUser | None = None,
+) -> Study:
+    """Open a study for reading.
+
+    Refused while a main case uses a reserved image (one shown with its truth
+    elsewhere), and, for a study that first grades blind, while a text its
+    readers see names the design; ``allow_revealing_words`` overrides the
+    latter, and the override is recorded on the study with ``by`` (a user).
+    """
     study = _study_lock(study)
     if study.status == Study.Status.OPEN:
         return study
@@ -101,10 +125,62 @@ def study_open(*, study: Study) -> Study:
         raise ValidationError(
             "A study needs cases before it opens: run build_cases first."
         )
+    cases = list(study.cases.all())
+    list(  # locked like cases_build locks them, so neither races the other
+        Image.objects.select_for_update()
+        .filter(pk__in=[c.image_id for c in cases])
+        .order_by("sha256")  # the order cases_build locks in: no deadlock
+        .values_list("id", flat=True)
+    )
+    reserved, main_elsewhere = _pool_parts(study)
+    clashes = sorted(
+        c.number
+        for c in cases
+        if (c.role == Case.Role.MAIN and c.image_id in reserved)
+        or (c.role != Case.Role.MAIN and c.image_id in main_elsewhere)
+    )
+    if clashes:
+        raise ValidationError(
+            f"Case{'s' if len(clashes) > 1 else ''} {', '.join(map(str, clashes))} "
+            "use images that other studies show for practice or attention checks "
+            "or as main cases: an image is one or the other in every study, since "
+            "practice tells readers its truth. Run build_cases again."
+        )
+    found = selectors.study_revealing_texts(study=study)
+    if found and not allow_revealing_words:
+        where = "; ".join(
+            f"{field}: {', '.join(words)}" for field, words in found.items()
+        )
+        raise ValidationError(
+            "The first phase grades without saying that some images are not real, "
+            f"but readers would see words that say so ({where}). Reword them (the "
+            f"words checked: {', '.join(REVEALING_WORDS)}), or open the study with "
+            "the override, which is recorded on the study."
+        )
+    if found:
+        study.revealing_words_allowed = "; ".join(
+            f"{field}: {', '.join(words)}" for field, words in found.items()
+        )
+        study.revealing_words_allowed_at = timezone.now()
+        study.revealing_words_allowed_by = by
+    # Readers will see these with their truth (or the team knows them as
+    # checks): they stay out of every study's main cases from now on.
+    Image.objects.filter(
+        pk__in=[c.image_id for c in cases if c.role != Case.Role.MAIN]
+    ).update(reserved=True)
     study.status = Study.Status.OPEN
     study.opened_at = study.opened_at or timezone.now()
     study.closed_at = None
-    study.save(update_fields=["status", "opened_at", "closed_at"])
+    study.save(
+        update_fields=[
+            "status",
+            "opened_at",
+            "closed_at",
+            "revealing_words_allowed",
+            "revealing_words_allowed_at",
+            "revealing_words_allowed_by",
+        ]
+    )
     return study
 
 
@@ -132,6 +208,20 @@ class CaseCounts:
     attention: int
 
 
+def _pool_parts(study: Study) -> tuple[set[int], set[int]]:
+    """Ids of the images ``study`` may not use as main cases (reserved: shown
+    for practice or attention checks in a study that opened, or chosen for
+    them by another study), and of those it may not use for practice or
+    attention checks (main cases of another study)."""
+    others = Case.objects.exclude(study=study)
+    reserved = set(Image.objects.filter(reserved=True).values_list("id", flat=True))
+    reserved |= set(
+        others.exclude(role=Case.Role.MAIN).values_list("image_id", flat=True)
+    )
+    main = set(others.filter(role=Case.Role.MAIN).values_list("image_id", flat=True))
+    return reserved, main
+
+
 @transaction.atomic
 def cases_build(
     *,
@@ -148,6 +238,12 @@ def cases_build(
     other. Practice cases are real images outside the main set (a grading
     phase must not reveal that synthetic images exist); attention checks are
     extra real images, shown inside the phases and excluded from statistics.
+
+    Practice feedback tells readers an image's truth, so practice and
+    attention images form a reserved part of the pool that no study draws
+    main cases from; images already reserved are reused for them first, and
+    an image that is a main case of another study is never taken for them.
+    A study's own images are reserved for good when it opens.
     """
     study = _study_lock(study)
     _require_draft(study, "cases")
@@ -155,32 +251,51 @@ def cases_build(
         raise ValidationError("--per-grade must be at least 1.")
     practice = study.practice_count if practice is None else practice
     rng = random.Random(seed)
+    # The image rows are locked, so two studies built or opened at once
+    # cannot put one image on both sides.
+    images = list(
+        Image.objects.select_for_update().filter(kl_grade__in=grades).order_by("sha256")
+    )
+    reserved, main_elsewhere = _pool_parts(study)
     chosen: list[tuple[Image, str]] = []
     shortages = []
     spare_real: list[Image] = []
     for grade in grades:
         for source in (Source.REAL, Source.SYNTHETIC):
-            pool = list(
-                Image.objects.filter(source=source, kl_grade=grade).order_by("sha256")
-            )
-            if len(pool) < per_grade:
-                shortages.append(f"KL{grade} {source}: {len(pool)} of {per_grade}")
-                continue
+            pool = [i for i in images if i.source == source and i.kl_grade == grade]
+            # Shuffled whole, then thinned: the draw from one pool and seed
+            # stays the same whatever other studies reserve later.
             rng.shuffle(pool)
-            chosen += [(image, Case.Role.MAIN) for image in pool[:per_grade]]
+            usable = [i for i in pool if i.pk not in reserved]
+            if len(usable) < per_grade:
+                held = len(pool) - len(usable)
+                shortages.append(
+                    f"KL{grade} {source}: {len(usable)} of {per_grade}"
+                    + (f" ({held} more reserved)" if held else "")
+                )
+                continue
+            chosen += [(image, Case.Role.MAIN) for image in usable[:per_grade]]
             if source == Source.REAL:
-                spare_real += pool[per_grade:]
+                taken = {i.pk for i in usable[:per_grade]}
+                spare_real += [
+                    i for i in pool if i.pk not in taken and i.pk not in main_elsewhere
+                ]
     if shortages:
         raise ValidationError(
             "The image pool has too few images for this design: "
             + "; ".join(shortages)
-            + "."
+            + ". Images used for practice or attention checks in any study are "
+            "reserved and never main cases, since readers may know their truth: "
+            "add images to the pool."
         )
     rng.shuffle(spare_real)
+    # Reserved images first: they can serve no other purpose.
+    spare_real.sort(key=lambda i: i.pk not in reserved)
     if practice + attention > len(spare_real):
         raise ValidationError(
             f"Practice ({practice}) and attention-check ({attention}) cases need "
-            f"{practice + attention} real images beyond the main set; the pool has {len(spare_real)}."
+            f"{practice + attention} real images that are no study's main cases; "
+            f"the pool has {len(spare_real)}."
         )
     chosen += [(image, Case.Role.PRACTICE) for image in spare_real[:practice]]
     chosen += [
@@ -231,6 +346,37 @@ def invitations_create(
     return created
 
 
+def invitation_emails_send(
+    *, invitations: Sequence[tuple[Invitation, str]], link_for: Callable[[str], str]
+) -> list[str]:
+    """Mail each personal invitation its link; returns the addresses that failed.
+
+    Through Django's email framework (``EMAIL_URL``; the console by default).
+    The mail names no study: an internal study name can give its design away
+    before the reader has seen anything. Call after the invitations are
+    committed, so no mail carries a link that a rollback took back.
+    """
+    failed = []
+    with mail.get_connection() as connection:
+        for invitation, token in invitations:
+            if not invitation.email:
+                continue
+            context = {"link": link_for(token), "expires_at": invitation.expires_at}
+            message = mail.EmailMessage(
+                subject=render_to_string(
+                    "studies/email/invitation_subject.txt", context
+                ).strip(),
+                body=render_to_string("studies/email/invitation_body.txt", context),
+                to=[invitation.email],
+                connection=connection,
+            )
+            try:
+                message.send()
+            except Exception:  # noqa: BLE001 - any transport error: report the address
+                failed.append(invitation.email)
+    return failed
+
+
 def invitation_find(*, token: str) -> Invitation | None:
     """The usable invitation for ``token``, or None: unknown, used and expired look the same."""
     invitation = (
@@ -239,6 +385,12 @@ def invitation_find(*, token: str) -> Invitation | None:
         .first()
     )
     return invitation if _invitation_usable(invitation) else None
+
+
+def invitation_exists(*, token: str) -> bool:
+    """Whether ``token`` belongs to any invitation, usable or not (a used or
+    expired link is a mistake, not a guess)."""
+    return Invitation.objects.filter(token_hash=_token_hash(token)).exists()
 
 
 def _invitation_usable(invitation: Invitation | None) -> bool:
@@ -254,16 +406,36 @@ class InvitationInvalid(ValidationError):
     pass
 
 
+class InvitationForAnotherEmail(ValidationError):
+    """A personal invitation used by an account of another address."""
+
+
+def _same_email(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
+
+
 def _invitation_claim(token: str, reader: Reader) -> Enrollment:
+    return _invitation_claim_hash(_token_hash(token), reader)
+
+
+def _invitation_claim_hash(token_hash: str, reader: Reader) -> Enrollment:
     invitation = (
         Invitation.objects.select_for_update()
         .select_related("study")
-        .filter(token_hash=_token_hash(token))
+        .filter(token_hash=token_hash)
         .first()
     )
     if not _invitation_usable(invitation):
         raise InvitationInvalid(
             "This invitation link is not valid: it may have been used already or expired."
+        )
+    if invitation.email and not _same_email(invitation.email, reader.user.email):
+        # A personal invitation is for the address it was made for.
+        raise InvitationForAnotherEmail(
+            {
+                "email": "This invitation was made for another email address: "
+                "use the address it was sent to."
+            }
         )
     invitation.used_at = timezone.now()
     invitation.used_by = reader
@@ -286,9 +458,28 @@ def reader_signup(
     subspecialty: str = "",
     simulated: bool = False,
 ) -> Enrollment:
-    """Create an account and reader profile from an invitation and enroll it."""
+    """Create an account and reader profile from an invitation and enroll it.
+
+    For personal invitations and internal callers: an address that has an
+    account is refused with a message, which is only safe where the address
+    is fixed by the invitation. Anonymous links go through
+    :func:`signup_request`.
+    """
     user_model = get_user_model()
     email = user_model.objects.normalize_email(email).lower()
+    bound = (
+        Invitation.objects.filter(token_hash=_token_hash(token))
+        .values_list("email", flat=True)
+        .first()
+    )
+    if bound and not _same_email(bound, email):
+        # Checked first, so that no other address is looked up.
+        raise InvitationForAnotherEmail(
+            {
+                "email": "This invitation was made for another email address: "
+                "use the address it was sent to."
+            }
+        )
     if user_model.objects.filter(username=email).exists():
         raise ValidationError(
             {
@@ -311,6 +502,135 @@ def reader_signup(
     reader.full_clean()
     reader.save()
     return _invitation_claim(token, reader)
+
+
+# Sign-up through an anonymous link, confirmed by mail: the link holder sees
+# the same thing whether or not the address already has an account.
+SIGNUP_SALT = "turingtest.studies.signup-confirm"
+
+
+def _mail(to: str, template: str, context: dict) -> None:
+    mail.EmailMessage(
+        subject=render_to_string(f"{template}_subject.txt", context).strip(),
+        body=render_to_string(f"{template}_body.txt", context),
+        to=[to],
+    ).send()
+
+
+@transaction.atomic
+def signup_request(
+    *,
+    token: str,
+    email: str,
+    password: str,
+    name: str,
+    profession: str,
+    experience_years: int,
+    subspecialty: str = "",
+    absolute_url: Callable[[str], str],
+) -> None:
+    """Start a sign-up from an anonymous invitation; the address confirms it.
+
+    A new address gets an inactive account and a mail with a confirmation
+    link (:func:`signup_confirm` activates it and takes the invitation). An
+    address that has an account gets a mail saying so, and nothing changes.
+    Either way the caller learns nothing about the address: both return
+    ``None`` after the same checks. ``absolute_url`` makes a path absolute.
+    """
+    invitation = invitation_find(token=token)
+    if invitation is None:
+        raise InvitationInvalid(
+            "This invitation link is not valid: it may have been used already or expired."
+        )
+    user_model = get_user_model()
+    email = user_model.objects.normalize_email(email).lower()
+    # Password rules first, against the details given, not the stored account.
+    validate_password(
+        password, user_model(username=email, email=email, first_name=name[:150])
+    )
+    user = user_model.objects.select_for_update().filter(username=email).first()
+    if user is not None and (user.is_active or user.last_login is not None):
+        context = {
+            "invitation_link": absolute_url(reverse("invitation", args=[token])),
+            "login_link": absolute_url(reverse("login")),
+            "reset_link": absolute_url(reverse("password_reset")),
+        }
+        transaction.on_commit(
+            lambda: _mail(email, "studies/email/signup_exists", context)
+        )
+        return
+    # New, or signed up before and never confirmed: (re)write the details.
+    user = user or user_model(username=email, email=email)
+    user.first_name = name[:150]
+    user.is_active = False
+    user.set_password(password)
+    user.full_clean()
+    user.save()
+    reader = Reader.objects.filter(user=user).first() or Reader(user=user)
+    reader.name = name
+    reader.profession = profession
+    reader.experience_years = experience_years
+    reader.subspecialty = subspecialty
+    reader.full_clean()
+    reader.save()
+    signed = signing.dumps(
+        {"user": user.pk, "invitation": invitation.token_hash}, salt=SIGNUP_SALT
+    )
+    context = {
+        "confirm_link": absolute_url(reverse("signup-confirm", args=[signed])),
+        "expires_at": invitation.expires_at,
+    }
+    transaction.on_commit(lambda: _mail(email, "studies/email/signup_confirm", context))
+
+
+def _signup_pending(signed: str) -> tuple[Reader, str]:
+    days = settings.TURINGTEST["INVITATION_DAYS"]
+    invalid = ValidationError(
+        "This confirmation link is not valid: it may have been used already or expired."
+    )
+    try:
+        data = signing.loads(signed, salt=SIGNUP_SALT, max_age=timedelta(days=days))
+    except signing.BadSignature:
+        raise invalid from None
+    reader = (
+        Reader.objects.select_related("user")
+        .filter(
+            user__pk=data.get("user"),
+            user__is_active=False,
+            user__last_login__isnull=True,
+        )
+        .first()
+    )
+    if reader is None:
+        raise invalid
+    return reader, str(data.get("invitation", ""))
+
+
+def signup_pending(*, signed: str) -> Reader:
+    """The reader a confirmation link would activate; ValidationError if none."""
+    return _signup_pending(signed)[0]
+
+
+@transaction.atomic
+def signup_confirm(*, signed: str, password: str) -> Enrollment:
+    """Activate the account of a confirmation link and take its invitation.
+
+    The password chosen at sign-up is asked again: a second sign-up with the
+    same address (which rewrites a pending account) sends its link to that
+    address too, and the owner confirming it must not open an account whose
+    password someone else chose.
+    """
+    reader, token_hash = _signup_pending(signed)
+    user = type(reader.user).objects.select_for_update().get(pk=reader.user.pk)
+    if not user.check_password(password or ""):
+        raise ValidationError(
+            "That is not the password chosen when signing up with this link. "
+            "If you did not sign up twice, someone else may have used your "
+            "address: sign up again from your invitation link."
+        )
+    user.is_active = True
+    user.save(update_fields=["is_active"])
+    return _invitation_claim_hash(token_hash, reader)
 
 
 @transaction.atomic
@@ -429,9 +749,9 @@ def _answer_fields(
         else:
             answer = "real" if confidence <= 3 else "synthetic"
     elif confidence is not None:
-        errors["confidence"] = (
-            "This phase does not ask whether images are real or synthetic."
-        )
+        # Worded as for any field a phase does not take: a grading phase's
+        # messages must not name a question it does not ask.
+        errors["confidence"] = "This phase does not ask for 'confidence'."
     if phase.asks_grade:
         if kl_grade is None:
             errors["kl_grade"] = "Choose a KL grade from 0 to 4."
@@ -489,8 +809,13 @@ def judgment_record(
     confidence: int | None = None,
     kl_grade: int | None = None,
     now: datetime | None = None,
+    interaction: dict | None = None,
 ) -> Recorded:
     """Store the reader's answer to the case at ``position`` (0-based) of ``session``.
+
+    ``interaction`` is the viewer's log of what the reader did with the image
+    (see :mod:`turingtest.studies.interactions`); stored cleaned, never
+    refusing the answer.
 
     A repeated submit of an answered position returns the stored judgment
     unchanged (double clicks, retries after a dropped connection). Only the
@@ -526,6 +851,7 @@ def judgment_record(
         served_at=served_at,
         answered_at=now,
         duration_ms=max(0, int((now - served_at).total_seconds() * 1000)),
+        interaction=interaction_clean(interaction),
     )
     # Fields only: the database enforces the constraints, and the session row
     # lock above already rules out a second judgment for this position.

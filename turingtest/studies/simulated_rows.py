@@ -130,6 +130,10 @@ def study_load_rows(
             strict=True,
         )
     }
+    # enrolled_at is stamped on insert; the answers below start a day ago.
+    Enrollment.objects.filter(pk__in=[e.pk for e in enrollments.values()]).update(
+        enrolled_at=now - timedelta(days=1), consented_at=now - timedelta(days=1)
+    )
 
     # Each (reader, phase) in the order the reader saw it; practice apart.
     seen: dict[tuple[str, str | None], list[Mapping[str, Any]]] = {}

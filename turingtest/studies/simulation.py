@@ -17,7 +17,7 @@ from django.utils import timezone
 from scipy.stats import norm
 
 from turingtest.studies import selectors, services
-from turingtest.studies.models import Case, Reader, Study
+from turingtest.studies.models import Case, Enrollment, Reader, Study
 
 PROFESSIONS = [
     Reader.Profession.RADIOLOGIST,
@@ -81,6 +81,12 @@ def readers_simulate(
             simulated=True,
         )
         enrollment = services.enrollment_consent(enrollment=enrollment)
+        # The simulated clock runs in the past: enrol the reader on it too, so
+        # no reader finishes before enrolling.
+        Enrollment.objects.filter(pk=enrollment.pk).update(
+            enrolled_at=clock, consented_at=clock
+        )
+        enrollment.refresh_from_db()
         answers = 0
         while True:
             stage = selectors.reader_stage(enrollment=enrollment)

@@ -1,31 +1,79 @@
 """Server-rendered pages: the reader's path through a study, and staff's study page."""
 
 import markdown
-from axes.handlers.proxy import AxesProxyHandler
-from axes.helpers import get_lockout_response
+import nh3
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import escape
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods, require_POST
 
-from turingtest.studies import report, selectors, services
+from turingtest.studies import interactions, report, selectors, services, throttle
 from turingtest.studies.api import PHASE_INTROS
 from turingtest.studies.exports import results_zip_stream
 from turingtest.studies.forms import ConsentForm, InviteForm, SignupForm
-from turingtest.studies.models import Reader, Study
+from turingtest.studies.models import Case, Reader, Study
+
+# Markdown for study instructions: `extra` without its attribute syntax
+# (`{: style=...}` let an instruction cover the page with a link) and without
+# Markdown inside raw HTML, which is escaped anyway.
+MARKDOWN_EXTENSIONS = ["abbr", "def_list", "fenced_code", "tables", "sane_lists"]
+# What the HTML may hold after rendering: text structure and links, nothing
+# that styles, positions, loads or runs anything.
+MARKDOWN_TAGS = {
+    "a", "abbr", "blockquote", "br", "code", "dd", "del", "dl", "dt", "em",
+    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "li", "ol", "p", "pre", "strong",
+    "table", "tbody", "td", "th", "thead", "tr", "ul",
+}  # fmt: skip
+MARKDOWN_ATTRIBUTES = {"a": {"href", "title"}, "abbr": {"title"}}
+LINK_SCHEMES = ("http://", "https://", "mailto:")
+
+
+def _link_filter(tag: str, attribute: str, value: str) -> str | None:
+    # nh3 drops unknown schemes; this also drops relative and protocol-relative
+    # links, so an instruction can only point at a full http(s) or mailto URL.
+    if tag == "a" and attribute == "href":
+        return value if value.strip().lower().startswith(LINK_SCHEMES) else None
+    return value
 
 
 def render_markdown(text: str) -> str:
-    # Escape first: instructions are staff-written, but no raw HTML reaches readers.
-    return markdown.markdown(escape(text), extensions=["extra", "sane_lists"])
+    # Escape first: instructions are staff-written, but no raw HTML reaches
+    # readers; then sanitise what Markdown made against an allowlist.
+    html = markdown.markdown(escape(text), extensions=MARKDOWN_EXTENSIONS)
+    return nh3.clean(
+        html,
+        tags=MARKDOWN_TAGS,
+        attributes=MARKDOWN_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        attribute_filter=_link_filter,
+        link_rel="noopener noreferrer nofollow",
+    )
+
+
+@require_http_methods(["GET", "HEAD"])
+def favicon(request: HttpRequest) -> FileResponse:
+    """Browsers ask every site for /favicon.ico, admin pages included."""
+    from django.contrib.staticfiles import finders
+
+    path = finders.find("favicon.ico")
+    if path is None:
+        raise Http404("No icon.")
+    response = FileResponse(open(path, "rb"), content_type="image/x-icon")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -38,20 +86,20 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
-# Invalid invitation links count as failed sign-ins of one pseudo-account per
-# address, so guessing links locks the address out as guessing passwords does.
-INVITATION_GUESS = {"username": "invitation-link"}
-
-
 @require_http_methods(["GET", "POST"])
 def invitation(request: HttpRequest, token: str) -> HttpResponse:
-    if AxesProxyHandler.is_locked(request, INVITATION_GUESS):
-        return get_lockout_response(request, None, INVITATION_GUESS)
+    wait = throttle.invitation_guess_wait(request)
+    if wait:
+        # Even a valid link waits, so a lucky guess looks like a wrong one.
+        response = render(
+            request, "studies/invitation_wait.html", {"wait": wait}, status=429
+        )
+        response["Retry-After"] = str(wait)
+        return response
     found = services.invitation_find(token=token)
     if found is None:
-        user_login_failed.send(
-            sender=__name__, credentials=INVITATION_GUESS, request=request
-        )
+        if not services.invitation_exists(token=token):
+            throttle.invitation_guess_record(request)
         # Unknown, used and expired tokens get the same answer.
         return render(request, "studies/invitation_invalid.html", status=404)
     reader = (
@@ -63,6 +111,13 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
         if request.method == "POST":
             try:
                 enrollment = services.invitation_accept(token=token, reader=reader)
+            except services.InvitationForAnotherEmail:
+                return render(
+                    request,
+                    "studies/invitation_accept.html",
+                    {"study": found.study, "reader": reader, "wrong_account": True},
+                    status=403,
+                )
             except ValidationError:
                 return render(request, "studies/invitation_invalid.html", status=404)
             return redirect("study-home", enrollment.study.slug)
@@ -73,7 +128,28 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
         )
 
     form = SignupForm(request.POST or None, initial={"email": found.email})
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and form.is_valid() and not found.email:
+        # An anonymous link: the address confirms by mail, and the page that
+        # follows is the same whether or not it already has an account.
+        data = form.cleaned_data
+        try:
+            services.signup_request(
+                token=token,
+                email=data["email"],
+                password=data["password"],
+                name=data["name"],
+                profession=data["profession"],
+                experience_years=data["experience_years"],
+                subspecialty=data["subspecialty"],
+                absolute_url=request.build_absolute_uri,
+            )
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            return redirect("signup-sent")
+    elif request.method == "POST" and form.is_valid():
+        # A personal invitation: only its own address can use it, so what the
+        # page says about that address tells the holder nothing new.
         data = form.cleaned_data
         try:
             enrollment = services.reader_signup(
@@ -86,11 +162,7 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
                 subspecialty=data["subspecialty"],
             )
         except ValidationError as exc:
-            if hasattr(exc, "error_dict"):
-                for field, errors in exc.error_dict.items():
-                    form.add_error(field if field in form.fields else None, errors)
-            else:
-                form.add_error("password", exc)
+            _form_errors(form, exc)
         else:
             login(
                 request,
@@ -105,12 +177,58 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
     )
 
 
+def _not_enrolled(request: HttpRequest) -> HttpResponse:
+    # One 404 for a study that does not exist and one the user does not take
+    # part in, so that slugs cannot be probed.
+    return render(request, "studies/not_enrolled.html", status=404)
+
+
+def _form_errors(form: SignupForm, exc: ValidationError) -> None:
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error("password", exc)  # the password validators' messages
+
+
+def signup_sent(request: HttpRequest) -> HttpResponse:
+    return render(request, "studies/signup_sent.html")
+
+
+@require_http_methods(["GET", "POST"])
+def signup_confirm(request: HttpRequest, signed: str) -> HttpResponse:
+    # A button, not the link itself, confirms: mail scanners open links.
+    try:
+        reader = services.signup_pending(signed=signed)
+    except ValidationError:
+        return render(request, "studies/signup_confirm.html", status=404)
+    if request.method == "POST":
+        try:
+            enrollment = services.signup_confirm(
+                signed=signed, password=request.POST.get("password", "")
+            )
+        except ValidationError as exc:
+            return render(
+                request,
+                "studies/signup_confirm.html",
+                {"reader": reader, "error": " ".join(exc.messages)},
+                status=409,
+            )
+        login(
+            request,
+            enrollment.reader.user,
+            backend="django.contrib.auth.backends.ModelBackend",
+        )
+        return redirect("study-home", enrollment.study.slug)
+    return render(request, "studies/signup_confirm.html", {"reader": reader})
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def study_home(request: HttpRequest, slug: str) -> HttpResponse:
     enrollment = selectors.enrollment_for(user=request.user, study_slug=slug)
     if enrollment is None:
-        return render(request, "studies/not_enrolled.html", status=403)
+        return _not_enrolled(request)
     stage = selectors.reader_stage(enrollment=enrollment)
     if stage.name == "done":
         return redirect("study-done", slug)
@@ -142,7 +260,7 @@ def study_home(request: HttpRequest, slug: str) -> HttpResponse:
 def study_read(request: HttpRequest, slug: str) -> HttpResponse:
     enrollment = selectors.enrollment_for(user=request.user, study_slug=slug)
     if enrollment is None:
-        return render(request, "studies/not_enrolled.html", status=403)
+        return _not_enrolled(request)
     stage = selectors.reader_stage(enrollment=enrollment)
     if stage.name == "done":
         return redirect("study-done", slug)
@@ -162,7 +280,7 @@ def study_read(request: HttpRequest, slug: str) -> HttpResponse:
 def study_done(request: HttpRequest, slug: str) -> HttpResponse:
     enrollment = selectors.enrollment_for(user=request.user, study_slug=slug)
     if enrollment is None:
-        return render(request, "studies/not_enrolled.html", status=403)
+        return _not_enrolled(request)
     if enrollment.completed_at is None:
         return redirect("study-home", slug)
     score = (
@@ -181,6 +299,7 @@ def study_done(request: HttpRequest, slug: str) -> HttpResponse:
 def _staff_context(request: HttpRequest, study: Study, **extra) -> dict:
     from django.contrib import admin
 
+    invitations = selectors.study_invitations(study=study)
     return (
         admin.site.each_context(request)
         | {
@@ -189,7 +308,14 @@ def _staff_context(request: HttpRequest, study: Study, **extra) -> dict:
             "progress": selectors.study_progress(study=study),
             "phases": list(study.phases.order_by("index")),
             "invite_form": extra.pop("invite_form", None) or InviteForm(),
+            "invitations": invitations,
+            "invitation_counts": {
+                status: sum(row.status == status for row in invitations)
+                for status in ("open", "used", "expired")
+            },
             "report": report.report_page(study=study),
+            "revealing": selectors.study_revealing_texts(study=study),
+            "zoom_maps": interactions.zoom_heatmap_cases(study=study),
             "title": study.name,
         }
         | extra
@@ -216,7 +342,11 @@ def staff_study_status(request: HttpRequest, slug: str) -> HttpResponse:
     action = request.POST.get("action")
     try:
         if action == "open":
-            services.study_open(study=study)
+            services.study_open(
+                study=study,
+                allow_revealing_words=request.POST.get("allow_revealing_words") == "1",
+                by=request.user,
+            )
             messages.success(request, "The study is open for reading.")
         elif action == "close":
             services.study_close(study=study)
@@ -248,14 +378,24 @@ def staff_study_invite(request: HttpRequest, slug: str) -> HttpResponse:
         emails=form.cleaned_data["emails"],
         days=form.cleaned_data["days"],
     )
-    links = [
-        (
-            inv.email,
-            request.build_absolute_uri(reverse("invitation", args=[token])),
-            inv.expires_at,
+
+    def link_for(token: str) -> str:
+        return request.build_absolute_uri(reverse("invitation", args=[token]))
+
+    failed = services.invitation_emails_send(invitations=created, link_for=link_for)
+    mailed = sum(1 for inv, _ in created if inv.email) - len(failed)
+    if mailed:
+        messages.success(
+            request, f"{mailed} invitation email{'s' if mailed != 1 else ''} sent."
         )
-        for inv, token in created
-    ]
+    if failed:
+        messages.error(
+            request,
+            "Could not send the invitation to "
+            + ", ".join(failed)
+            + ": give these readers their links below yourself.",
+        )
+    links = [(inv.email, link_for(token), inv.expires_at) for inv, token in created]
     return render(
         request,
         "studies/staff_study.html",
@@ -298,4 +438,17 @@ def staff_study_report_plot(request: HttpRequest, slug: str, plot: str) -> HttpR
     # The page links each plot with the report's build time, so a rebuilt
     # report has new URLs and an old plot can be cached.
     response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@staff_member_required
+def staff_study_heatmap(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    """Where readers looked while zoomed in on one case's image."""
+    case = get_object_or_404(
+        Case.objects.select_related("image"), study__slug=slug, number=number
+    )
+    response = HttpResponse(
+        interactions.zoom_heatmap_png(case=case), content_type="image/png"
+    )
+    response["Cache-Control"] = "private, no-cache"
     return response

@@ -10,7 +10,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("slug")
-        parser.add_argument("--name", required=True)
+        parser.add_argument(
+            "--name", required=True, help="The study team's name for it."
+        )
+        parser.add_argument(
+            "--reader-title",
+            default=None,
+            help="The title readers see (default: a neutral one). Keep it "
+            "neutral about the design: readers may grade blind first.",
+        )
         parser.add_argument(
             "--phases",
             default="grading,detection",
@@ -46,6 +54,11 @@ class Command(BaseCommand):
             study = study_create(
                 slug=opts["slug"],
                 name=opts["name"],
+                **(
+                    {"reader_title": opts["reader_title"]}
+                    if opts["reader_title"]
+                    else {}
+                ),
                 phases=[p.strip() for p in opts["phases"].split(",") if p.strip()],
                 instructions=opts["instructions"],
                 edit_policy=opts["edits"],

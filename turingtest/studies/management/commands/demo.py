@@ -1,3 +1,4 @@
+import signal
 from pathlib import Path
 
 from django.core.management import call_command
@@ -47,6 +48,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **opts):
+        # SIGTERM (what `kill` and `make` send on) ends the demo as Ctrl-C
+        # does: the finally below stops the Celery worker too.
+        signal.signal(signal.SIGTERM, _interrupt)
         base_url = f"http://{opts['addr']}"
         options = DemoOptions(
             data=opts["data"],
@@ -73,11 +77,20 @@ class Command(BaseCommand):
                 + f"\n  Study page:          {base_url}/staff/studies/{study.slug}/"
                 + "\n  Invitation links for real readers (single use):\n    "
                 + "\n    ".join(result.links)
-                + "\n\nCtrl-C stops the web server and the worker.\n"
+                + "\n  Signing up confirms the address by mail; without EMAIL_URL the"
+                + "\n  mail, with its confirmation link, is printed below."
+                + "\n\nCtrl-C (or SIGTERM) stops the web server and the worker.\n"
             )
             if not opts["no_serve"]:
                 call_command("runserver", opts["addr"], use_reloader=False)
         except KeyboardInterrupt:
             pass
         finally:
+            # A second signal must not cut the worker's shutdown short.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             worker_stop(worker)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

@@ -1,6 +1,5 @@
 """Write synthetic pool images as DICOM Secondary Capture files."""
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +8,7 @@ from pydicom.uid import generate_uid
 
 from turingtest.imaging.decode import decode
 from turingtest.imaging.dicom import dicom_write, secondary_capture
+from turingtest.studies.exports import SafeDictWriter
 from turingtest.studies.models import Generator, Image, Source
 
 
@@ -71,7 +71,7 @@ class Command(BaseCommand):
                 }
             )
         with open(out / "manifest.csv", "w", newline="") as fh:
-            writer = csv.DictWriter(
+            writer = SafeDictWriter(
                 fh,
                 fieldnames=[
                     "file",

@@ -15,6 +15,13 @@ class Command(BaseCommand):
             action="store_true",
             help="Close it: readers can no longer answer.",
         )
+        parser.add_argument(
+            "--allow-revealing-words",
+            action="store_true",
+            help="Open a study that grades blind first even though a text its "
+            "readers see names the design (synthetic, GAN, AI...). Recorded on "
+            "the study.",
+        )
 
     def handle(self, *args, **opts):
         study = Study.objects.filter(slug=opts["slug"]).first()
@@ -22,7 +29,11 @@ class Command(BaseCommand):
             raise CommandError(f"No study {opts['slug']!r}.")
         try:
             study = (
-                study_close(study=study) if opts["close"] else study_open(study=study)
+                study_close(study=study)
+                if opts["close"]
+                else study_open(
+                    study=study, allow_revealing_words=opts["allow_revealing_words"]
+                )
             )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
