@@ -161,3 +161,44 @@ def _serve_then_stop(env: dict, args: tuple, sig: int) -> None:
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
+
+
+def test_the_demo_shows_the_shipped_sample_and_generator_without_training(tmp_path):
+    """No training: real knees from assets/knee-kl-sample and synthetic ones made
+    by a real worker with assets/weights/knee-default.pt."""
+    from turingtest.demo import REAL_SAMPLE, SHIPPED_GENERATOR
+
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    env |= {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "MEDIA_ROOT": str(tmp_path / "media"),
+        "BROKER_DIR": str(tmp_path / "broker"),
+        "DJANGO_SETTINGS_MODULE": "turingtest.settings",
+    }
+    workdir = tmp_path / "demo"
+    args = ("demo", "--no-serve", "--workdir", str(workdir), "--readers", "2")
+    run = _manage(env, *args, "--per-grade", "2")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert not (workdir / "runs").exists()  # nothing was trained
+    out = tmp_path / "results"
+    assert (
+        _manage(env, "export_results", "demo-knee", "--out", str(out)).returncode == 0
+    )
+    main = [
+        r for r in csv.DictReader((out / "images.csv").open()) if r["role"] == "main"
+    ]
+    assert {r["generator"] for r in main if r["truth"] == "synthetic"} == {
+        "knee-default"
+    }
+    registered = _manage(env, "shell", "-c", SHOW_GENERATOR).stdout.strip()
+    assert registered.endswith(SHIPPED_GENERATOR.name)
+    real = sum(1 for _ in REAL_SAMPLE.rglob("*.png"))
+    assert f"{real} imported" in run.stdout
+
+
+SHOW_GENERATOR = (
+    "from turingtest.studies.models import Generator; "
+    "print(Generator.objects.get().checkpoint)"
+)
