@@ -27,8 +27,21 @@ def _half(state: dict) -> dict:
     return {k: v.half() if torch.is_floating_point(v) else v for k, v in state.items()}
 
 
+def _portable(value, root: str):
+    """Paths under ``root`` (the working folder) made relative: a shipped file
+    names no folder of the machine that trained it."""
+    if isinstance(value, str):
+        return value[len(root) :] if value.startswith(root) else value
+    if isinstance(value, dict):
+        return {k: _portable(v, root) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_portable(v, root) for v in value)
+    return value
+
+
 def release(checkpoint: str | Path, out: str | Path) -> Path:
     """Write the slim checkpoint to ``out``; returns its path."""
+    root = str(Path.cwd()) + os.sep
     ckpt = checkpoint_load(checkpoint)
     slim = {
         "version": ckpt["version"],
@@ -36,8 +49,8 @@ def release(checkpoint: str | Path, out: str | Path) -> Path:
         "step": ckpt["step"],
         "weights": {name: _half(ckpt["weights"][name]) for name in ("G", "D")},
         "ema": _half(ckpt["ema"]),
-        "data": ckpt.get("data", {}),
-        "options": ckpt.get("options", {}),
+        "data": _portable(ckpt.get("data", {}), root),
+        "options": _portable(ckpt.get("options", {}), root),
         "elapsed_s": ckpt.get("elapsed_s", 0.0),
     }
     out = Path(out)
@@ -50,7 +63,9 @@ def release(checkpoint: str | Path, out: str | Path) -> Path:
         run / "training_options.json",
         *sorted(run.glob("training_options.resume-*.json")),
     ]
-    history = [json.loads(p.read_text()) for p in records if p.exists()]
+    history = [
+        _portable(json.loads(p.read_text()), root) for p in records if p.exists()
+    ]
     if history:
         (out.parent / f"{out.stem}.training_options.json").write_text(
             json.dumps(history, indent=2) + "\n"
