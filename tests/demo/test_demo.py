@@ -28,16 +28,21 @@ def _manage(env: dict, *args: str, timeout: float = 600) -> subprocess.Completed
     )
 
 
-def test_demo_builds_a_study_with_generated_images_and_answers(tmp_path):
+def _demo_env(tmp_path) -> dict:
+    """The embedded defaults in a scratch folder, whatever the suite runs on."""
     env = {
         k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")
     }
-    env |= {
+    return env | {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "MEDIA_ROOT": str(tmp_path / "media"),
         "BROKER_DIR": str(tmp_path / "broker"),
         "DJANGO_SETTINGS_MODULE": "turingtest.settings",
     }
+
+
+def test_demo_builds_a_study_with_generated_images_and_answers(tmp_path):
+    env = _demo_env(tmp_path)
     workdir = tmp_path / "demo"
     args = (
         "demo",
@@ -168,15 +173,7 @@ def test_the_demo_shows_the_shipped_sample_and_generator_without_training(tmp_pa
     by a real worker with assets/weights/knee-default.pt."""
     from turingtest.demo import REAL_SAMPLE, SHIPPED_GENERATOR
 
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")
-    }
-    env |= {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "MEDIA_ROOT": str(tmp_path / "media"),
-        "BROKER_DIR": str(tmp_path / "broker"),
-        "DJANGO_SETTINGS_MODULE": "turingtest.settings",
-    }
+    env = _demo_env(tmp_path)
     workdir = tmp_path / "demo"
     args = ("demo", "--no-serve", "--workdir", str(workdir), "--readers", "2")
     run = _manage(env, *args, "--per-grade", "2")
