@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -141,6 +142,8 @@ def _serve_then_stop(env: dict, args: tuple, sig: int) -> None:
         for line in demo.stdout:
             if "stops the web server and the worker" in line:
                 break
+        # Keep reading, so a full pipe never holds the demo up on its way out.
+        threading.Thread(target=demo.stdout.read, daemon=True).start()
         for _ in range(100):
             try:
                 with urllib.request.urlopen(
