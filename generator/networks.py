@@ -155,33 +155,6 @@ PRESETS: dict[str, GANConfig] = {
         checkpoint_every=500,
         snapshot_every=500,
     ),
-    # Every code path of `default`, small enough for CPU tests.
-    "tiny": GANConfig(
-        name="tiny",
-        arch="lite",
-        loss="hinge",
-        spectral_norm=False,
-        recon=1.0,
-        resolution=32,
-        channels=8,
-        max_channels=64,
-        z_dim=32,
-        conditional=True,
-        batch_size=8,
-        lr_g=2e-4,
-        lr_d=2e-4,
-        betas=(0.5, 0.999),
-        n_critic=1,
-        diffaugment="color,translation,cutout",
-        mirror=True,
-        mbstd_group=2,
-        mode_seeking=0.1,
-        ema_decay=0.9,
-        sample_every=50,
-        checkpoint_every=50,
-        snapshot_every=50,
-        log_every=1,
-    ),
     # The reference study's critic and loss, at test size (for the seed path).
     "tiny-wgan": GANConfig(
         name="tiny-wgan",
@@ -203,6 +176,25 @@ PRESETS: dict[str, GANConfig] = {
         log_every=1,
     ),
 }
+
+
+# Every code path of `default`, small enough for CPU tests.
+PRESETS["tiny"] = replace(
+    PRESETS["default"],
+    name="tiny",
+    resolution=32,
+    max_channels=64,
+    z_dim=32,
+    batch_size=8,
+    lr_g=2e-4,
+    lr_d=2e-4,
+    mbstd_group=2,
+    ema_decay=0.9,
+    sample_every=50,
+    checkpoint_every=50,
+    snapshot_every=50,
+    log_every=1,
+)
 
 
 def config_preset(name: str, **overrides) -> GANConfig:

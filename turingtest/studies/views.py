@@ -135,13 +135,8 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
         try:
             services.signup_request(
                 token=token,
-                email=data["email"],
-                password=data["password"],
-                name=data["name"],
-                profession=data["profession"],
-                experience_years=data["experience_years"],
-                subspecialty=data["subspecialty"],
                 absolute_url=request.build_absolute_uri,
+                **_signup_fields(data),
             )
         except ValidationError as exc:
             _form_errors(form, exc)
@@ -152,15 +147,7 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
         # page says about that address tells the holder nothing new.
         data = form.cleaned_data
         try:
-            enrollment = services.reader_signup(
-                token=token,
-                email=data["email"],
-                password=data["password"],
-                name=data["name"],
-                profession=data["profession"],
-                experience_years=data["experience_years"],
-                subspecialty=data["subspecialty"],
-            )
+            enrollment = services.reader_signup(token=token, **_signup_fields(data))
         except ValidationError as exc:
             _form_errors(form, exc)
         else:
@@ -452,3 +439,18 @@ def staff_study_heatmap(request: HttpRequest, slug: str, number: int) -> HttpRes
     )
     response["Cache-Control"] = "private, no-cache"
     return response
+
+
+def _signup_fields(data: dict) -> dict:
+    """What a signup form hands the signup services, by their keyword names."""
+    return {
+        key: data[key]
+        for key in (
+            "email",
+            "password",
+            "name",
+            "profession",
+            "experience_years",
+            "subspecialty",
+        )
+    }
