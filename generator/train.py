@@ -1,4 +1,4 @@
-"""Train a knee radiograph WGAN-GP from the command line.
+"""Train a conditional knee radiograph GAN from the command line.
 
     python -m generator.train --data ../shared/data/knee-kl --config default \\
         --out runs/default --minutes 60
@@ -12,7 +12,8 @@ random states, version; ``--resume`` continues from it).
 
 Several GPUs: ``torchrun --nproc_per_node N -m generator.train ...`` trains
 with DistributedDataParallel (NCCL on GPUs, gloo on CPU); ``--batch-size`` is
-the global batch, split across processes. CUDA runs use bf16 autocast.
+the global batch, split across processes. CUDA runs use bf16 autocast, and
+so do CPU runs where the CPU has bf16 instructions (``--precision``).
 
 See :mod:`generator.networks` for the models and their references.
 """
@@ -530,7 +531,7 @@ def train(options: TrainOptions) -> Path:
 def parse_args(argv: list[str] | None = None) -> tuple[TrainOptions, bool]:
     ap = argparse.ArgumentParser(
         prog="python -m generator.train",
-        description="Train a knee radiograph WGAN-GP.",
+        description="Train a conditional knee radiograph GAN (default: lite pair, hinge loss).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     ap.add_argument("--data", required=True, help="grade folders, split root or .npz")
