@@ -28,8 +28,11 @@ from turingtest.imaging.services import (
     archive_check,
     images_discard,
     images_import,
+    import_batch_default_name,
+    import_batch_drop_if_empty,
+    import_batch_get_or_create,
 )
-from turingtest.studies.models import Generator, Source
+from turingtest.studies.models import Generator, ImportBatch, Source, Tag
 
 TEMPLATE = "imaging/upload.html"
 # Local file header, and the end record that an empty archive starts with.
@@ -79,6 +82,29 @@ class UploadForm(forms.Form):
         required=False,
         help_text="For synthetic images only.",
     )
+    batch = forms.CharField(
+        label="Import batch",
+        required=False,
+        max_length=ImportBatch._meta.get_field("name").max_length,
+        help_text="Name the new images are recorded under (default: “upload by "
+        "you” and the time); an existing name adds to that batch.",
+    )
+    tags = forms.CharField(
+        required=False,
+        max_length=500,
+        help_text="Comma-separated tags for every uploaded image.",
+    )
+
+    def clean_tags(self):
+        names = [t.strip() for t in self.cleaned_data["tags"].split(",") if t.strip()]
+        for name in names:
+            try:
+                Tag(name=name).clean_fields()
+            except forms.ValidationError:
+                raise forms.ValidationError(
+                    f"Tag {name!r}: use letters, digits, hyphens and underscores only."
+                ) from None
+        return names
 
     def clean(self):
         data = super().clean()
@@ -172,15 +198,32 @@ def _upload(
                 "their folder names).",
             )
             return render(request, TEMPLATE, context, status=400)
+        batch = None
         try:
             for archive in archives:
                 archive_check(archive)
+            batch = import_batch_get_or_create(
+                name=data["batch"]
+                or import_batch_default_name(f"upload by {request.user}"),
+                description=f"upload by {request.user}: "
+                + ", ".join(
+                    [p.name for p in archives] + (["single files"] if loose else [])
+                ),
+                created_by=request.user,
+            )
             result = _import_all(
-                archives, loose, data, origin_prefix=f"upload by {request.user}: "
+                archives,
+                loose,
+                data,
+                origin_prefix=f"upload by {request.user}: ",
+                batch=batch,
             )
         except ImportRefused as exc:
             context["error"] = str(exc)
             return render(request, TEMPLATE, context, status=400)
+        finally:
+            if batch is not None:
+                import_batch_drop_if_empty(batch=batch)
     if not result.total:
         context["error"] = (
             "Nothing was imported: the upload holds no image files (archives "
@@ -236,10 +279,17 @@ def _storable(name: str, limit: int = 200) -> str:
 
 
 def _import_all(
-    archives: list[Path], loose: Path | None, data: dict, *, origin_prefix: str
+    archives: list[Path],
+    loose: Path | None,
+    data: dict,
+    *,
+    origin_prefix: str,
+    batch: ImportBatch,
 ) -> ImportResult:
-    result = ImportResult()
+    result = ImportResult(batch=batch)
     options = {
+        "batch": batch,
+        "tags": data["tags"],
         "source": data["source"],
         "generator": data["generator"],
         "split": data["split"] or None,
