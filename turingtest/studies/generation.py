@@ -356,7 +356,7 @@ def generation_job_execute(*, job_id: int) -> GenerationJob | None:
         if not _renew(job, me, done):
             raise LeaseLost
         if todo:
-            batch = import_batch_get_or_create(
+            into = import_batch_get_or_create(
                 name=f"{gen.name} job {job.pk}",
                 description=f"generation job {job.pk} of generator {gen.name} "
                 f"(sha256 {gen.sha256[:12]})",
@@ -376,7 +376,7 @@ def generation_job_execute(*, job_id: int) -> GenerationJob | None:
                         seed=seed,
                         job=job,
                         job_index=index,
-                        batch=batch,
+                        batch=into,
                         origin=f"generator {gen.name} (sha256 {gen.sha256[:12]}), "
                         f"KL {grade}, seed {seed}; job {job.pk} image {index}",
                     )
