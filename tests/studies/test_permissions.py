@@ -42,6 +42,8 @@ ALLOWED = {
     "staff-study-report-plot": {"staff"},
     "staff-study-heatmap": {"staff"},
     "imaging:upload": {"staff"},
+    "imaging:pool": {"staff"},
+    "imaging:pool-tag": set(),  # POST only
 }
 
 

@@ -216,6 +216,14 @@ class PoolCounts:
     def total(self, source: str | None = None) -> int:
         return sum(n for (_, s), n in self.cells.items() if source in (None, s))
 
+    @property
+    def total_real(self) -> int:
+        return self.total(Source.REAL)
+
+    @property
+    def total_synthetic(self) -> int:
+        return self.total(Source.SYNTHETIC)
+
 
 def pool_counts(filt: ImageFilter) -> PoolCounts:
     rows = (
