@@ -227,3 +227,44 @@ def test_build_cases_names_unknown_batches_and_generators(batches, generators):
             "--generator",
             "new",
         )
+
+
+def test_the_study_page_draws_cases_from_the_same_choice(
+    batches, generators, staff_client
+):
+    run("create_study", "paged", "--name", "Paged")
+    page = staff_client.get("/staff/studies/paged/").content.decode()
+    assert 'id="cases-form"' in page
+    assert '<option value="oai">oai</option>' in page
+    assert '<option value="new-gan">new-gan</option>' in page
+
+    form = {
+        "per_grade": 3,
+        "seed": 1,
+        "practice": 0,
+        "attention": 0,
+        "real_from": ["phantoms"],
+        "generator": ["new-gan"],
+    }
+    refused = staff_client.post("/staff/studies/paged/cases", form)
+    assert refused.status_code == 400
+    text = refused.content.decode()
+    assert (
+        "KL0 real (real, from phantoms): 2 of 3 (3 more elsewhere in the pool)" in text
+    )
+    assert not Case.objects.filter(study__slug="paged").exists()
+
+    filled = staff_client.post(
+        "/staff/studies/paged/cases", form | {"fill_from_pool": "on"}, follow=True
+    )
+    text = filled.content.decode()
+    assert (
+        "Filled from outside the choice: KL3 synthetic (synthetic, from generator "
+        "new-gan): 2 of 3 from the choice, 1 from elsewhere in the pool (1 from "
+        "generator old-gan)."
+    ) in text
+    assert (
+        "30 main cases" in text
+        and "real: 5 from batch oai, 10 from batch phantoms" in text
+    )
+    assert main_cases("paged", "real").filter(image__batch__name="oai").count() == 5
