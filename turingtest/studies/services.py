@@ -315,6 +315,7 @@ def cases_build(
     left_out = reserved | used_elsewhere
     chosen: list[tuple[Image, str]] = []
     shortages = []
+    any_reserved = False
     fallbacks = []
     spare_real: list[Image] = []
     spare_other: list[Image] = []
@@ -348,6 +349,7 @@ def cases_build(
                 notes = []
                 if held:
                     notes.append(f"{held} more reserved")
+                    any_reserved = True
                 if used:
                     notes.append(f"{used} more used by other studies")
                 if ids is not None:
@@ -375,19 +377,25 @@ def cases_build(
                     and i.pk not in used_elsewhere
                 ]
     if shortages:
-        hint = (
-            " Choose more import batches, tags or generators, or pass "
-            "--fill-from-pool to fill the short cells from the rest of the pool "
-            "(and be told how many)."
-            if any(ids is not None for ids in chosen_ids.values())
-            else ""
-        )
+        chose = any(ids is not None for ids in chosen_ids.values())
+        advice = []
+        if any_reserved or not chose:
+            advice.append(
+                "Images used for practice or attention checks in any study are "
+                "reserved and never main cases, since readers may know their "
+                "truth: add images to the pool."
+            )
+        if chose:
+            advice.append(
+                "Choose more import batches, tags or generators, or fill the short "
+                "cells from the rest of the pool (--fill-from-pool), which says how "
+                "many came from where."
+            )
         raise ValidationError(
             "The image pool has too few images for this design: "
             + "; ".join(shortages)
-            + ". Images used for practice or attention checks in any study are "
-            "reserved and never main cases, since readers may know their truth: "
-            "add images to the pool." + hint
+            + ". "
+            + " ".join(advice)
         )
     rng.shuffle(spare_real)
     # Reserved images first: they can serve no other purpose.
