@@ -366,9 +366,9 @@ def pool(request: HttpRequest) -> HttpResponse:
         "montage_per_cell": MONTAGE_PER_CELL,
         "page": page,
         "rows": pool_page_images(page.object_list),
-        "batches": ImportBatch.objects.select_related("created_by").annotate(
-            n=Count("images")
-        ),
+        "batches": ImportBatch.objects.select_related("created_by")
+        .annotate(n=Count("images"))
+        .order_by("-created_at", "name"),
     }
     return render(request, "imaging/pool.html", context, status=status)
 
