@@ -224,7 +224,8 @@ def _synthetic_pool(
         raise SystemExit(f"Generation failed: {job.error}")
 
 
-def _study(opts: DemoOptions) -> Study:
+def _study(opts: DemoOptions, generator: Generator) -> Study:
+    from turingtest.imaging.selectors import ImageFilter
     from turingtest.studies.simulation import readers_simulate
 
     study = Study.objects.filter(slug=DEMO_SLUG).first()
@@ -244,7 +245,14 @@ def _study(opts: DemoOptions) -> Study:
             "Work at your usual reading pace; there is no time limit, and you can pause and come back."
         ),
     )
-    services.cases_build(study=study, per_grade=opts.per_grade, seed=1)
+    # Synthetic cases from this demo's generator only: a pool kept from an
+    # earlier demo may hold another generator's images.
+    services.cases_build(
+        study=study,
+        per_grade=opts.per_grade,
+        seed=1,
+        synthetic=ImageFilter(source="synthetic", generators=(generator.name,)),
+    )
     study = services.study_open(study=study)
     opts.say(f"Simulating {opts.readers} readers…")
     with tqdm(total=opts.readers, desc="readers", unit="reader") as bar:
@@ -286,7 +294,7 @@ def demo_build(
     worker = worker_start(opts.workdir / "worker.log")
     try:
         _synthetic_pool(opts, generator, worker)
-        study = _study(opts)
+        study = _study(opts, generator)
         links = _links(opts, study, base_url)
     except BaseException:
         worker_stop(worker)

@@ -31,6 +31,11 @@ staff_patterns = [
         name="staff-study-invite",
     ),
     path(
+        "studies/<slug:slug>/cases",
+        views.staff_study_cases,
+        name="staff-study-cases",
+    ),
+    path(
         "studies/<slug:slug>/results.zip",
         views.staff_study_export,
         name="staff-study-export",

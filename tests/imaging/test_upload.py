@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from tests.imaging import builders
 from turingtest.imaging.services import pool_check
-from turingtest.studies.models import Image
+from turingtest.studies.models import Image, ImportBatch
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.imaging.urls")]
 
@@ -62,6 +62,37 @@ def test_staff_uploads_files_with_a_grade(staff_client, media, upload_tmp):
     assert sorted(Image.objects.values_list("kl_grade", flat=True)) == [3, 3]
     assert "upload by staff@example.org" in Image.objects.first().origin
     assert not any(upload_tmp.iterdir())
+
+
+def test_an_upload_is_a_named_batch_with_tags(staff_client, media, upload_tmp):
+    url = reverse("imaging:upload")
+    form = {"source": "real", "grade": "2", "batch": "ward 3", "tags": "curated, kl2"}
+    response = staff_client.post(url, form | {"files": [png_upload("a.png", 1)]})
+    assert response.status_code == 200
+    assert "import batch &#x27;ward 3&#x27;" in response.content.decode()
+    batch = ImportBatch.objects.get(name="ward 3")
+    assert batch.created_by.username == "staff@example.org"
+    assert batch.description == "upload by staff@example.org: single files"
+    image = Image.objects.get()
+    assert image.batch == batch
+    assert sorted(image.tags.values_list("name", flat=True)) == ["curated", "kl2"]
+
+    # Uploading under the same name adds to the batch; without a name, the
+    # upload is a batch of its own.
+    staff_client.post(url, form | {"files": [png_upload("b.png", 2)]})
+    assert batch.images.count() == 2
+    staff_client.post(
+        url, {"source": "real", "grade": "2", "files": [png_upload("c.png", 3)]}
+    )
+    other = Image.objects.exclude(batch=batch).get()
+    assert other.batch.name.startswith("upload by staff@example.org 20")
+
+    # A bad tag is refused before anything is imported.
+    bad = staff_client.post(
+        url, form | {"tags": "no good", "files": [png_upload("d.png", 4)]}
+    )
+    assert bad.status_code == 400
+    assert Image.objects.count() == 3
 
 
 def test_zip_upload_shows_rejected_files_and_imports_the_rest(
@@ -163,6 +194,7 @@ def test_a_failing_upload_takes_back_what_it_imported(
         )
     assert response.status_code == 500
     assert Image.objects.count() == 0
+    assert not ImportBatch.objects.exists()  # no empty batch is left behind
     assert pool_check().ok
     assert not any(upload_tmp.iterdir())
 

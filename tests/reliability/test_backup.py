@@ -15,6 +15,7 @@ from django.core.management.base import CommandError
 from django.test import Client
 
 from tests.conftest import PASSWORD, ReaderAPI
+from turingtest.imaging.services import import_batch_get_or_create
 from turingtest.studies import backup, services
 from turingtest.studies.models import (
     Case,
@@ -22,6 +23,7 @@ from turingtest.studies.models import (
     GenerationJob,
     Generator,
     Image,
+    ImportBatch,
     Invitation,
     Judgment,
     JudgmentRevision,
@@ -97,6 +99,7 @@ def wipe_everything(media: Path) -> None:
         Study,
         Reader,
         Image,
+        ImportBatch,
         GenerationJob,
         Generator,
     ):
@@ -115,6 +118,9 @@ def test_backup_wipe_restore_gives_the_same_report(
     answered, media, tmp_path, deleted_dir, wipe
 ):
     study, half, step = answered
+    # The study's images came in with one import batch, which comes back too.
+    batch = import_batch_get_or_create(name="site A", description="ward 3 archive")
+    Image.objects.filter(cases__study=study).update(batch=batch)
     before = results(study.slug, tmp_path / "before")
     assert before["judgments.csv"].count(b"\n") > 20
     archive = tmp_path / "knee.zip"
@@ -133,6 +139,11 @@ def test_backup_wipe_restore_gives_the_same_report(
     restored = Study.objects.get(slug="knee")
     after = results(study.slug, tmp_path / "after")
     assert after == before
+    assert set(
+        Image.objects.filter(cases__study=restored).values_list(
+            "batch__name", "batch__description"
+        )
+    ) == {("site A", "ward 3 archive")}
 
     # The reader who was halfway signs in again with the same password and
     # goes on at the same case of the same order.

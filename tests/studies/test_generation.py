@@ -93,6 +93,8 @@ def test_running_a_job_again_fills_gaps_and_duplicates_nothing(
     images = list(Image.objects.filter(job=job).order_by("job_index"))
     assert [i.kl_grade for i in images] == [1, 1, 1, 3, 3]
     assert [i.seed for i in images] == [generation_seed(job.pk, i) for i in range(5)]
+    # the job's images are one import batch, named after generator and job
+    assert {i.batch.name for i in images} == {f"{tiny.name} job {job.pk}"}
     # a finished job is left alone
     assert generation.generation_job_execute(job_id=job.pk) is None
     # a job whose worker died after image 2 gets exactly the missing ones
@@ -106,6 +108,7 @@ def test_running_a_job_again_fills_gaps_and_duplicates_nothing(
     again = Image.objects.get(job=job, job_index=3)
     assert (again.sha256, again.seed) == (lost.sha256, lost.seed)
     assert Image.objects.filter(job=job).count() == 5
+    assert again.batch == images[0].batch
 
 
 def test_a_changed_checkpoint_fails_the_job_with_its_reason(

@@ -37,11 +37,14 @@ ALLOWED = {
     "staff-study": {"staff"},
     "staff-study-status": set(),  # POST only
     "staff-study-invite": set(),  # POST only
+    "staff-study-cases": set(),  # POST only
     "staff-study-export": {"staff"},
     "staff-study-report-build": set(),  # POST only
     "staff-study-report-plot": {"staff"},
     "staff-study-heatmap": {"staff"},
     "imaging:upload": {"staff"},
+    "imaging:pool": {"staff"},
+    "imaging:pool-tag": set(),  # POST only
 }
 
 

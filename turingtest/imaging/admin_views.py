@@ -1,4 +1,10 @@
-"""Staff upload page: images or ZIP archives into the pool.
+"""Staff pages of the image pool: the pool with its filters, and uploads.
+
+The pool page lists the pool's images through
+:class:`~turingtest.imaging.selectors.ImageFilter`, the filter that
+``build_cases`` also takes, as GET parameters, so a filter can be bookmarked.
+
+Uploads: images or ZIP archives into the pool.
 
 The body size is checked twice: from Content-Length before anything is read,
 and while streaming (for chunked requests) by an upload handler that stops
@@ -14,24 +20,46 @@ from pathlib import Path
 
 from django import forms
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import ValidationError
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.core.paginator import Paginator
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.utils.text import get_valid_filename
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_POST
 
+from turingtest.imaging.selectors import (
+    USED_ANY,
+    USED_NONE,
+    ImageFilter,
+    image_filter,
+    pool_choices,
+    pool_counts,
+    pool_montage,
+    pool_page_images,
+)
 from turingtest.imaging.services import (
     ImportRefused,
     ImportResult,
     archive_check,
     images_discard,
     images_import,
+    images_tag,
+    import_batch_default_name,
+    import_batch_drop_if_empty,
+    import_batch_get_or_create,
 )
-from turingtest.studies.models import Generator, Source
+from turingtest.studies.models import Generator, ImportBatch, Source, Tag
 
 TEMPLATE = "imaging/upload.html"
+POOL_PAGE_SIZE = 48
+MONTAGE_PER_CELL = 8
 # Local file header, and the end record that an empty archive starts with.
 ZIP_HEADS = (b"PK\x03\x04", b"PK\x05\x06")
 
@@ -79,6 +107,29 @@ class UploadForm(forms.Form):
         required=False,
         help_text="For synthetic images only.",
     )
+    batch = forms.CharField(
+        label="Import batch",
+        required=False,
+        max_length=ImportBatch._meta.get_field("name").max_length,
+        help_text="Name the new images are recorded under (default: “upload by "
+        "you” and the time); an existing name adds to that batch.",
+    )
+    tags = forms.CharField(
+        required=False,
+        max_length=500,
+        help_text="Comma-separated tags for every uploaded image.",
+    )
+
+    def clean_tags(self):
+        names = [t.strip() for t in self.cleaned_data["tags"].split(",") if t.strip()]
+        for name in names:
+            try:
+                Tag(name=name).clean_fields()
+            except forms.ValidationError:
+                raise forms.ValidationError(
+                    f"Tag {name!r}: use letters, digits, hyphens and underscores only."
+                ) from None
+        return names
 
     def clean(self):
         data = super().clean()
@@ -172,15 +223,32 @@ def _upload(
                 "their folder names).",
             )
             return render(request, TEMPLATE, context, status=400)
+        batch = None
         try:
             for archive in archives:
                 archive_check(archive)
+            batch = import_batch_get_or_create(
+                name=data["batch"]
+                or import_batch_default_name(f"upload by {request.user}"),
+                description=f"upload by {request.user}: "
+                + ", ".join(
+                    [p.name for p in archives] + (["single files"] if loose else [])
+                ),
+                created_by=request.user,
+            )
             result = _import_all(
-                archives, loose, data, origin_prefix=f"upload by {request.user}: "
+                archives,
+                loose,
+                data,
+                origin_prefix=f"upload by {request.user}: ",
+                batch=batch,
             )
         except ImportRefused as exc:
             context["error"] = str(exc)
             return render(request, TEMPLATE, context, status=400)
+        finally:
+            if batch is not None:
+                import_batch_drop_if_empty(batch=batch)
     if not result.total:
         context["error"] = (
             "Nothing was imported: the upload holds no image files (archives "
@@ -236,10 +304,17 @@ def _storable(name: str, limit: int = 200) -> str:
 
 
 def _import_all(
-    archives: list[Path], loose: Path | None, data: dict, *, origin_prefix: str
+    archives: list[Path],
+    loose: Path | None,
+    data: dict,
+    *,
+    origin_prefix: str,
+    batch: ImportBatch,
 ) -> ImportResult:
-    result = ImportResult()
+    result = ImportResult(batch=batch)
     options = {
+        "batch": batch,
+        "tags": data["tags"],
         "source": data["source"],
         "generator": data["generator"],
         "split": data["split"] or None,
@@ -256,3 +331,74 @@ def _import_all(
         images_discard(images=[o.image for o in result.imported if o.image])
         raise
     return result
+
+
+# --- the pool --------------------------------------------------------------
+
+
+def _pool_url(filt: ImageFilter) -> str:
+    query = urlencode(filt.query_items())
+    return reverse("imaging:pool") + (f"?{query}" if query else "")
+
+
+@staff_member_required
+def pool(request: HttpRequest) -> HttpResponse:
+    context = admin.site.each_context(request) | {"title": "Image pool"}
+    status = 200
+    try:
+        filt = ImageFilter.from_query(request.GET)
+    except ValidationError as exc:
+        context["errors"] = exc.messages
+        filt, status = ImageFilter(), 400
+    images = image_filter(filt).select_related("generator", "batch").order_by("id")
+    page = Paginator(images, POOL_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = urlencode(filt.query_items())
+    context |= {
+        "filter": filt,
+        "filter_text": filt.describe(),
+        "query": query,
+        "choices": pool_choices(),
+        "used_none": USED_NONE,
+        "used_any": USED_ANY,
+        "grades": range(5),
+        "counts": pool_counts(filt),
+        "montage": pool_montage(filt, per_cell=MONTAGE_PER_CELL),
+        "montage_per_cell": MONTAGE_PER_CELL,
+        "page": page,
+        "rows": pool_page_images(page.object_list),
+        "batches": ImportBatch.objects.select_related("created_by")
+        .annotate(n=Count("images"))
+        .order_by("-created_at", "name"),
+    }
+    return render(request, "imaging/pool.html", context, status=status)
+
+
+@staff_member_required
+@require_POST
+def pool_tag(request: HttpRequest) -> HttpResponse:
+    """Put a tag on every image of a filter of the pool page (or take it off)."""
+    try:
+        filt = ImageFilter.from_query(request.POST)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("imaging:pool")
+    back = _pool_url(filt)
+    name = request.POST.get("tag_name", "").strip()
+    try:
+        Tag(name=name).clean_fields()
+    except ValidationError:
+        messages.error(
+            request,
+            f"Tag {name!r}: use letters, digits, hyphens and underscores only. "
+            "Nothing was tagged.",
+        )
+        return redirect(back)
+    remove = request.POST.get("action") == "remove"
+    n = images_tag(images=image_filter(filt), names=[name], remove=remove)
+    if remove:
+        messages.success(
+            request, f"Tag {name!r} taken off {n} images ({filt.describe()})."
+        )
+    else:
+        messages.success(request, f"Tagged {n} images {name!r} ({filt.describe()}).")
+    return redirect(back)

@@ -20,7 +20,7 @@ import re
 import stat
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
@@ -34,7 +34,14 @@ from django.utils import timezone
 
 from turingtest.imaging.canonical import CanonicalSpec, canonicalise
 from turingtest.imaging.decode import ImageRejected, Limits, decode, sniff
-from turingtest.studies.models import GenerationJob, Generator, Image, Source
+from turingtest.studies.models import (
+    GenerationJob,
+    Generator,
+    Image,
+    ImportBatch,
+    Source,
+    Tag,
+)
 
 POOL_DIR = "pool"
 ORIGINALS_DIR = "originals"
@@ -67,6 +74,7 @@ class ImportResult:
     imported: list[FileOutcome] = field(default_factory=list)
     duplicates: list[FileOutcome] = field(default_factory=list)
     rejected: list[FileOutcome] = field(default_factory=list)
+    batch: ImportBatch | None = None
 
     @property
     def failed(self) -> bool:
@@ -83,10 +91,13 @@ class ImportResult:
         self.rejected += other.rejected
 
     def summary(self) -> str:
-        return (
+        text = (
             f"{len(self.imported)} imported, {len(self.duplicates)} duplicates "
             f"skipped, {len(self.rejected)} rejected"
         )
+        if self.batch is not None and self.imported:
+            text += f" (import batch {self.batch.name!r})"
+        return text
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,79 @@ def _keep_dicom_originals() -> bool:
 
 def _canonical_by_default() -> bool:
     return bool(getattr(settings, "TURINGTEST", {}).get("CANONICALISE", True))
+
+
+# --------------------------------------------------------------------------
+# Import batches and tags
+# --------------------------------------------------------------------------
+
+
+def import_batch_default_name(label: str, *, now=None) -> str:
+    """``label`` and the time, made unique: "knee-kl-sample 2026-12-02 03:50"."""
+    now = timezone.localtime(now or timezone.now())
+    base = f"{label[:90]} {now:%Y-%m-%d %H:%M}".strip()
+    name, n = base, 1
+    while ImportBatch.objects.filter(name=name).exists():
+        n += 1
+        name = f"{base} ({n})"
+    return name
+
+
+@transaction.atomic
+def import_batch_get_or_create(
+    *, name: str, description: str = "", created_by=None
+) -> ImportBatch:
+    """The batch called ``name``, created if new: importing under a name
+    that exists adds to that batch."""
+    name = " ".join(name.split())
+    if not name:
+        raise ValidationError("An import batch needs a name.")
+    batch = ImportBatch.objects.filter(name=name).first()
+    if batch is not None:
+        return batch
+    batch = ImportBatch(name=name, description=description, created_by=created_by)
+    batch.full_clean()
+    batch.save()
+    return batch
+
+
+def import_batch_drop_if_empty(*, batch: ImportBatch) -> bool:
+    """Delete a batch no image came in with (an import of duplicates only)."""
+    deleted, _ = ImportBatch.objects.filter(pk=batch.pk, images__isnull=True).delete()
+    return bool(deleted)
+
+
+def tags_get_or_create(*, names: list[str]) -> list[Tag]:
+    tags = []
+    for name in names:
+        tag = Tag.objects.filter(name=name).first()
+        if tag is None:
+            tag = Tag(name=name)
+            tag.full_clean()
+            tag.save()
+        tags.append(tag)
+    return tags
+
+
+@transaction.atomic
+def images_tag(*, images, names: list[str], remove: bool = False) -> int:
+    """Put the tags ``names`` on ``images`` (or take them off); returns how many images."""
+    ids = list(images.values_list("pk", flat=True))
+    if remove:
+        Image.tags.through.objects.filter(
+            image_id__in=ids, tag__name__in=names
+        ).delete()
+        return len(ids)
+    for tag in tags_get_or_create(names=names):
+        have = set(
+            Image.tags.through.objects.filter(tag=tag, image_id__in=ids).values_list(
+                "image_id", flat=True
+            )
+        )
+        Image.tags.through.objects.bulk_create(
+            Image.tags.through(image_id=i, tag=tag) for i in ids if i not in have
+        )
+    return len(ids)
 
 
 # --------------------------------------------------------------------------
@@ -198,6 +282,7 @@ def _image_prepare(
     job_index: int | None,
     original_bytes: bytes | None,
     original_name: str,
+    batch: ImportBatch | None = None,
 ) -> Image | _Pending:
     """The image already holding this content (or job slot), or a pending one."""
     existing = _existing(sha256, job, job_index)
@@ -226,6 +311,7 @@ def _image_prepare(
         seed=seed,
         job=job,
         job_index=job_index,
+        batch=batch,
     )
     return _Pending(image=image, written=written)
 
@@ -263,6 +349,7 @@ def image_create(
     job_index: int | None = None,
     original_bytes: bytes | None = None,
     original_name: str = "",
+    batch: ImportBatch | None = None,
 ) -> Image:
     """Put one image into the pool in canonical form.
 
@@ -287,6 +374,7 @@ def image_create(
         job_index=job_index,
         original_bytes=original_bytes,
         original_name=original_name,
+        batch=batch,
     )
     if isinstance(step, Image):
         return step
@@ -554,6 +642,8 @@ def images_import(
     canonical: bool | None = None,
     all_or_nothing: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    batch: ImportBatch | None = None,
+    tags: list[str] | tuple[str, ...] = (),
 ) -> ImportResult:
     """Import a file, a ``{grade}/*`` folder, a ``{split}/{grade}/*`` dataset,
     a ZIP of either, or a CSV manifest (``path, kl_grade[, source, patient,
@@ -567,6 +657,10 @@ def images_import(
     (folder names are then ignored). ``canonical=False`` stores files as they
     came, which breaks blinding; it exists to show that the audit notices.
     ``progress(done, total)`` is called after each file.
+
+    New images record ``batch``; without one, the import is its own batch,
+    named after ``path`` and the time (and dropped again if nothing new came
+    in). ``tags`` go on every image of the import, duplicates included.
 
     An exception part-way (an interrupt, a database error) leaves every
     committed image with its file; with ``all_or_nothing`` the images this
@@ -595,21 +689,47 @@ def images_import(
         "spec": spec,
         "pixel_limits": pixel_limits,
     }
+    for name in tags:  # a bad tag name stops the import before any file
+        try:
+            Tag(name=name).clean_fields()
+        except ValidationError:
+            raise ImportRefused(
+                f"tag {name!r}: use letters, digits, hyphens and underscores only"
+            ) from None
+    own_batch = batch is None
     with ExitStack() as stack:
         cands = _candidates(root, manifest, limits, stack, split, grade)
+        if own_batch:
+            batch = import_batch_get_or_create(
+                name=import_batch_default_name(root.name),
+                description=f"{source} images from {root}",
+            )
+        options["batch"] = result.batch = batch
         total, done = len(cands), 0
         try:
             for start in range(0, total, BATCH_SIZE):
-                batch = cands[start : start + BATCH_SIZE]
-                for kind, outcome in _import_batch(batch, options):
+                chunk = cands[start : start + BATCH_SIZE]
+                for kind, outcome in _import_batch(chunk, options):
                     getattr(result, kind).append(outcome)
-                done += len(batch)
+                done += len(chunk)
                 if progress is not None:
                     progress(done, total)
         except BaseException:
             if all_or_nothing:
                 images_discard(images=[o.image for o in result.imported if o.image])
             raise
+        finally:
+            with suppress(DatabaseError):
+                if own_batch and import_batch_drop_if_empty(batch=batch):
+                    result.batch = None
+    if tags:
+        outcomes = result.imported + result.duplicates
+        images_tag(
+            images=Image.objects.filter(
+                pk__in=[o.image.pk for o in outcomes if o.image]
+            ),
+            names=list(tags),
+        )
     return result
 
 
@@ -781,6 +901,7 @@ def _import_prepare(
     canonical: bool,
     spec: CanonicalSpec,
     pixel_limits: Limits,
+    batch: ImportBatch | None,
 ) -> tuple[str, FileOutcome] | _Ready | str:
     """A final outcome, a file ready to be saved, or the sha256 of an earlier
     file of the same batch with the same content."""
@@ -831,6 +952,7 @@ def _import_prepare(
         job_index=None,
         original_bytes=data if keep_original else None,
         original_name=cand.name,
+        batch=batch,
     )
     if isinstance(step, Image):
         return "duplicates", FileOutcome(cand.name, _duplicate_reason(step, cand), step)

@@ -6,6 +6,7 @@ from django.db import router
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.http import urlencode
 
 from turingtest.studies import backup
 from turingtest.studies.models import (
@@ -14,6 +15,7 @@ from turingtest.studies.models import (
     GenerationJob,
     Generator,
     Image,
+    ImportBatch,
     Invitation,
     Judgment,
     JudgmentRevision,
@@ -21,6 +23,7 @@ from turingtest.studies.models import (
     Reader,
     ReadingSession,
     Study,
+    Tag,
 )
 
 
@@ -157,14 +160,17 @@ class ImageAdmin(admin.ModelAdmin):
         "kl_grade",
         "generator",
         "seed",
+        "batch",
         "reserved",
         "created_at",
     ]
-    list_filter = ["source", "kl_grade", "generator", "reserved"]
+    list_filter = ["source", "kl_grade", "generator", "batch", "tags", "reserved"]
     search_fields = ["sha256", "token", "origin"]
+    filter_horizontal = ["tags"]
     readonly_fields = [
         "preview",
         "token",
+        "batch",
         "reserved",
         "sha256",
         "width",
@@ -198,6 +204,30 @@ class ImageAdmin(admin.ModelAdmin):
             # The truth of a case that readers are answering (or have answered).
             fields += ["source", "kl_grade", "generator", "seed"]
         return fields
+
+
+@admin.register(ImportBatch)
+class ImportBatchAdmin(admin.ModelAdmin):
+    list_display = ["name", "created_at", "created_by", "images_in_pool"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["created_at", "created_by", "images_in_pool"]
+
+    @admin.display(description="Images")
+    def images_in_pool(self, obj: ImportBatch) -> str:
+        if obj.pk is None:
+            return "—"
+        return format_html(
+            '<a href="{}?{}">{} in the pool</a>',
+            reverse("imaging:pool"),
+            urlencode({"batch": obj.name}),
+            obj.images.count(),
+        )
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    list_display = ["name"]
+    search_fields = ["name"]
 
 
 @admin.register(Case)

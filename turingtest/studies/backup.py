@@ -8,7 +8,8 @@ A backup is one ZIP archive::
     results/...     the CSVs of ``export_results``, readable without restoring
 
 It holds everything the study's results depend on: the study, its phases and
-cases, the images of those cases (and their generators), invitations, the
+cases, the images of those cases (and their generators and import batches),
+invitations, the
 readers with their accounts (password hashes included, so they can sign in
 after a restore), enrollments, reading sessions with their stored orders,
 judgments and revisions.
@@ -17,7 +18,8 @@ Restore inserts the rows with new primary keys and rewrites every reference
 (the orders in ``ReadingSession.order`` included), so an archive restores into
 the database it came from after the study was deleted, or into any other.
 Rows that other studies share are matched rather than duplicated: users by
-username, readers by code, generators by name, images by SHA-256. Generation
+username, readers by code, generators and import batches by name, images by
+SHA-256. Tags of images are not kept (staff labels of the pool). Generation
 job links are not kept (a restored image has no job), since jobs belong to the
 pool, not to the study.
 """
@@ -48,6 +50,7 @@ from turingtest.studies.models import (
     Enrollment,
     Generator,
     Image,
+    ImportBatch,
     Invitation,
     Judgment,
     JudgmentRevision,
@@ -74,6 +77,7 @@ MODELS: list[tuple[str, type[models.Model]]] = [
     ("user", get_user_model()),
     ("reader", Reader),
     ("generator", Generator),
+    ("batch", ImportBatch),
     ("image", Image),
     ("study", Study),
     ("phase", Phase),
@@ -122,6 +126,7 @@ def _study_rows(study: Study) -> dict[str, models.QuerySet]:
         "user": get_user_model().objects.filter(pk__in=readers.values("user")),
         "reader": readers,
         "generator": Generator.objects.filter(pk__in=images.values("generator")),
+        "batch": ImportBatch.objects.filter(pk__in=images.values("batch")),
         "image": images,
         "study": Study.objects.filter(pk=study.pk),
         "phase": Phase.objects.filter(study=study),
@@ -137,6 +142,8 @@ def _study_rows(study: Study) -> dict[str, models.QuerySet]:
 def _fields(key: str, model: type[models.Model]) -> list[str] | None:
     if key == "user":
         return list(USER_FIELDS)  # no staff flags, groups or permissions
+    if key == "batch":
+        return ["name", "description", "created_at"]  # not who: accounts stay here
     if key == "image":
         return [
             f.name
@@ -361,6 +368,9 @@ def _restore_rows(data: dict) -> tuple[Study, dict[str, int], dict[str, int]]:
         match_or_insert(
             "generator", obj, Generator.objects.filter(name=obj.name).first()
         )
+    for d in _objects(data, "batch"):
+        obj = d.object
+        match_or_insert("batch", obj, ImportBatch.objects.filter(name=obj.name).first())
     for d in _objects(data, "image"):
         obj = d.object
         existing = Image.objects.filter(sha256=obj.sha256).first()
@@ -370,6 +380,8 @@ def _restore_rows(data: dict) -> tuple[Study, dict[str, int], dict[str, int]]:
             )
         if obj.generator_id is not None:
             obj.generator_id = ids["generator"][obj.generator_id]
+        if obj.batch_id is not None:
+            obj.batch_id = ids["batch"][obj.batch_id]
         obj.job_id, obj.job_index = None, None
         match_or_insert("image", obj, existing)
 

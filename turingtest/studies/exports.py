@@ -294,6 +294,16 @@ RESULT_FILES += [
 RESULT_FILES.append(("interactions.csv", INTERACTION_COLUMNS, interaction_rows))
 
 
+def report_html_chunks(study: Study) -> Iterator[str]:
+    from turingtest.studies.report import report_html_export
+
+    return report_html_export(study)
+
+
+# The report to read or share: figures, plots and zoom heatmaps in one file.
+RESULT_FILES.append(("report.html", None, report_html_chunks))
+
+
 def result_file_chunks(
     study: Study, columns: list[str] | None, source
 ) -> Iterator[bytes]:

@@ -59,3 +59,45 @@ class InviteForm(forms.Form):
         if not data.get("emails") and not data.get("count"):
             raise forms.ValidationError("Give a number of links or a list of emails.")
         return data
+
+
+class CasesForm(forms.Form):
+    """The study page's case draw: what ``build_cases`` takes, with the same choice."""
+
+    per_grade = forms.IntegerField(
+        min_value=1,
+        max_value=1000,
+        label="Images per KL grade and source",
+        help_text="N real and N synthetic images per KL grade.",
+    )
+    seed = forms.IntegerField(min_value=0, max_value=2**31 - 1)
+    practice = forms.IntegerField(min_value=0, max_value=100, label="Practice cases")
+    attention = forms.IntegerField(
+        min_value=0, max_value=100, initial=0, label="Attention checks"
+    )
+    real_from = forms.MultipleChoiceField(
+        required=False,
+        label="Real images from",
+        help_text="Import batches or tags (none chosen: every real image).",
+    )
+    generator = forms.MultipleChoiceField(
+        required=False,
+        label="Synthetic images from",
+        help_text="Generators (none chosen: every synthetic image).",
+    )
+    exclude_used = forms.BooleanField(
+        required=False, label="Leave out images that other studies use"
+    )
+    fill_from_pool = forms.BooleanField(
+        required=False,
+        label="Fill short cells from the rest of the pool (and say so)",
+    )
+
+    def __init__(self, *args, **kwargs):
+        from turingtest.imaging.selectors import pool_choices
+
+        super().__init__(*args, **kwargs)
+        choices = pool_choices()
+        origins = dict.fromkeys(choices["batches"] + choices["tags"])
+        self.fields["real_from"].choices = [(n, n) for n in origins]
+        self.fields["generator"].choices = [(n, n) for n in choices["generators"]]

@@ -336,7 +336,7 @@ def generation_job_execute(*, job_id: int) -> GenerationJob | None:
     Returns the finished job, or None when there was nothing to do here (the
     job is finished, or another live worker holds it).
     """
-    from turingtest.imaging.services import image_create
+    from turingtest.imaging.services import image_create, import_batch_get_or_create
 
     me = worker_name()
     job = _claim(job_id, me)
@@ -356,6 +356,11 @@ def generation_job_execute(*, job_id: int) -> GenerationJob | None:
         if not _renew(job, me, done):
             raise LeaseLost
         if todo:
+            into = import_batch_get_or_create(
+                name=f"{gen.name} job {job.pk}",
+                description=f"generation job {job.pk} of generator {gen.name} "
+                f"(sha256 {gen.sha256[:12]})",
+            )
             sampler = _checked_sampler(gen)
             seeds = {i: generation_seed(job.pk, i) for i, _ in todo}
             for batch, pixels in _prefetched(
@@ -371,6 +376,7 @@ def generation_job_execute(*, job_id: int) -> GenerationJob | None:
                         seed=seed,
                         job=job,
                         job_index=index,
+                        batch=into,
                         origin=f"generator {gen.name} (sha256 {gen.sha256[:12]}), "
                         f"KL {grade}, seed {seed}; job {job.pk} image {index}",
                     )

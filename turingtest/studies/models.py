@@ -108,6 +108,46 @@ class GenerationJob(models.Model):
         )
 
 
+class ImportBatch(models.Model):
+    """One import into the pool: a folder, an upload, or a generation job.
+
+    Every image records the batch it first came in with, so a study can be
+    drawn from the images the admin chose and from nothing else.
+    """
+
+    name = models.CharField(max_length=120, unique=True)
+    description = models.TextField(
+        blank=True, help_text="Where the images came from; never shown to readers."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["-created_at", "name"]
+        verbose_name_plural = "import batches"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tag(models.Model):
+    """A label staff put on images of the pool, to draw cases from them."""
+
+    name = models.SlugField(max_length=80, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Image(models.Model):
     """One image of the pool, shared across studies, in canonical form."""
 
@@ -142,6 +182,15 @@ class Image(models.Model):
         related_name="images",
     )
     job_index = models.PositiveIntegerField(null=True, blank=True)
+    batch = models.ForeignKey(
+        ImportBatch,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="images",
+        help_text="The import the image first came in with.",
+    )
+    tags = models.ManyToManyField(Tag, blank=True, related_name="images")
     # Practice feedback tells readers an image's truth, and attention checks
     # are known to the study team: such an image is never a main case again,
     # in any study. Set once, never cleared (what a reader saw stays seen).

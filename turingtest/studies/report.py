@@ -354,6 +354,38 @@ def imrmc_file_export(study: Study) -> Iterator[str]:
     )
 
 
+def report_html_export(study: Study) -> Iterator[str]:
+    """The report as one HTML file that opens anywhere, offline: the full
+    report with its tables, the plots, and a heatmap per image of where
+    readers zoomed in. Images are embedded as PNG, so the file stands alone.
+    """
+    from django.template.loader import render_to_string
+
+    from turingtest.studies import interactions
+
+    data = study_report_current(study)
+    plots = []
+    for name, (title, _) in PLOTS.items():
+        png = study_report_plot(study=study, name=name)
+        if png is not None:
+            plots.append({"title": title, "png": _png_text(png)})
+    heatmaps = [
+        row | {"png": _png_text(interactions.zoom_heatmap_png(case=row["case"]))}
+        for row in interactions.zoom_heatmap_cases(study=study)
+    ]
+    yield render_to_string(
+        "studies/report_file.html",
+        {
+            "study": study,
+            "full_html": mark_safe(
+                markdown.markdown(escape(report_markdown(data)), extensions=["extra"])
+            ),
+            "plots": plots,
+            "heatmaps": heatmaps,
+        },
+    )
+
+
 # ---------------------------------------------------------------- display
 
 

@@ -8,7 +8,7 @@ import hashlib
 import random
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from turingtest.domain.wording import REVEALING_WORDS
+from turingtest.imaging.selectors import ImageFilter, image_filter
 from turingtest.studies import selectors
 from turingtest.studies.interactions import interaction_clean
 from turingtest.studies.models import (
@@ -206,6 +207,11 @@ class CaseCounts:
     main: int
     practice: int
     attention: int
+    # Where the cases came from, per source: {"real": {"batch knee-2024": 30}}.
+    origins: dict[str, dict[str, int]] = field(default_factory=dict)
+    # One line per grade x source cell (or the practice draw) that was filled
+    # from outside the admin's choice, saying how many came from where.
+    fallbacks: tuple[str, ...] = ()
 
 
 def _pool_parts(study: Study) -> tuple[set[int], set[int]]:
@@ -222,6 +228,29 @@ def _pool_parts(study: Study) -> tuple[set[int], set[int]]:
     return reserved, main
 
 
+def _origin_labels(images: Sequence[Image]) -> dict[int, str]:
+    """Per image id, where it came from: its generator, else its import batch."""
+    ids = [i.pk for i in images]
+    return {
+        pk: f"generator {generator}"
+        if generator
+        else f"batch {batch}"
+        if batch
+        else "no import batch"
+        for pk, generator, batch in Image.objects.filter(pk__in=ids).values_list(
+            "pk", "generator__name", "batch__name"
+        )
+    }
+
+
+def _origin_counts(images: Sequence[Image]) -> str:
+    labels = _origin_labels(images)
+    counts: dict[str, int] = {}
+    for image in images:
+        counts[labels[image.pk]] = counts.get(labels[image.pk], 0) + 1
+    return ", ".join(f"{n} from {label}" for label, n in sorted(counts.items()))
+
+
 @transaction.atomic
 def cases_build(
     *,
@@ -231,6 +260,10 @@ def cases_build(
     grades: Sequence[int] = (0, 1, 2, 3, 4),
     practice: int | None = None,
     attention: int = 0,
+    real: ImageFilter | None = None,
+    synthetic: ImageFilter | None = None,
+    exclude_used: bool = False,
+    fill_from_pool: bool = False,
 ) -> CaseCounts:
     """Draw ``per_grade`` real and ``per_grade`` synthetic images per KL grade.
 
@@ -238,6 +271,15 @@ def cases_build(
     other. Practice cases are real images outside the main set (a grading
     phase must not reveal that synthetic images exist); attention checks are
     extra real images, shown inside the phases and excluded from statistics.
+
+    ``real`` and ``synthetic`` choose the images each source is drawn from
+    (an import batch or tag, a generator; see
+    :class:`turingtest.imaging.selectors.ImageFilter`), practice and
+    attention images included; ``exclude_used`` leaves out every image that
+    another study uses. A cell the choice cannot fill is refused, naming it,
+    unless ``fill_from_pool``: then it is filled from the rest of the pool's
+    images of that grade and source, and ``CaseCounts.fallbacks`` says how
+    many came from where.
 
     Practice feedback tells readers an image's truth, so practice and
     attention images form a reserved part of the pool that no study draws
@@ -250,52 +292,133 @@ def cases_build(
     if per_grade < 1:
         raise ValidationError("--per-grade must be at least 1.")
     practice = study.practice_count if practice is None else practice
+    choice = {
+        Source.REAL: real or ImageFilter(),
+        Source.SYNTHETIC: synthetic or ImageFilter(),
+    }
     rng = random.Random(seed)
     # The image rows are locked, so two studies built or opened at once
     # cannot put one image on both sides.
     images = list(
         Image.objects.select_for_update().filter(kl_grade__in=grades).order_by("sha256")
     )
+    chosen_ids = {
+        source: set(image_filter(filt).values_list("id", flat=True)) if filt else None
+        for source, filt in choice.items()
+    }
     reserved, main_elsewhere = _pool_parts(study)
+    used_elsewhere = (
+        set(Case.objects.exclude(study=study).values_list("image_id", flat=True))
+        if exclude_used
+        else set()
+    )
+    left_out = reserved | used_elsewhere
     chosen: list[tuple[Image, str]] = []
     shortages = []
+    any_reserved = False
+    fallbacks = []
     spare_real: list[Image] = []
+    spare_other: list[Image] = []
     for grade in grades:
         for source in (Source.REAL, Source.SYNTHETIC):
-            pool = [i for i in images if i.source == source and i.kl_grade == grade]
+            cell = [i for i in images if i.source == source and i.kl_grade == grade]
             # Shuffled whole, then thinned: the draw from one pool and seed
             # stays the same whatever other studies reserve later.
-            rng.shuffle(pool)
-            usable = [i for i in pool if i.pk not in reserved]
-            if len(usable) < per_grade:
-                held = len(pool) - len(usable)
+            rng.shuffle(cell)
+            ids = chosen_ids[source]
+            pool = cell if ids is None else [i for i in cell if i.pk in ids]
+            others = [] if ids is None else [i for i in cell if i.pk not in ids]
+            usable = [i for i in pool if i.pk not in left_out]
+            extra = [i for i in others if i.pk not in left_out]
+            label = f"KL{grade} {source}"
+            if ids is not None:
+                label += f" ({choice[source].describe()})"
+            take = usable[:per_grade]
+            if len(take) < per_grade and fill_from_pool and extra:
+                filled = extra[: per_grade - len(take)]
+                if len(take) + len(filled) == per_grade:
+                    fallbacks.append(
+                        f"{label}: {len(take)} of {per_grade} from the choice, "
+                        f"{len(filled)} from elsewhere in the pool "
+                        f"({_origin_counts(filled)})"
+                    )
+                    take += filled
+            if len(take) < per_grade:
+                held = len([i for i in pool if i.pk in reserved])
+                used = len([i for i in pool if i.pk in used_elsewhere - reserved])
+                notes = []
+                if held:
+                    notes.append(f"{held} more reserved")
+                    any_reserved = True
+                if used:
+                    notes.append(f"{used} more used by other studies")
+                if ids is not None:
+                    notes.append(f"{len(extra)} more elsewhere in the pool")
                 shortages.append(
-                    f"KL{grade} {source}: {len(usable)} of {per_grade}"
-                    + (f" ({held} more reserved)" if held else "")
+                    f"{label}: {len(usable)} of {per_grade}"
+                    + (f" ({'; '.join(notes)})" if notes else "")
                 )
                 continue
-            chosen += [(image, Case.Role.MAIN) for image in usable[:per_grade]]
+            chosen += [(image, Case.Role.MAIN) for image in take]
             if source == Source.REAL:
-                taken = {i.pk for i in usable[:per_grade]}
+                taken = {i.pk for i in take}
                 spare_real += [
-                    i for i in pool if i.pk not in taken and i.pk not in main_elsewhere
+                    i
+                    for i in pool
+                    if i.pk not in taken
+                    and i.pk not in main_elsewhere
+                    and i.pk not in used_elsewhere
+                ]
+                spare_other += [
+                    i
+                    for i in others
+                    if i.pk not in taken
+                    and i.pk not in main_elsewhere
+                    and i.pk not in used_elsewhere
                 ]
     if shortages:
+        chose = any(ids is not None for ids in chosen_ids.values())
+        advice = []
+        if any_reserved or not chose:
+            advice.append(
+                "Images used for practice or attention checks in any study are "
+                "reserved and never main cases, since readers may know their "
+                "truth: add images to the pool."
+            )
+        if chose:
+            advice.append(
+                "Choose more import batches, tags or generators, or fill the short "
+                "cells from the rest of the pool (--fill-from-pool), which says how "
+                "many came from where."
+            )
         raise ValidationError(
             "The image pool has too few images for this design: "
             + "; ".join(shortages)
-            + ". Images used for practice or attention checks in any study are "
-            "reserved and never main cases, since readers may know their truth: "
-            "add images to the pool."
+            + ". "
+            + " ".join(advice)
         )
     rng.shuffle(spare_real)
     # Reserved images first: they can serve no other purpose.
     spare_real.sort(key=lambda i: i.pk not in reserved)
-    if practice + attention > len(spare_real):
+    needed = practice + attention
+    if needed > len(spare_real) and fill_from_pool and spare_other:
+        rng.shuffle(spare_other)
+        spare_other.sort(key=lambda i: i.pk not in reserved)
+        filled = spare_other[: needed - len(spare_real)]
+        fallbacks.append(
+            f"practice and attention checks ({choice[Source.REAL].describe()}): "
+            f"{len(spare_real)} of {needed} from the choice, {len(filled)} from "
+            f"elsewhere in the pool ({_origin_counts(filled)})"
+        )
+        spare_real += filled
+    if needed > len(spare_real):
+        where = "the pool has"
+        if chosen_ids[Source.REAL] is not None:
+            where = f"{choice[Source.REAL].describe()} has"
         raise ValidationError(
             f"Practice ({practice}) and attention-check ({attention}) cases need "
-            f"{practice + attention} real images that are no study's main cases; "
-            f"the pool has {len(spare_real)}."
+            f"{needed} real images that are no study's main cases; "
+            f"{where} {len(spare_real)}."
         )
     chosen += [(image, Case.Role.PRACTICE) for image in spare_real[:practice]]
     chosen += [
@@ -310,8 +433,18 @@ def cases_build(
         Case(study=study, image=image, role=role, number=number)
         for (image, role), number in zip(chosen, numbers, strict=True)
     )
+    labels = _origin_labels([image for image, _ in chosen])
+    origins: dict[str, dict[str, int]] = {}
+    for image, role in chosen:
+        if role == Case.Role.MAIN:
+            by = origins.setdefault(image.source, {})
+            by[labels[image.pk]] = by.get(labels[image.pk], 0) + 1
     return CaseCounts(
-        main=per_grade * len(grades) * 2, practice=practice, attention=attention
+        main=per_grade * len(grades) * 2,
+        practice=practice,
+        attention=attention,
+        origins=origins,
+        fallbacks=tuple(fallbacks),
     )
 
 

@@ -23,8 +23,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 from turingtest.studies import interactions, report, selectors, services, throttle
 from turingtest.studies.api import PHASE_INTROS
 from turingtest.studies.exports import results_zip_stream
-from turingtest.studies.forms import ConsentForm, InviteForm, SignupForm
-from turingtest.studies.models import Case, Reader, Study
+from turingtest.studies.forms import CasesForm, ConsentForm, InviteForm, SignupForm
+from turingtest.studies.models import Case, Reader, Source, Study
 
 # Markdown for study instructions: `extra` without its attribute syntax
 # (`{: style=...}` let an instruction cover the page with a link) and without
@@ -303,6 +303,14 @@ def _staff_context(request: HttpRequest, study: Study, **extra) -> dict:
             "report": report.report_page(study=study),
             "revealing": selectors.study_revealing_texts(study=study),
             "zoom_maps": interactions.zoom_heatmap_cases(study=study),
+            "cases_form": extra.pop("cases_form", None)
+            or CasesForm(
+                initial={
+                    "seed": study.seed,
+                    "practice": study.practice_count,
+                    "attention": 0,
+                }
+            ),
             "title": study.name,
         }
         | extra
@@ -439,6 +447,62 @@ def staff_study_heatmap(request: HttpRequest, slug: str, number: int) -> HttpRes
     )
     response["Cache-Control"] = "private, no-cache"
     return response
+
+
+@staff_member_required
+@require_POST
+def staff_study_cases(request: HttpRequest, slug: str) -> HttpResponse:
+    """Draw the cases of a draft study from the images chosen, as build_cases does."""
+    from turingtest.imaging.selectors import ImageFilter
+
+    study = get_object_or_404(Study, slug=slug)
+    form = CasesForm(request.POST)
+    if not form.is_valid():
+        return render(
+            request,
+            "studies/staff_study.html",
+            _staff_context(request, study, cases_form=form),
+            status=400,
+        )
+    data = form.cleaned_data
+    real_from, generators = tuple(data["real_from"]), tuple(data["generator"])
+    try:
+        counts = services.cases_build(
+            study=study,
+            per_grade=data["per_grade"],
+            seed=data["seed"],
+            practice=data["practice"],
+            attention=data["attention"],
+            real=ImageFilter(source=Source.REAL, origins=real_from)
+            if real_from
+            else None,
+            synthetic=ImageFilter(source=Source.SYNTHETIC, generators=generators)
+            if generators
+            else None,
+            exclude_used=data["exclude_used"],
+            fill_from_pool=data["fill_from_pool"],
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return render(
+            request,
+            "studies/staff_study.html",
+            _staff_context(request, study, cases_form=form),
+            status=400,
+        )
+    for line in counts.fallbacks:
+        messages.warning(request, f"Filled from outside the choice: {line}.")
+    origins = "; ".join(
+        f"{source}: "
+        + ", ".join(f"{n} from {label}" for label, n in sorted(by.items()))
+        for source, by in sorted(counts.origins.items())
+    )
+    messages.success(
+        request,
+        f"{counts.main} main cases, {counts.practice} practice and "
+        f"{counts.attention} attention checks drawn ({origins}).",
+    )
+    return redirect(reverse("staff-study", args=[slug]) + "#cases")
 
 
 def _signup_fields(data: dict) -> dict:

@@ -1,13 +1,21 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from turingtest.studies.models import Study
+from turingtest.imaging.selectors import ImageFilter, generators_check, origins_check
+from turingtest.studies.models import Source, Study
 from turingtest.studies.services import cases_build
+
+
+def _names(values: list[str]) -> tuple[str, ...]:
+    """Repeatable, comma-separated names, in order, once each."""
+    items = (v.strip() for value in values for v in value.split(","))
+    return tuple(dict.fromkeys(v for v in items if v))
 
 
 class Command(BaseCommand):
     help = (
-        "Draw a study's cases: N real and N synthetic images per KL grade, with a seed."
+        "Draw a study's cases: N real and N synthetic images per KL grade, with a "
+        "seed, from the import batches, tags and generators chosen."
     )
 
     def add_arguments(self, parser):
@@ -24,12 +32,44 @@ class Command(BaseCommand):
         parser.add_argument(
             "--attention", type=int, default=0, help="Attention-check cases."
         )
+        parser.add_argument(
+            "--real-from",
+            action="append",
+            default=[],
+            metavar="BATCH|TAG",
+            help="Draw real images (practice included) only from these import "
+            "batches or tags (repeatable, or comma-separated).",
+        )
+        parser.add_argument(
+            "--generator",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="Draw synthetic images only from these generators (repeatable, "
+            "or comma-separated).",
+        )
+        parser.add_argument(
+            "--exclude-used",
+            action="store_true",
+            help="Leave out every image that another study uses, in any role.",
+        )
+        parser.add_argument(
+            "--fill-from-pool",
+            action="store_true",
+            help="Where the choice cannot fill a KL grade x source cell, fill it "
+            "from the rest of the pool (and say how many came from where) "
+            "instead of refusing.",
+        )
 
     def handle(self, *args, **opts):
         study = Study.objects.filter(slug=opts["slug"]).first()
         if study is None:
             raise CommandError(f"No study {opts['slug']!r}.")
+        real_from = _names(opts["real_from"])
+        generators = _names(opts["generator"])
         try:
+            origins_check(real_from)
+            generators_check(generators)
             grades = [int(g) for g in opts["grades"].split(",")]
             counts = cases_build(
                 study=study,
@@ -38,9 +78,26 @@ class Command(BaseCommand):
                 grades=grades,
                 practice=opts["practice"],
                 attention=opts["attention"],
+                real=ImageFilter(source=Source.REAL, origins=real_from)
+                if real_from
+                else None,
+                synthetic=ImageFilter(source=Source.SYNTHETIC, generators=generators)
+                if generators
+                else None,
+                exclude_used=opts["exclude_used"],
+                fill_from_pool=opts["fill_from_pool"],
             )
         except (ValidationError, ValueError) as exc:
             raise CommandError(" ".join(getattr(exc, "messages", [str(exc)]))) from exc
+        for line in counts.fallbacks:
+            self.stderr.write(f"warning: filled from outside the choice: {line}")
         self.stdout.write(
             f"{study.slug}: {counts.main} main cases, {counts.practice} practice, {counts.attention} attention checks."
         )
+        for source in Source.values:
+            origins = counts.origins.get(source, {})
+            if origins:
+                parts = ", ".join(
+                    f"{n} from {label}" for label, n in sorted(origins.items())
+                )
+                self.stdout.write(f"  {source}: {parts}")

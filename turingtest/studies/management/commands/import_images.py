@@ -1,11 +1,14 @@
 """Import images into the pool; prints every rejected file with its reason."""
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from turingtest.imaging.services import (
     ImportRefused,
     images_import,
+    import_batch_drop_if_empty,
+    import_batch_get_or_create,
     pool_orphans_remove,
 )
 from turingtest.studies.models import Generator, Source
@@ -28,6 +31,17 @@ class Command(BaseCommand):
             "--grade", type=int, choices=range(5), help="KL grade of every file."
         )
         parser.add_argument(
+            "--batch",
+            help="Name of the import batch the new images are recorded under "
+            "(default: the folder's name and the time); an existing name adds to it.",
+        )
+        parser.add_argument(
+            "--tag",
+            action="append",
+            default=[],
+            help="Tag every image of the import (repeatable, or comma-separated).",
+        )
+        parser.add_argument(
             "--no-progress", action="store_true", help="No progress bar."
         )
 
@@ -40,6 +54,19 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"no generator named {opts['generator']!r}"
                 ) from None
+
+        tags = [
+            t.strip() for value in opts["tag"] for t in value.split(",") if t.strip()
+        ]
+        batch = None
+        if opts["batch"]:
+            try:
+                batch = import_batch_get_or_create(
+                    name=opts["batch"],
+                    description=f"import_images {opts['path']} --source {opts['source']}",
+                )
+            except ValidationError as exc:
+                raise CommandError(" ".join(exc.messages)) from None
 
         removed = pool_orphans_remove()
         if removed:
@@ -64,12 +91,16 @@ class Command(BaseCommand):
                 split=opts["split"],
                 grade=opts["grade"],
                 progress=None if opts["no_progress"] else progress,
+                batch=batch,
+                tags=tags,
             )
         except ImportRefused as exc:
             raise CommandError(str(exc)) from None
         finally:
             if bar is not None:
                 bar.close()
+            if batch is not None:
+                import_batch_drop_if_empty(batch=batch)
 
         for outcome in result.duplicates:
             self.stdout.write(f"duplicate  {outcome.file}: {outcome.reason}")
