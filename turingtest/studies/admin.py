@@ -225,8 +225,8 @@ class CaseAdmin(admin.ModelAdmin):
 
 @admin.register(Reader)
 class ReaderAdmin(admin.ModelAdmin):
-    list_display = ["code", "name", "profession", "experience_years", "simulated"]
-    list_filter = ["profession", "simulated"]
+    list_display = ["code", "name", "kind", "profession", "experience_years"]
+    list_filter = ["kind", "profession"]
     search_fields = ["code", "name", "user__email"]
 
 

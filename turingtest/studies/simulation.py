@@ -78,7 +78,7 @@ def readers_simulate(
             name=f"Simulated reader {first + i + 1}",
             profession=PROFESSIONS[int(rng.integers(len(PROFESSIONS)))],
             experience_years=int(rng.integers(1, 31)),
-            simulated=True,
+            kind=Reader.Kind.SIMULATED,
         )
         enrollment = services.enrollment_consent(enrollment=enrollment)
         # The simulated clock runs in the past: enrol the reader on it too, so
