@@ -27,6 +27,7 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from turingtest.studies import services
@@ -112,19 +113,26 @@ class TrainingImages:
 def machine_training_images(*, study: Study) -> TrainingImages:
     """Pool images the machine may learn from: none of them a case of the study.
 
-    Synthetic ones come from the generators of the study's synthetic cases,
-    so the classifier learns that generator's tell-tale signs.
+    Synthetic ones come from the generators of the study's synthetic cases
+    (images recorded without one count as one generator), so the classifier
+    learns those generators' tell-tale signs.
     """
     in_study = Case.objects.filter(study=study).values("image")
-    generators = (
-        Case.objects.filter(study=study, image__source=Source.SYNTHETIC)
-        .exclude(image__generator__isnull=True)
-        .values("image__generator")
+    fakes = Case.objects.filter(study=study, image__source=Source.SYNTHETIC)
+    same_generator = Q(
+        generator__in=fakes.exclude(image__generator__isnull=True).values(
+            "image__generator"
+        )
     )
+    if fakes.filter(image__generator__isnull=True).exists():
+        # Imported without a generator: such images are one group of their own.
+        same_generator |= Q(generator__isnull=True)
     real = Image.objects.filter(source=Source.REAL).exclude(pk__in=in_study)
-    synthetic = Image.objects.filter(
-        source=Source.SYNTHETIC, generator__in=generators
-    ).exclude(pk__in=in_study)
+    synthetic = (
+        Image.objects.filter(source=Source.SYNTHETIC)
+        .filter(same_generator)
+        .exclude(pk__in=in_study)
+    )
     return TrainingImages(list(real.order_by("id")), list(synthetic.order_by("id")))
 
 
