@@ -176,8 +176,8 @@ def test_a_failing_answer_leaves_no_half_written_reader(blob_pool):
 
 
 @pytest.fixture
-def read_study(blob_pool):
-    """Six simulated readers and a c2st machine reader on one study."""
+def read_study(pool):
+    """Four simulated readers and a c2st machine reader on one study."""
     study = _study(slug="read")
     cases = list(study.cases.exclude(role="practice").select_related("image"))
     machine_reader_add(
@@ -189,7 +189,7 @@ def read_study(blob_pool):
             }
         ),
     )
-    readers_simulate(study=study, readers=6, accuracy=0.6, seed=4)
+    readers_simulate(study=study, readers=4, accuracy=0.6, seed=4)
     return study
 
 
@@ -200,7 +200,7 @@ def test_report_shows_machine_readers_apart_and_beside_the_humans(
     report = study_report(study)
     machine = Reader.objects.get(kind="machine").code
     detection = report["detection"]["detection"]
-    assert detection["n_readers"] == 6
+    assert detection["n_readers"] == 4
     assert machine not in {r["reader"] for r in detection["readers"]}
     assert machine not in {r["reader"] for r in report["readers"]}
     assert {r["kind"] for r in detection["readers"]} == {"simulated"}
@@ -213,7 +213,7 @@ def test_report_shows_machine_readers_apart_and_beside_the_humans(
     assert 'id="report-machine-readers"' in page
     assert "CNN real vs synthetic (c2st)" in page and "100.0%" in page
     assert "Simulated readers" in page  # what the humans are, said plainly
-    assert page.count("(simulated)") >= 6 * 2  # progress table and report tables
+    assert page.count("(simulated)") >= 4 * 2  # progress table and report tables
     assert "(machine: c2st)" in page
     # The full report says it too.
     assert "## Machine readers" in page or "Machine readers</h2>" in page
@@ -256,7 +256,7 @@ def test_exports_label_every_reader_by_kind(read_study, tmp_path):
     kinds = {r["reader"]: r["reader_kind"] for r in judgments}
     machine = Reader.objects.get(kind="machine").code
     assert kinds.pop(machine) == "machine"
-    assert set(kinds.values()) == {"simulated"} and len(kinds) == 6
+    assert set(kinds.values()) == {"simulated"} and len(kinds) == 4
     readers = {r["reader"]: r for r in rows("readers.csv")}
     assert readers[machine]["reader_kind"] == "machine"
     assert readers[machine]["machine_model"] == "c2st"
@@ -296,15 +296,15 @@ def test_simulated_readers_follow_the_machine_evidence(db, media, make_image):
     # Half the fakes are obvious to the machine, half fool it.
     obvious = {c.pk for c in fakes[::2]}
     evidence = {c.pk: (0.99 if c.pk in obvious else 0.3) for c in fakes}
-    readers_simulate(study=study, readers=12, accuracy=0.6, seed=5, evidence=evidence)
+    readers_simulate(study=study, readers=8, accuracy=0.6, seed=5, evidence=evidence)
     called_real = dict(
         Judgment.objects.filter(case__in=fakes, answer="real")
         .values_list("case")
         .annotate(n=Count("id"))
     )
-    obvious_real = sum(called_real.get(pk, 0) for pk in obvious) / (12 * len(obvious))
+    obvious_real = sum(called_real.get(pk, 0) for pk in obvious) / (8 * len(obvious))
     subtle = [c.pk for c in fakes if c.pk not in obvious]
-    subtle_real = sum(called_real.get(pk, 0) for pk in subtle) / (12 * len(subtle))
+    subtle_real = sum(called_real.get(pk, 0) for pk in subtle) / (8 * len(subtle))
     assert obvious_real < 0.3 < subtle_real
     assert obvious_real + 0.3 < subtle_real
 
