@@ -319,3 +319,49 @@ def test_simulated_readers_draw_on_the_studys_machine_reader(read_study):
         )
         for pk, p in evidence.items()
     )
+
+
+def test_a_backup_keeps_machine_readers_and_their_scores(
+    read_study, tmp_path, settings
+):
+    from turingtest.studies import backup
+
+    settings.TURINGTEST = {**settings.TURINGTEST, "DELETED_DIR": str(tmp_path / "del")}
+
+    scores = sorted(
+        MachineScore.objects.values_list(
+            "judgment__case__number", "judgment__session__phase__kind", "p_synthetic"
+        )
+    )
+    kinds = sorted(read_study.enrollments.values_list("reader__code", "reader__kind"))
+    archive = backup.study_backup(study=read_study, out=tmp_path / "read.zip")
+    backup.study_delete(study=read_study, confirmation=read_study.slug)
+    assert not MachineScore.objects.exists()
+    restored = backup.study_restore(path=archive).study
+    assert (
+        sorted(
+            MachineScore.objects.values_list(
+                "judgment__case__number",
+                "judgment__session__phase__kind",
+                "p_synthetic",
+            )
+        )
+        == scores
+    )
+    assert (
+        sorted(restored.enrollments.values_list("reader__code", "reader__kind"))
+        == kinds
+    )
+
+
+def test_archives_from_before_reader_kinds_restore_simulated_readers():
+    from turingtest.studies.backup import _reader_fields
+
+    old = {
+        "model": "studies.reader",
+        "pk": 3,
+        "fields": {"code": "R1", "simulated": True},
+    }
+    assert _reader_fields(old)["fields"] == {"code": "R1", "kind": "simulated"}
+    old["fields"]["simulated"] = False
+    assert _reader_fields(old)["fields"]["kind"] == "human"
