@@ -45,7 +45,7 @@ def realism_scores(
     query: np.ndarray,
     *,
     resolution: int = RESOLUTION,
-    epochs: int = 30,
+    epochs: int = 20,
     seed: int = 0,
     progress: bool = False,
 ) -> RealismScores:
