@@ -281,6 +281,10 @@ def _machine_reader(opts: DemoOptions, study: Study, model: str) -> None:
             model,
             "--cache",
             str(opts.workdir / "cache"),
+            # One thread: on a busy two-core machine two torch threads ran
+            # ten times slower than one (248 s against 26 s for the C2ST).
+            "--threads",
+            "1",
         ],
         env=os.environ
         | {
