@@ -270,6 +270,9 @@ def test_exports_label_every_reader_by_kind(read_study, tmp_path):
     }
     assert machine not in (tmp_path / "imrmc_input.csv").read_text()
     assert "reader_kind" in (tmp_path / "interactions.csv").read_text().splitlines()[0]
+    orders = rows("orders.csv")
+    assert {r["reader_kind"] for r in orders if r["reader"] == machine} == {"machine"}
+    assert {r["reader_kind"] for r in orders if r["reader"] != machine} == {"simulated"}
 
 
 def test_evidence_effects_order_images_within_each_truth():

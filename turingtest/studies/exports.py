@@ -64,7 +64,7 @@ IMAGE_COLUMNS = [
     "sha256",
     "origin",
 ]
-ORDER_COLUMNS = ["reader", "phase", "position", "case"]
+ORDER_COLUMNS = ["reader", "reader_kind", "phase", "position", "case"]
 
 
 def iso(value: datetime | None) -> str:
@@ -181,6 +181,7 @@ def order_rows(study: Study) -> Iterator[dict]:
         for position, case_id in enumerate(s.order, start=1):
             yield {
                 "reader": s.enrollment.reader.code,
+                "reader_kind": s.enrollment.reader.kind,
                 "phase": phase,
                 "position": position,
                 "case": numbers[case_id],
