@@ -308,8 +308,10 @@ def test_simulated_readers_follow_the_machine_evidence(db, media, make_image):
     obvious_real = sum(called_real.get(pk, 0) for pk in obvious) / (8 * len(obvious))
     subtle = [c.pk for c in fakes if c.pk not in obvious]
     subtle_real = sum(called_real.get(pk, 0) for pk in subtle) / (8 * len(subtle))
-    assert obvious_real < 0.3 < subtle_real
-    assert obvious_real + 0.3 < subtle_real
+    # Expected about 0.25 against 0.75 (reader orders, hence draws, vary
+    # from run to run with the study's seed); each bound is 3 SE away.
+    assert obvious_real < 0.5 < subtle_real
+    assert subtle_real - obvious_real > 0.2
 
 
 def test_simulated_readers_draw_on_the_studys_machine_reader(read_study):
