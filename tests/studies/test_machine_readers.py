@@ -370,3 +370,45 @@ def test_archives_from_before_reader_kinds_restore_simulated_readers():
     assert _reader_fields(old)["fields"] == {"code": "R1", "kind": "simulated"}
     old["fields"]["simulated"] = False
     assert _reader_fields(old)["fields"]["kind"] == "human"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_turns_simulated_readers_into_their_kind():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    # By name, not number: migrations of the same number may be renumbered.
+    (key,) = [
+        k
+        for k in executor.loader.disk_migrations
+        if k[0] == "studies" and k[1].endswith("_reader_kind_machine_score")
+    ]
+    after = [key]
+    before = [
+        d
+        for d in executor.loader.disk_migrations[key].dependencies
+        if d[0] == "studies"
+    ]
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    user_model = old.get_model("auth", "User")
+    reader_model = old.get_model("studies", "Reader")
+    for n, simulated in enumerate((True, False)):
+        reader_model.objects.create(
+            user=user_model.objects.create(username=f"u{n}"),
+            code=f"R{n}",
+            name=f"Reader {n}",
+            profession="radiologist",
+            experience_years=3,
+            simulated=simulated,
+        )
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(after)
+    new = executor.loader.project_state(after).apps.get_model("studies", "Reader")
+    assert dict(new.objects.values_list("code", "kind")) == {
+        "R0": "simulated",
+        "R1": "human",
+    }
+    call_command("migrate", verbosity=0)

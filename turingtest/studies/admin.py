@@ -233,7 +233,7 @@ class ReaderAdmin(admin.ModelAdmin):
 @admin.register(Enrollment)
 class EnrollmentAdmin(admin.ModelAdmin):
     list_display = ["reader", "study", "enrolled_at", "consented_at", "completed_at"]
-    list_filter = ["study"]
+    list_filter = ["study", "reader__kind"]
 
 
 @admin.register(Invitation)
