@@ -286,6 +286,20 @@ def test_evidence_effects_order_images_within_each_truth():
     assert np.all(evidence_effects(np.full(4, 0.7), np.array([0, 0, 1, 1], bool)) == 0)
 
 
+def test_simulated_rows_follow_the_machine_evidence():
+    n = 40
+    evidence = np.tile([0.99, 0.2], n // 2)  # cases alternate: obvious, subtle
+    rows = simulate_rows(
+        n_readers=30, n_cases=n, n_practice=0, n_attention=0, evidence=evidence, seed=1
+    )
+    calls = {}
+    for r in rows:
+        if r["phase"] == "detection" and r["truth"] == "synthetic":
+            i = int(r["case"][1:]) - 1
+            calls.setdefault(evidence[i] > 0.5, []).append(r["answer"] == "real")
+    assert np.mean(calls[True]) + 0.2 < np.mean(calls[False])
+
+
 def test_simulated_readers_follow_the_machine_evidence(db, media, make_image):
     for grade in range(5):
         for source in ("real", "synthetic", "synthetic", "real"):

@@ -83,6 +83,7 @@ def simulate_rows(
     n_attention: int = 2,
     seed: int = 0,
     study: str = "simulated",
+    evidence: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """Simulate one final answer per reader, case and phase.
 
@@ -104,6 +105,10 @@ def simulate_rows(
         Extra cases with those roles.
     seed : int
     study : str
+    evidence : array of float, optional
+        A machine's probability that each case (main, then practice, then
+        attention) is synthetic; the cases' oddness is then drawn around it
+        (:func:`evidence_effects` with SD ``case_sd``) instead of by chance.
 
     Returns
     -------
@@ -124,6 +129,10 @@ def simulate_rows(
         truth, np.where(np.arange(n_total) % 3 == 0, "wgan-b", "wgan-a"), ""
     )
     oddness = rng.normal(0, case_sd, n_total)
+    if evidence is not None:
+        if len(evidence) != n_total:
+            raise ValueError(f"evidence needs one probability per case ({n_total})")
+        oddness = evidence_effects(np.asarray(evidence, float), truth, case_sd)
     # Attention checks are obvious: very real or very synthetic.
     oddness[role == "attention"] = np.where(truth[role == "attention"], 4.0, -4.0)
     readers = [f"R{j + 1:03d}" for j in range(n_readers)]
