@@ -426,3 +426,29 @@ def test_the_migration_turns_simulated_readers_into_their_kind():
         "R1": "human",
     }
     call_command("migrate", verbosity=0)
+
+
+def test_the_gpu_workers_can_add_a_machine_reader(
+    blob_pool, monkeypatch, tmp_path, django_capture_on_commit_callbacks
+):
+    from turingtest.celery import app
+    from turingtest.studies.tasks import machine_reader_run
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    study = _study()
+    route = app.amqp.router.route({}, "turingtest.studies.tasks.machine_reader_run")
+    assert route["queue"].name == "gpu"
+    with django_capture_on_commit_callbacks() as queued:
+        out = io.StringIO()
+        call_command(
+            "add_machine_reader", study.slug, "--model", "kl", "--queue", stdout=out
+        )
+    assert "queued" in out.getvalue() and len(queued) == 1
+    assert not Reader.objects.filter(kind="machine").exists()  # nothing trained here
+
+    done = machine_reader_run(study.pk, "kl")
+    assert done["ran"] and Reader.objects.get(kind="machine").code == done["reader"]
+    assert len(_machine_judgments(study, "kl")) == 10
+    # A task run twice (acks_late) adds no second reader.
+    assert machine_reader_run(study.pk, "kl")["ran"] is False
+    assert Reader.objects.filter(kind="machine").count() == 1
