@@ -973,12 +973,15 @@ def build_report(
     -------
     dict
         JSON-serialisable: ``study, version, counts, readers, attention,
-        detection, grading, messages``. ``detection`` and ``grading`` map a
-        phase name to its section; a phase with real/synthetic answers (a
-        detection or combined phase) gets a detection section, a phase with
-        KL grades a grading section. Practice and attention-check cases are
-        excluded from every statistic; attention-check failures are listed
-        per reader.
+        detection, grading, machine_readers, messages``. ``detection`` and
+        ``grading`` map a phase name to its section; a phase with
+        real/synthetic answers (a detection or combined phase) gets a
+        detection section, a phase with KL grades a grading section. Practice
+        and attention-check cases are excluded from every statistic;
+        attention-check failures are listed per reader. Rows whose
+        ``reader_kind`` is "machine" are in none of these: they get their
+        own figures per reader and phase in ``machine_readers`` (see
+        :func:`split_readers`); each reader entry says its ``kind``.
 
     Notes
     -----
