@@ -149,6 +149,8 @@ def test_bad_input_is_refused_with_a_reason_and_nothing_written(db, media, pool)
     services.study_open(study=grading_only)
     with pytest.raises(CommandError, match="no phase that asks real or synthetic"):
         _add(grading_only.slug, "c2st")
+    with pytest.raises(CommandError, match="--train /nowhere: no such folder"):
+        _add(grading_only.slug, "kl", "--train", "/nowhere")
     _nothing_written(users)
 
 
@@ -452,3 +454,15 @@ def test_the_gpu_workers_can_add_a_machine_reader(
     # A task run twice (acks_late) adds no second reader.
     assert machine_reader_run(study.pk, "kl")["ran"] is False
     assert Reader.objects.filter(kind="machine").count() == 1
+
+
+def test_kl_reader_learns_from_a_training_folder(blob_pool, tmp_path):
+    from tests.generator.conftest import write_grades
+
+    write_grades(tmp_path / "train", per_grade=4, seed0=0)
+    study = _study(slug="trained")
+    out = _add(study.slug, "kl", "--train", str(tmp_path))
+    assert f"KL grades from 20 real images from {tmp_path}" in out
+    reader = Reader.objects.get(kind="machine")
+    assert "20 real images" in reader.name
+    assert len(_machine_judgments(study, "kl")) == 10

@@ -84,6 +84,8 @@ def machine_reader_train(
             "(import_images) and try again."
         )
     needs_grade = any(p.asks_grade for p in phases)
+    if needs_grade and train and not Path(train).exists():
+        raise ValidationError(f"--train {train}: no such folder or file.")
     if needs_grade and train is None and not pool.real:
         raise ValidationError(
             "No real images outside the study's cases to train the KL "
