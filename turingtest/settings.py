@@ -156,7 +156,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"turingtest.studies.tasks.generation_job_run": {"queue": "gpu"}}
+CELERY_TASK_ROUTES = {
+    "turingtest.studies.tasks.generation_job_run": {"queue": "gpu"},
+    "turingtest.studies.tasks.machine_reader_run": {"queue": "gpu"},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # Images in the pool: one canonical form for real and synthetic alike.

@@ -86,9 +86,23 @@ def test_demo_builds_a_study_with_generated_images_and_answers(tmp_path):
     assert len(main) == 20
     assert {r["generator"] for r in main if r["truth"] == "synthetic"} == {"demo"}
     judgments = list(csv.DictReader((out / "judgments.csv").open()))
-    assert len(judgments) == 3 * 2 * 20
+    simulated = [r for r in judgments if r["reader_kind"] == "simulated"]
+    assert len(simulated) == 3 * 2 * 20
+    # Machine readers: the C2ST CNN answers the detection phase, the KL
+    # classifier the grading phase, each every case, labelled as machines.
+    machine = [r for r in judgments if r["reader_kind"] == "machine"]
+    assert sorted(r["phase"] for r in machine) == ["detection"] * 20 + ["grading"] * 20
+    assert len(judgments) == len(simulated) + len(machine)
     readers = list(csv.DictReader((out / "readers.csv").open()))
-    assert len(readers) == 3 and all(r["completed_at"] for r in readers)
+    assert all(r["completed_at"] for r in readers)
+    assert (
+        sorted((r["reader_kind"], r["machine_model"]) for r in readers)
+        == [
+            ("machine", "c2st"),
+            ("machine", "kl"),
+        ]
+        + [("simulated", "")] * 3
+    )
 
     report = _manage(env, "study_report", "demo-knee", "--format", "json")
     assert report.returncode == 0, report.stderr

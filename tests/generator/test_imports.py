@@ -5,7 +5,8 @@ CHECK = """
 import sys
 import generator
 assert "torch" not in sys.modules, "import generator loaded torch"
-import generator.data, generator.evaluate, generator.networks, generator.sample
+import generator.data, generator.evaluate, generator.machine, generator.networks
+import generator.sample
 import generator.train
 bad = sorted(m for m in sys.modules if m.split(".")[0] in ("django", "turingtest"))
 assert not bad, bad

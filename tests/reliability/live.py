@@ -588,7 +588,7 @@ def seed(args: argparse.Namespace) -> dict:
                 name=f"Reader {n}",
                 profession="radiologist",
                 experience_years=n % 30,
-                simulated=True,
+                kind="simulated",
             )
             emails.append(email)
     hashed = make_password(PASSWORD)

@@ -145,7 +145,8 @@ def test_the_web_process_never_imports_torch():
     code = (
         "import sys, django; django.setup();"
         "import turingtest.urls, turingtest.studies.admin, turingtest.studies.tasks;"
-        "import turingtest.studies.generation;"
+        "import turingtest.studies.generation, turingtest.studies.machine;"
+        "import turingtest.studies.simulation, turingtest.demo;"
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     env = os.environ | {"DJANGO_SETTINGS_MODULE": "turingtest.settings"}

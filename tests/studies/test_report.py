@@ -71,6 +71,7 @@ def test_reader_figures_match_the_judgments(answered):
         "practice": 0,
         "attention": 0,
         "ignored": 0,
+        "machine": 0,
     }
     grading = report["grading"]["grading"]
     assert grading["n_readers"] == 4 and grading["n_cases"] == 10

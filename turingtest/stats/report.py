@@ -54,9 +54,10 @@ __all__ = [
     "imrmc_rows",
     "imrmc_text",
     "experience_band",
+    "split_readers",
 ]
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 PHASES = ("grading", "detection", "combined")
 ROLES = ("main", "practice", "attention")
 KL_GRADES = (0, 1, 2, 3, 4)
@@ -66,6 +67,8 @@ ROW_KEYS = (
     "reader",
     "reader_profession",
     "reader_experience_years",
+    "reader_kind",
+    "reader_model",
     "phase",
     "position",
     "case",
@@ -81,6 +84,24 @@ ROW_KEYS = (
     "duration_ms",
 )
 SOURCES = (REAL, SYNTHETIC)
+MACHINE = "machine"
+SIMULATED = "simulated"
+
+
+def split_readers(
+    rows: Iterable[Mapping[str, Any]],
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """(human readers' rows, machine readers' rows).
+
+    The one place where machine readers leave the human statistics: every
+    figure about readers (accuracy, agreement, ROC, MRMC, iMRMC files) is
+    computed from the first list only. Simulated readers stand in for people
+    and stay in it, labelled by their ``reader_kind``.
+    """
+    human, machine = [], []
+    for r in rows:
+        (machine if r.get("reader_kind") == MACHINE else human).append(r)
+    return human, machine
 
 
 def experience_band(years: object) -> str:
@@ -170,6 +191,7 @@ class _Table:
             self.reader_ids[self.reader[i]]: (
                 rows[i].get("reader_profession") or "unknown",
                 rows[i].get("reader_experience_years"),
+                rows[i].get("reader_kind") or "human",
             )
             for i in first
         }
@@ -359,6 +381,7 @@ def _detection(
             "reader": reader,
             "profession": ph.info[j][0],
             "experience_years": ph.info[j][1],
+            "kind": ph.info[j][2],
         }
         row.update(s.to_dict())
         d = ph.duration[j][answered[j]]
@@ -660,6 +683,7 @@ def _grading(ph: _Phase, *, level: float, n_boot: int, seed: int) -> dict[str, A
             "reader": reader,
             "profession": ph.info[j][0],
             "experience_years": ph.info[j][1],
+            "kind": ph.info[j][2],
         }
         for source, cols in masks.items():
             g = kl[j, cols]
@@ -847,6 +871,72 @@ def _attention(table: _Table) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------- machine readers
+
+
+def _grade_agreement(g: np.ndarray, ref: np.ndarray, level: float) -> dict[str, Any]:
+    ok = np.isfinite(g) & np.isfinite(ref) & np.isin(g, KL_GRADES)
+    g, ref = g[ok], ref[ok]
+    if not len(g):
+        return {"n": 0, "note": "No graded images with a reference grade."}
+    diff = g - ref
+    return {
+        "n": len(g),
+        "kappa_quadratic": cohen_kappa(
+            g, ref, weights="quadratic", categories=KL_GRADES, level=level
+        ).to_dict(),
+        "exact": proportion_ci(int((diff == 0).sum()), len(g), level=level).to_dict(),
+    }
+
+
+def _machine_readers(
+    rows: list[Mapping[str, Any]], level: float, messages: list[str]
+) -> list[dict[str, Any]]:
+    """Each machine reader's figures per phase, on the same main cases as people.
+
+    A classifier is one fixed reader: its accuracy has a Wilson interval over
+    images and its AUC DeLong's, with no reader variance to add.
+    """
+    if not rows:
+        return []
+    table = _Table(rows, messages)
+    models = {}
+    for r in rows:
+        models.setdefault(r["reader"], r.get("reader_model") or "")
+    label_of = np.array([None, REAL, SYNTHETIC], dtype=object)
+    out = []
+    for phase in PHASES:
+        if not (table.valid & (table.role == "main") & (table.phase == phase)).any():
+            continue
+        ph = _Phase(table, phase, messages)
+        truth_labels = np.where(ph.truth, SYNTHETIC, REAL).astype(object)
+        for j, reader in enumerate(ph.readers):
+            entry: dict[str, Any] = {
+                "reader": reader,
+                "model": models[reader],
+                "phase": phase,
+                "detection": None,
+                "grading": None,
+            }
+            if (ph.answer[j] >= 0).any():
+                conf = ph.confidence[j]
+                entry["detection"] = detection_summary(
+                    truth_labels,
+                    label_of[ph.answer[j] + 1],
+                    conf if np.isfinite(conf).any() else None,
+                    level=level,
+                ).to_dict()
+            if np.isfinite(ph.kl[j]).any():
+                entry["grading"] = {
+                    source: _grade_agreement(
+                        ph.kl[j, cols], ph.reference_kl[cols], level
+                    )
+                    for source, cols in ((REAL, ~ph.truth), (SYNTHETIC, ph.truth))
+                }
+            out.append(entry)
+    return out
+
+
 # ---------------------------------------------------------------- public
 
 
@@ -883,12 +973,15 @@ def build_report(
     -------
     dict
         JSON-serialisable: ``study, version, counts, readers, attention,
-        detection, grading, messages``. ``detection`` and ``grading`` map a
-        phase name to its section; a phase with real/synthetic answers (a
-        detection or combined phase) gets a detection section, a phase with
-        KL grades a grading section. Practice and attention-check cases are
-        excluded from every statistic; attention-check failures are listed
-        per reader.
+        detection, grading, machine_readers, messages``. ``detection`` and
+        ``grading`` map a phase name to its section; a phase with
+        real/synthetic answers (a detection or combined phase) gets a
+        detection section, a phase with KL grades a grading section. Practice
+        and attention-check cases are excluded from every statistic;
+        attention-check failures are listed per reader. Rows whose
+        ``reader_kind`` is "machine" are in none of these: they get their
+        own figures per reader and phase in ``machine_readers`` (see
+        :func:`split_readers`); each reader entry says its ``kind``.
 
     Notes
     -----
@@ -909,7 +1002,7 @@ def build_report(
     .. [4] Hillis (2007), doi:10.1002/sim.2532
     .. [5] Schuirmann (1987), doi:10.1007/BF01068419
     """
-    rows = list(rows)
+    rows, machine_rows = split_readers(rows)
     messages: list[str] = []
     table = _Table(rows, messages)
     main = table.valid & (table.role == "main")
@@ -923,6 +1016,7 @@ def build_report(
             "practice": int((table.valid & (table.role == "practice")).sum()),
             "attention": int((table.valid & (table.role == "attention")).sum()),
             "ignored": int((~table.valid).sum()),
+            "machine": len(machine_rows),
         },
     }
     per_phase = {
@@ -933,7 +1027,7 @@ def build_report(
     }
     readers = []
     for reader in sorted(table.reader_info, key=str):
-        prof, years = table.reader_info[reader]
+        prof, years, kind = table.reader_info[reader]
         code = table.reader_ids.index(reader)
         readers.append(
             {
@@ -941,6 +1035,7 @@ def build_report(
                 "profession": prof,
                 "experience_years": years,
                 "experience_band": experience_band(years),
+                "kind": kind,
                 "answers": {p: int(per_phase[p][code]) for p in PHASES},
             }
         )
@@ -970,6 +1065,7 @@ def build_report(
         messages.append("No KL grades: no grading statistics.")
     report["detection"] = detection
     report["grading"] = grading
+    report["machine_readers"] = _machine_readers(machine_rows, level, messages)
     cleaned = _clean(report, "report", messages, False)
     cleaned["messages"] = messages
     return cleaned
@@ -1029,6 +1125,121 @@ def _note(lines: list[str], d: Mapping[str, Any] | None) -> None:
     lines += [f"*{d['note']}*", ""]
 
 
+def _who(r: Mapping[str, Any]) -> str:
+    """A reader's code, labelled where the reader is not a person."""
+    kind = r.get("kind")
+    return (
+        f"{r['reader']} ({kind})" if kind in (SIMULATED, MACHINE) else str(r["reader"])
+    )
+
+
+def humans_label(readers: Iterable[Mapping[str, Any]]) -> str:
+    """What to call the report's (non-machine) readers: "Humans" unless simulated."""
+    kinds = [r.get("kind") for r in readers]
+    simulated = sum(k == SIMULATED for k in kinds)
+    if kinds and simulated == len(kinds):
+        return "Simulated readers"
+    if simulated:
+        return f"Readers ({simulated} of {len(kinds)} simulated)"
+    return "Humans"
+
+
+def machine_name(model: str) -> str:
+    return {"c2st": "CNN real vs synthetic (c2st)", "kl": "CNN KL grader (kl)"}.get(
+        model, model or "machine"
+    )
+
+
+def machine_comparison(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per phase, the human readers' headline figure beside each machine reader's.
+
+    Detection phases compare accuracy (pooled over readers and images for
+    people, over images for a classifier); grading phases compare the
+    quadratic-weighted kappa against the reference grade.
+    """
+    out = []
+    humans = humans_label(report["readers"])
+    for m in report.get("machine_readers", []):
+        phase = m["phase"]
+        if m["detection"] and phase in report["detection"]:
+            d = report["detection"][phase]
+            out.append(
+                {
+                    "phase": phase,
+                    "figure": "accuracy",
+                    "humans": humans,
+                    "n_humans": d["n_readers"],
+                    "human": d["pooled_accuracy"],
+                    "reader": m["reader"],
+                    "machine": machine_name(m["model"]),
+                    "value": m["detection"]["accuracy"],
+                    "auc": m["detection"]["auc"],
+                    "human_auc": d["mrmc_auc"],
+                    "fake_as_real": m["detection"]["fake_as_real"],
+                    "human_fake_as_real": d["error_asymmetry"]["fake_as_real"][
+                        "pooled"
+                    ],
+                }
+            )
+        if m["grading"] and phase in report["grading"]:
+            g = report["grading"][phase]["summary"]
+            for source in SOURCES:
+                mine = m["grading"][source]
+                if not mine.get("n"):
+                    continue
+                out.append(
+                    {
+                        "phase": phase,
+                        "figure": f"kappa on {source} images",
+                        "humans": humans,
+                        "n_humans": report["grading"][phase]["n_readers"],
+                        "human": g[source]["mean_kappa_quadratic"],
+                        "reader": m["reader"],
+                        "machine": machine_name(m["model"]),
+                        "value": mine["kappa_quadratic"],
+                    }
+                )
+    return out
+
+
+def _markdown_machines(report: Mapping[str, Any]) -> list[str]:
+    rows = machine_comparison(report)
+    if not rows:
+        return []
+    out = [
+        "## Machine readers",
+        "",
+        "Classifiers of the machine Turing test answered the same cases; they are "
+        "not among the readers of any figure above.",
+        "",
+        "| Phase | Figure | Readers | Machine reader |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        pct = r["figure"] == "accuracy"
+        fmt = (lambda d: _pct_ci(d)) if pct else (lambda d: _ci(d))
+        out.append(
+            f"| {r['phase']} | {r['figure']} | {r['humans']} ({r['n_humans']}): "
+            f"{fmt(r['human'])} | {r['machine']} {r['reader']}: {fmt(r['value'])} |"
+        )
+        if pct and r.get("auc"):
+            out.append(
+                f"| {r['phase']} | AUC | {r['humans']} (MRMC): {_ci(r['human_auc'])} | "
+                f"{r['machine']} {r['reader']}: {_ci(r['auc'])} |"
+            )
+    out.append("")
+    return out
+
+
+def _pct_ci(d: Mapping[str, Any] | None) -> str:
+    if not d or d.get("estimate") is None:
+        return "n/a"
+    ci = d.get("ci") or [None, None]
+    if ci[0] is None:
+        return f"{100 * d['estimate']:.1f}%"
+    return f"{100 * d['estimate']:.1f}% ({100 * ci[0]:.1f} to {100 * ci[1]:.1f})"
+
+
 def report_markdown(report: Mapping[str, Any]) -> str:
     """Render a report from :func:`build_report` as Markdown."""
     out: list[str] = [
@@ -1038,8 +1249,13 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     c = report["counts"]
     level = report.get("settings", {}).get("level", 0.95)
     pct = f"{round(level * 100)}%"
+    simulated = sum(r.get("kind") == SIMULATED for r in report["readers"])
+    machines = len({m["reader"] for m in report.get("machine_readers", [])})
     out.append(
-        f"{len(report['readers'])} readers; {c['main']} answers analysed "
+        f"{len(report['readers'])} readers"
+        + (f" ({simulated} simulated)" if simulated else "")
+        + (f", and {machines} machine readers reported apart" if machines else "")
+        + f"; {c['main']} answers analysed "
         f"({c['practice']} practice and {c['attention']} attention-check answers "
         f"excluded). Intervals are {pct} confidence intervals."
     )
@@ -1048,6 +1264,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         out += _markdown_detection(phase, d, pct)
     for phase, g in report["grading"].items():
         out += _markdown_grading(phase, g)
+    out += _markdown_machines(report)
     a = report["attention"]
     out += ["## Attention checks", ""]
     if a["readers"]:
@@ -1125,7 +1342,7 @@ def _markdown_detection(phase: str, d: Mapping[str, Any], pct: str) -> list[str]
     ]
     for r in d["readers"]:
         out.append(
-            f"| {r['reader']} | {r['profession']} | {_f(r['experience_years'])} | "
+            f"| {_who(r)} | {r['profession']} | {_f(r['experience_years'])} | "
             f"{r['n']} | {_ci(r['accuracy'])} | {_f(r['sensitivity']['estimate'])} | "
             f"{_f(r['specificity']['estimate'])} | {_f(r['fake_as_real']['estimate'])} | "
             f"{_f(r['real_as_fake']['estimate'])} | {_p(r['p_value'])} | "
@@ -1213,7 +1430,7 @@ def _markdown_grading(phase: str, g: Mapping[str, Any]) -> list[str]:
 
     for r in g["readers"]:
         out.append(
-            f"| {r['reader']} | {cell(r, REAL, 'kappa_quadratic')} | "
+            f"| {_who(r)} | {cell(r, REAL, 'kappa_quadratic')} | "
             f"{cell(r, SYNTHETIC, 'kappa_quadratic')} | {cell(r, REAL, 'exact')} | "
             f"{cell(r, SYNTHETIC, 'exact')} | {cell(r, REAL, 'within_one')} | "
             f"{cell(r, SYNTHETIC, 'within_one')} |"
@@ -1235,7 +1452,7 @@ def _markdown_grading(phase: str, g: Mapping[str, Any]) -> list[str]:
 # ---------------------------------------------------------------- exports
 
 READER_COLUMNS = (
-    "study", "reader", "profession", "experience_years", "phase", "n", "n_missing",
+    "study", "reader", "reader_kind", "machine_model", "profession", "experience_years", "phase", "n", "n_missing",
     "accuracy", "accuracy_low", "accuracy_high", "p_value", "sensitivity",
     "specificity", "fake_as_real", "real_as_fake", "d_prime", "criterion", "auc",
     "auc_low", "auc_high", "median_seconds", "kappa_real", "kappa_synthetic",
@@ -1258,6 +1475,7 @@ def reader_summary_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     to a phase are None.
     """
     attention = {e["reader"]: e for e in report["attention"]["readers"]}
+    kinds = {r["reader"]: r.get("kind") or "human" for r in report["readers"]}
     rows: dict[tuple[Any, str], dict[str, Any]] = {}
 
     def row(reader: Any, phase: str, profession: Any, years: Any) -> dict[str, Any]:
@@ -1268,6 +1486,8 @@ def reader_summary_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             r.update(
                 study=report.get("study"),
                 reader=reader,
+                reader_kind=kinds.get(reader, "human"),
+                machine_model="",
                 profession=profession,
                 experience_years=years,
                 phase=phase,
@@ -1310,6 +1530,36 @@ def reader_summary_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                     out[f"kappa_{source}"] = d["kappa_quadratic"]["estimate"]
                     out[f"exact_{source}"] = d["exact"]["estimate"]
                     out[f"within_one_{source}"] = d["within_one"]["estimate"]
+    # Machine readers last, labelled: they are in no figure about readers.
+    for m in report.get("machine_readers", []):
+        out = row(m["reader"], m["phase"], None, None)
+        out.update(reader_kind=MACHINE, machine_model=m["model"])
+        d = m["detection"]
+        if d:
+            acc_ci = d["accuracy"].get("ci") or [None, None]
+            out.update(
+                n=d["n"],
+                n_missing=d["n_missing"],
+                accuracy=d["accuracy"]["estimate"],
+                accuracy_low=acc_ci[0],
+                accuracy_high=acc_ci[1],
+                p_value=d["p_value"],
+                sensitivity=d["sensitivity"]["estimate"],
+                specificity=d["specificity"]["estimate"],
+                fake_as_real=d["fake_as_real"]["estimate"],
+                real_as_fake=d["real_as_fake"]["estimate"],
+                d_prime=d["d_prime"],
+                criterion=d["criterion"],
+            )
+            if d["auc"]:
+                auc_ci = d["auc"].get("ci") or [None, None]
+                out.update(
+                    auc=d["auc"]["estimate"], auc_low=auc_ci[0], auc_high=auc_ci[1]
+                )
+        for source, g in (m["grading"] or {}).items():
+            if g.get("n"):
+                out[f"kappa_{source}"] = g["kappa_quadratic"]["estimate"]
+                out[f"exact_{source}"] = g["exact"]["estimate"]
     return list(rows.values())
 
 
@@ -1382,6 +1632,7 @@ def imrmc_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
     """
     truth: dict[str, str] = {}
     scores: list[dict[str, str]] = []
+    rows, _ = split_readers(rows)
     for r in rows:
         if r.get("role") != "main" or r.get("phase") not in ("detection", "combined"):
             continue

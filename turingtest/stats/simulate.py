@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["simulate_rows", "PROFESSIONS"]
+__all__ = ["simulate_rows", "evidence_effects", "PROFESSIONS", "EVIDENCE_SD"]
 
 PROFESSIONS = (
     "radiologist",
@@ -23,6 +23,49 @@ PROFESSIONS = (
     "orthopaedic_surgeon",
     "orthopaedic_resident",
 )
+
+
+# Spread of the per-image "looks synthetic" effect drawn from a machine's
+# evidence: a little wider than the random effect it replaces, since an image
+# a classifier finds obvious should be obvious to most readers.
+EVIDENCE_SD = 0.8
+
+
+def evidence_effects(
+    p_synthetic: np.ndarray, synthetic: np.ndarray, sd: float = EVIDENCE_SD
+) -> np.ndarray:
+    """Per-image "looks synthetic" effects from a machine's probabilities.
+
+    The logit of each probability, centred within real and within synthetic
+    images and scaled to ``sd`` by the pooled within-group spread. Centring
+    leaves how well readers tell the groups apart to their own sensitivity;
+    the machine decides only which images within a group look the most
+    synthetic: a blob it is sure of is called synthetic by nearly everyone,
+    a fake it takes for real fools many.
+
+    Parameters
+    ----------
+    p_synthetic : array of float in [0, 1]
+    synthetic : array of bool
+        Which images are synthetic.
+    sd : float
+
+    Returns
+    -------
+    ndarray
+        One effect per image, to add to the latent value.
+    """
+    p = np.clip(np.asarray(p_synthetic, float), 0.005, 0.995)
+    z = np.log(p / (1 - p))
+    synthetic = np.asarray(synthetic, bool)
+    centred = np.zeros_like(z)
+    for group in (synthetic, ~synthetic):
+        if group.any():
+            centred[group] = z[group] - z[group].mean()
+    spread = float(np.sqrt((centred**2).sum() / max(1, len(z) - 2)))
+    if spread == 0.0:
+        return np.zeros_like(z)
+    return sd * centred / spread
 
 
 def simulate_rows(
@@ -40,6 +83,7 @@ def simulate_rows(
     n_attention: int = 2,
     seed: int = 0,
     study: str = "simulated",
+    evidence: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """Simulate one final answer per reader, case and phase.
 
@@ -61,6 +105,10 @@ def simulate_rows(
         Extra cases with those roles.
     seed : int
     study : str
+    evidence : array of float, optional
+        A machine's probability that each case (main, then practice, then
+        attention) is synthetic; the cases' oddness is then drawn around it
+        (:func:`evidence_effects` with SD ``case_sd``) instead of by chance.
 
     Returns
     -------
@@ -81,6 +129,10 @@ def simulate_rows(
         truth, np.where(np.arange(n_total) % 3 == 0, "wgan-b", "wgan-a"), ""
     )
     oddness = rng.normal(0, case_sd, n_total)
+    if evidence is not None:
+        if len(evidence) != n_total:
+            raise ValueError(f"evidence needs one probability per case ({n_total})")
+        oddness = evidence_effects(np.asarray(evidence, float), truth, case_sd)
     # Attention checks are obvious: very real or very synthetic.
     oddness[role == "attention"] = np.where(truth[role == "attention"], 4.0, -4.0)
     readers = [f"R{j + 1:03d}" for j in range(n_readers)]

@@ -255,15 +255,15 @@ class CaseAdmin(admin.ModelAdmin):
 
 @admin.register(Reader)
 class ReaderAdmin(admin.ModelAdmin):
-    list_display = ["code", "name", "profession", "experience_years", "simulated"]
-    list_filter = ["profession", "simulated"]
+    list_display = ["code", "name", "kind", "profession", "experience_years"]
+    list_filter = ["kind", "profession"]
     search_fields = ["code", "name", "user__email"]
 
 
 @admin.register(Enrollment)
 class EnrollmentAdmin(admin.ModelAdmin):
     list_display = ["reader", "study", "enrolled_at", "consented_at", "completed_at"]
-    list_filter = ["study"]
+    list_filter = ["study", "reader__kind"]
 
 
 @admin.register(Invitation)

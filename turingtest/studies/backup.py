@@ -54,6 +54,7 @@ from turingtest.studies.models import (
     Invitation,
     Judgment,
     JudgmentRevision,
+    MachineScore,
     Phase,
     Reader,
     ReadingSession,
@@ -87,6 +88,7 @@ MODELS: list[tuple[str, type[models.Model]]] = [
     ("session", ReadingSession),
     ("judgment", Judgment),
     ("revision", JudgmentRevision),
+    ("machine_score", MachineScore),
 ]
 
 
@@ -136,6 +138,7 @@ def _study_rows(study: Study) -> dict[str, models.QuerySet]:
         "session": sessions,
         "judgment": judgments,
         "revision": JudgmentRevision.objects.filter(judgment__in=judgments),
+        "machine_score": MachineScore.objects.filter(judgment__in=judgments),
     }
 
 
@@ -267,7 +270,20 @@ def _read_archive(path: Path) -> tuple[dict, dict, dict[str, bytes]]:
 
 
 def _objects(data: dict, key: str) -> Iterable:
-    return serializers.deserialize("python", data.get(key, []))
+    rows = data.get(key, [])
+    if key == "reader":
+        rows = [_reader_fields(row) for row in rows]
+    return serializers.deserialize("python", rows)
+
+
+def _reader_fields(row: dict) -> dict:
+    # Archives written before readers had a kind say "simulated": true/false.
+    fields = dict(row["fields"])
+    if "simulated" in fields:
+        fields["kind"] = (
+            Reader.Kind.SIMULATED if fields.pop("simulated") else Reader.Kind.HUMAN
+        )
+    return row | {"fields": fields}
 
 
 def _insert(obj: models.Model) -> int:
@@ -452,6 +468,7 @@ def _restore_rows(data: dict) -> tuple[Study, dict[str, int], dict[str, int]]:
 
     bulk("judgment", Judgment, judgment)
     bulk("revision", JudgmentRevision, revision)
+    bulk("machine_score", MachineScore, revision)
     (study_pk,) = ids["study"].values()
     return Study.objects.get(pk=study_pk), created, reused
 

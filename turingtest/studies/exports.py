@@ -23,6 +23,7 @@ from turingtest.studies.models import Case, Judgment, ReadingSession, Study
 JUDGMENT_COLUMNS = [
     "study",
     "reader",
+    "reader_kind",
     "reader_profession",
     "reader_experience_years",
     "phase",
@@ -46,7 +47,8 @@ READER_COLUMNS = [
     "profession",
     "experience_years",
     "subspecialty",
-    "simulated",
+    "reader_kind",
+    "machine_model",
     "enrolled_at",
     "consented_at",
     "completed_at",
@@ -62,7 +64,7 @@ IMAGE_COLUMNS = [
     "sha256",
     "origin",
 ]
-ORDER_COLUMNS = ["reader", "phase", "position", "case"]
+ORDER_COLUMNS = ["reader", "reader_kind", "phase", "position", "case"]
 
 
 def iso(value: datetime | None) -> str:
@@ -102,6 +104,7 @@ def judgment_rows(study: Study, *, with_role: bool = False) -> Iterator[dict]:
         base = {
             "study": study.slug,
             "reader": reader.code,
+            "reader_kind": reader.kind,
             "reader_profession": reader.profession,
             "reader_experience_years": reader.experience_years,
             "phase": j.session.phase.kind,
@@ -142,7 +145,8 @@ def reader_rows(study: Study) -> Iterator[dict]:
             "profession": e.reader.profession,
             "experience_years": e.reader.experience_years,
             "subspecialty": e.reader.subspecialty,
-            "simulated": _bool(e.reader.simulated),
+            "reader_kind": e.reader.kind,
+            "machine_model": e.reader.machine_model,
             "enrolled_at": iso(e.enrolled_at),
             "consented_at": iso(e.consented_at),
             "completed_at": iso(e.completed_at),
@@ -177,6 +181,7 @@ def order_rows(study: Study) -> Iterator[dict]:
         for position, case_id in enumerate(s.order, start=1):
             yield {
                 "reader": s.enrollment.reader.code,
+                "reader_kind": s.enrollment.reader.kind,
                 "phase": phase,
                 "position": position,
                 "case": numbers[case_id],

@@ -94,6 +94,7 @@ def interaction_clean(value: Any) -> dict | None:
 
 INTERACTION_COLUMNS = [
     "reader",
+    "reader_kind",
     "phase",
     "position",
     "case",
@@ -150,6 +151,7 @@ def interaction_rows(study: Study) -> Iterator[dict]:
         log = j.interaction or {}
         base = {
             "reader": j.session.enrollment.reader.code,
+            "reader_kind": j.session.enrollment.reader.kind,
             "phase": j.session.phase.kind,
             "position": j.position + 1,  # 1-based, as in judgments.csv
             "case": j.case.number,

@@ -365,6 +365,15 @@ class Case(models.Model):
 
 
 class Reader(models.Model):
+    class Kind(models.TextChoices):
+        HUMAN = "human", "Human"
+        # Drawn by turingtest.studies.simulation for demos and tests; they
+        # stand in for people and count as human readers in the statistics.
+        SIMULATED = "simulated", "Simulated"
+        # A classifier answering through the same services (add_machine_reader);
+        # reported beside the human readers, never among them.
+        MACHINE = "machine", "Machine"
+
     class Profession(models.TextChoices):
         RADIOLOGIST = "radiologist", "Radiologist"
         RADIOLOGY_RESIDENT = "radiology_resident", "Radiology resident"
@@ -385,7 +394,12 @@ class Reader(models.Model):
     profession = models.CharField(max_length=30, choices=Profession)
     experience_years = models.PositiveSmallIntegerField()
     subspecialty = models.CharField(max_length=200, blank=True)
-    simulated = models.BooleanField(default=False)
+    kind = models.CharField(max_length=10, choices=Kind, default=Kind.HUMAN)
+    machine_model = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="For a machine reader: the classifier that answers (c2st or kl).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -395,10 +409,23 @@ class Reader(models.Model):
                 condition=Q(experience_years__lte=70),
                 name="reader_experience_plausible",
             ),
+            models.CheckConstraint(
+                condition=Q(kind="machine", machine_model__gt="")
+                | (~Q(kind="machine") & Q(machine_model="")),
+                name="reader_model_iff_machine",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.code} ({self.name})"
+
+    @property
+    def simulated(self) -> bool:
+        return self.kind == self.Kind.SIMULATED
+
+    @property
+    def is_machine(self) -> bool:
+        return self.kind == self.Kind.MACHINE
 
 
 class Invitation(models.Model):
@@ -563,6 +590,31 @@ class Judgment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session} #{self.position}"
+
+
+class MachineScore(models.Model):
+    """A machine reader's probability that a judgment's image is synthetic.
+
+    The evidence behind its 6-point rating, kept at full precision: simulated
+    readers draw their answers around it (:mod:`turingtest.studies.simulation`).
+    """
+
+    judgment = models.OneToOneField(
+        Judgment, on_delete=models.CASCADE, related_name="machine_score"
+    )
+    p_synthetic = models.FloatField()
+
+    class Meta:
+        ordering = ["judgment"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(p_synthetic__gte=0.0) & Q(p_synthetic__lte=1.0),
+                name="machine_score_probability",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.judgment}: p(synthetic) {self.p_synthetic:.3f}"
 
 
 class JudgmentRevision(models.Model):

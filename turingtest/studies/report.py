@@ -32,9 +32,11 @@ from turingtest.stats import plots as report_plots
 from turingtest.stats.report import (
     REPORT_VERSION,
     build_report,
+    humans_label,
     image_summary_rows,
     imrmc_rows,
     imrmc_text,
+    machine_comparison,
     reader_summary_rows,
     report_markdown,
 )
@@ -43,6 +45,7 @@ from turingtest.studies.models import (
     Enrollment,
     Judgment,
     JudgmentRevision,
+    Reader,
     Study,
     StudyReport,
 )
@@ -117,11 +120,16 @@ def report_rows(study: Study) -> Iterator[dict[str, Any]]:
     ):
         cases[pk] = (number, role, token, source, grade, generator or "")
     readers = {
-        pk: (code, profession, years)
-        for pk, code, profession, years in Enrollment.objects.filter(
+        pk: (code, profession, years, kind, model)
+        for pk, code, profession, years, kind, model in Enrollment.objects.filter(
             study=study
         ).values_list(
-            "id", "reader__code", "reader__profession", "reader__experience_years"
+            "id",
+            "reader__code",
+            "reader__profession",
+            "reader__experience_years",
+            "reader__kind",
+            "reader__machine_model",
         )
     }
     # The answer that counts is the latest revision (scoring.final), read here
@@ -154,7 +162,7 @@ def report_rows(study: Study) -> Iterator[dict[str, Any]]:
     for pk, enrollment, phase, position, case, *answer, duration in judgments.iterator(
         chunk_size=5000
     ):
-        code, profession, years = readers[enrollment]
+        code, profession, years, kind, model = readers[enrollment]
         number, role, token, source, reference, generator = cases[case]
         answer, confidence, grade = latest.get(pk, answer)
         yield {
@@ -162,6 +170,8 @@ def report_rows(study: Study) -> Iterator[dict[str, Any]]:
             "reader": code,
             "reader_profession": profession,
             "reader_experience_years": years,
+            "reader_kind": kind,
+            "reader_model": model,
             "phase": phase,
             "position": position + 1,
             "case": number,
@@ -431,6 +441,7 @@ def _detection_view(d: Mapping[str, Any]) -> dict[str, Any]:
         "readers": [
             {
                 "reader": r["reader"],
+                "kind": r.get("kind", "human"),
                 "profession": r["profession"],
                 "experience_years": r["experience_years"],
                 "n": r["n"],
@@ -487,6 +498,7 @@ def _grading_view(g: Mapping[str, Any]) -> dict[str, Any]:
         "readers": [
             {
                 "reader": r["reader"],
+                "kind": r.get("kind", "human"),
                 **{
                     f"kappa_{s}": _num(r[s].get("kappa_quadratic"), 2)
                     if r[s].get("n")
@@ -532,6 +544,28 @@ def _thumbnails(detection: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]
     return {"most": [view(i) for i in most], "least": [view(i) for i in least]}
 
 
+def _machines_view(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Human readers' headline figures beside each machine reader's, for display."""
+    out = []
+    for r in machine_comparison(data):
+        fmt = _pct if r["figure"] == "accuracy" else _num
+        out.append(
+            {
+                "phase": r["phase"],
+                "figure": r["figure"],
+                "humans": r["humans"],
+                "n_humans": r["n_humans"],
+                "human": fmt(r["human"]),
+                "reader": r["reader"],
+                "machine": r["machine"],
+                "value": fmt(r["value"]),
+                "auc": _num(r["auc"]) if r.get("auc") else None,
+                "human_auc": _num(r.get("human_auc")),
+            }
+        )
+    return out
+
+
 def _full_html(stored: StudyReport) -> str:
     # Rendering a large study's Markdown takes 0.3-0.5 s, which every view of
     # the page would pay again; a rebuilt report has a new key.
@@ -558,7 +592,8 @@ def study_totals(*, study: Study) -> dict[str, Any]:
         .values("image__source")
         .annotate(n=Count("id"))
     }
-    readers = study.enrollments.aggregate(
+    # Machine readers are reported apart, so they are not among these.
+    readers = study.enrollments.exclude(reader__kind=Reader.Kind.MACHINE).aggregate(
         consented=Count("id", filter=Q(consented_at__isnull=False)),
         completed=Count("id", filter=Q(completed_at__isnull=False)),
     )
@@ -610,6 +645,9 @@ def report_page(*, study: Study) -> dict[str, Any] | None:
         "detection": detection_views,
         "grading": grading_views,
         "thumbnails": _thumbnails(detection),
+        "machines": _machines_view(data),
+        "humans": humans_label(data["readers"]),
+        "n_simulated": sum(r.get("kind") == "simulated" for r in data["readers"]),
         "plots": [(name, title) for name, (title, _) in PLOTS.items()],
         "full_html": _full_html(stored),
     }

@@ -180,14 +180,20 @@ def study_overview(*, study: Study) -> dict:
         practice=Count("id", filter=Q(role=Case.Role.PRACTICE)),
         attention=Count("id", filter=Q(role=Case.Role.ATTENTION)),
     )
-    enrollments = study.enrollments.aggregate(
+    # Machine readers answer in seconds and are reported apart: the progress
+    # of a study is its (human or simulated) readers'.
+    enrollments = study.enrollments.exclude(reader__kind=Reader.Kind.MACHINE).aggregate(
         enrolled=Count("id"),
         consented=Count("id", filter=Q(consented_at__isnull=False)),
         completed=Count("id", filter=Q(completed_at__isnull=False)),
     )
-    answers = Judgment.objects.filter(
-        session__enrollment__study=study, session__phase__isnull=False
-    ).aggregate(n=Count("id"), first=Min("answered_at"), last=Max("answered_at"))
+    answers = (
+        Judgment.objects.filter(
+            session__enrollment__study=study, session__phase__isnull=False
+        )
+        .exclude(session__enrollment__reader__kind=Reader.Kind.MACHINE)
+        .aggregate(n=Count("id"), first=Min("answered_at"), last=Max("answered_at"))
+    )
     # What a complete study holds: every consented reader on every main case
     # in every phase. The page shows its counts as "n of N" against these.
     answers["expected"] = (

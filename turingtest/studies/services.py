@@ -589,7 +589,7 @@ def reader_signup(
     profession: str,
     experience_years: int,
     subspecialty: str = "",
-    simulated: bool = False,
+    kind: str = Reader.Kind.HUMAN,
 ) -> Enrollment:
     """Create an account and reader profile from an invitation and enroll it.
 
@@ -630,7 +630,7 @@ def reader_signup(
         profession=profession,
         experience_years=experience_years,
         subspecialty=subspecialty,
-        simulated=simulated,
+        kind=kind,
     )
     reader.full_clean()
     reader.save()

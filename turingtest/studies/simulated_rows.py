@@ -113,7 +113,7 @@ def study_load_rows(
             name=f"Simulated {code}",
             profession=r["reader_profession"],
             experience_years=r["reader_experience_years"],
-            simulated=True,
+            kind=Reader.Kind.SIMULATED,
         )
         for user, (code, r) in zip(users, readers.items(), strict=True)
     )

@@ -6,8 +6,15 @@ mean ±d′/2 by truth plus a per-image effect (some fakes are more convincing
 than others) and a per-reader criterion, cut into the 6-point scale. Grades
 are the reference grade plus rounded Gaussian noise, noisier on synthetic
 images.
+
+Where a machine reader of the study (``add_machine_reader --model c2st``)
+scored an image, the per-image effect comes from its probability of
+"synthetic" (:func:`turingtest.stats.simulate.evidence_effects`) instead of
+chance: the fakes the classifier finds obvious are called synthetic by most
+simulated readers, and the ones it takes for real fool many of them.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,7 +23,9 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from scipy.stats import norm
 
+from turingtest.stats.simulate import evidence_effects
 from turingtest.studies import selectors, services
+from turingtest.studies.machine import machine_evidence
 from turingtest.studies.models import Case, Enrollment, Reader, Study
 
 PROFESSIONS = [
@@ -50,8 +59,14 @@ def readers_simulate(
     seed: int = 0,
     start: datetime | None = None,
     progress=None,
+    evidence: Mapping[int, float] | None = None,
 ) -> list[SimulatedReader]:
-    """Enroll ``readers`` simulated readers and answer every case of every stage."""
+    """Enroll ``readers`` simulated readers and answer every case of every stage.
+
+    ``evidence`` maps case ids to a machine's probability that the image is
+    synthetic; None takes it from the study's machine readers, ``{}`` draws
+    every image's effect by chance.
+    """
     if study.status != Study.Status.OPEN:
         raise ValidationError(
             f"Study {study.slug!r} is {study.status}; open it before simulating readers."
@@ -62,6 +77,20 @@ def readers_simulate(
     clock = start or timezone.now() - timedelta(days=1)
     cases = {c.id: c for c in Case.objects.filter(study=study).select_related("image")}
     image_effect = {cid: rng.normal(0.0, 0.5) for cid in cases}
+    # How synthetic each image looks to every reader, beyond its truth.
+    looks = {
+        cid: (1.0 if c.image.source == "synthetic" else -1.0) * image_effect[cid]
+        for cid, c in cases.items()
+    }
+    if evidence is None:
+        evidence = machine_evidence(study=study)
+    scored = [cid for cid in cases if cid in evidence]
+    if scored:
+        effects = evidence_effects(
+            np.array([evidence[cid] for cid in scored]),
+            np.array([cases[cid].image.source == "synthetic" for cid in scored]),
+        )
+        looks.update(zip(scored, effects.tolist(), strict=True))
     first = study.enrollments.count()
     tokens = services.invitations_create(study=study, count=readers)
     simulated = []
@@ -78,7 +107,7 @@ def readers_simulate(
             name=f"Simulated reader {first + i + 1}",
             profession=PROFESSIONS[int(rng.integers(len(PROFESSIONS)))],
             experience_years=int(rng.integers(1, 31)),
-            simulated=True,
+            kind=Reader.Kind.SIMULATED,
         )
         enrollment = services.enrollment_consent(enrollment=enrollment)
         # The simulated clock runs in the past: enrol the reader on it too, so
@@ -104,10 +133,7 @@ def readers_simulate(
                 if asks.asks_realism:
                     sign = 1.0 if image.source == "synthetic" else -1.0
                     latent = (
-                        sign * dprime / 2
-                        + image_effect[case.id] * sign
-                        - criterion
-                        + rng.normal()
+                        sign * dprime / 2 + looks[case.id] - criterion + rng.normal()
                     )
                     confidence = int(np.searchsorted(CUTS, latent)) + 1
                 if asks.asks_grade:

@@ -16,6 +16,8 @@ from celery.signals import worker_ready, worker_shutting_down
 from django.db import close_old_connections, connection
 
 from turingtest.studies import generation
+from turingtest.studies.machine_training import machine_reader_train
+from turingtest.studies.models import Enrollment, Reader, Study
 from turingtest.studies.report import study_report_refresh
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,40 @@ def _start_watchdog(**kwargs) -> None:
 @worker_shutting_down.connect
 def _stop_watchdog(**kwargs) -> None:
     _stop.set()
+
+
+# --- machine readers -----------------------------------------------------------
+
+
+@shared_task(
+    name="turingtest.studies.tasks.machine_reader_run",
+    acks_late=True,
+    reject_on_worker_lost=True,
+)
+def machine_reader_run(study_id: int, model: str) -> dict:
+    """Train and add a machine reader (torch: routed to the "gpu" queue).
+
+    Idempotent: a study that has a reader of this model already, or is
+    gone, is left as it is. Its answers are written in one transaction, so a
+    worker lost while training leaves nothing behind to undo.
+    """
+    close_old_connections()
+    study = Study.objects.filter(pk=study_id).first()
+    if (
+        study is None
+        or Enrollment.objects.filter(
+            study=study, reader__kind=Reader.Kind.MACHINE, reader__machine_model=model
+        ).exists()
+    ):
+        return {"study": study_id, "model": model, "ran": False}
+    run = machine_reader_train(study=study, model=model)
+    return {
+        "study": study_id,
+        "model": model,
+        "ran": True,
+        "reader": run.enrollment.reader.code,
+        "seconds": round(run.seconds, 1),
+    }
 
 
 # --- the study report ----------------------------------------------------------
