@@ -19,7 +19,7 @@ def kind_to_simulated(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('studies', '0006_generator_kind'),
+        ('studies', '0007_import_batches_and_tags'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
