@@ -34,6 +34,8 @@ def _user_signed_in(sender, request, user, **kwargs) -> None:
 
 
 def _access_may_shrink(sender, instance, **kwargs) -> None:
+    image_access_revoke()
+    # Again after commit, as for the user above.
     transaction.on_commit(image_access_revoke)
 
 
