@@ -61,6 +61,7 @@ http {{
     proxy_temp_path {base}/nginx-tmp;
     upstream accel {{ server 127.0.0.1:{accel_port}; keepalive 32; }}
     upstream app {{ server 127.0.0.1:{app_port}; keepalive 32; }}
+    upstream before {{ server 127.0.0.1:{before_port}; keepalive 32; }}
     server {{
         listen 127.0.0.1:{port};
         # (1) the files as static files, for comparison only: never in production.
@@ -73,6 +74,15 @@ http {{
         location /file/ {{
             rewrite ^/file/(.*)$ /$1 break;
             proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-Proto https;
+        }}
+        # --before: an older checkout's view, which sends files itself.
+        location /before/ {{
+            rewrite ^/before/(.*)$ /$1 break;
+            proxy_pass http://before;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $host;
@@ -129,8 +139,10 @@ def headers_seen(port: int, paths: list[str], headers: dict) -> set[frozenset]:
     return seen
 
 
-def gunicorn(stack: LiveStack, port: int, serving: str, args) -> subprocess.Popen:
-    """The app on ``port`` with images served as ``serving`` says."""
+def gunicorn(
+    stack: LiveStack, port: int, serving: str, args, code: Path = ROOT
+) -> subprocess.Popen:
+    """The app (of the checkout ``code``) on ``port``, images served as ``serving`` says."""
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "gunicorn", "turingtest.wsgi:application",
@@ -138,7 +150,7 @@ def gunicorn(stack: LiveStack, port: int, serving: str, args) -> subprocess.Pope
             "--threads", str(args.threads), "--worker-class", "gthread",
             "--keep-alive", "30", "--no-control-socket",
         ],
-        cwd=ROOT,
+        cwd=code,
         env=stack.env | {"TURINGTEST_IMAGE_SERVING": serving},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -155,6 +167,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a checkout of older code (git archive COMMIT | tar -x -C DIR) whose "
+        "image view is measured too, against the same database and files",
+    )
     parser.add_argument(
         "--database",
         default=os.environ.get(
@@ -197,6 +215,9 @@ def main() -> None:
         stack.start(workers=args.workers, threads=args.threads)
         app_port = free_port()
         procs.append(gunicorn(stack, app_port, "django", args))
+        before_port = free_port()
+        if args.before:
+            procs.append(gunicorn(stack, before_port, "django", args, args.before))
         port = free_port()
         conf = base / "nginx.conf"
         conf.write_text(
@@ -206,6 +227,7 @@ def main() -> None:
                 port=port,
                 accel_port=stack.port,
                 app_port=app_port,
+                before_port=before_port,
                 media=media,
                 internal=INTERNAL.format(media=media),
             )
@@ -229,6 +251,11 @@ def main() -> None:
             "view + X-Accel-Redirect": (views, headers),
             "view + FileResponse": (["/file" + v for v in views], headers),
         }
+        if args.before:
+            paths["before: view + FileResponse"] = (
+                ["/before" + v for v in views],
+                headers,
+            )
         header_sets = {
             name: len(headers_seen(port, p, h)) for name, (p, h) in paths.items()
         }
@@ -246,13 +273,13 @@ def main() -> None:
                 results[name].append(hammer(port, p, h, args.seconds, args.clients))
         static = sum(r["per_s"] for r in results["nginx, static files"])
         print(
-            "  server                    images/s   MiB/s  p50 ms  failures  "
+            "  server                         images/s   MiB/s  p50 ms  failures  "
             "header sets  share of static"
         )
         for name, runs in results.items():
             per_s = sum(r["per_s"] for r in runs)
             print(
-                f"  {name:<24} {per_s / len(runs):9.0f} "
+                f"  {name:<29} {per_s / len(runs):9.0f} "
                 f"{sum(r['mb_s'] for r in runs) / len(runs):7.1f} "
                 f"{statistics.median(r['p50_ms'] for r in runs):7.1f} "
                 f"{sum(r['failures'] for r in runs):9d} {header_sets[name]:>12} "
