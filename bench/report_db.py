@@ -8,7 +8,10 @@ PostgreSQL)::
 Each size is a simulated study (grading + detection phases, 2 practice and 2
 attention-check cases) written in bulk into a throwaway test database. For
 each it prints: reading the answer fingerprint (what every page view pays),
-reading the rows, building the report, drawing the four plots, the whole
+reading the rows as dicts and building the report from them (``rows``,
+``report``: how the report was read before), reading the same answers as
+arrays and building the same report from them (``arrays``, ``report``: how
+it is read now), drawing the four plots, the whole
 rebuild as the Celery task runs it (with plots), the page's own rebuild
 (without plots) and a page view of a current stored report. The sizes are the reference study
 (15 readers x 60 images), the page's synchronous limit (about 5,000
@@ -68,7 +71,8 @@ def main() -> None:
         )
         header = (
             f"{'study':<11}{'size':>11}{'answers':>9}{'load':>7}{'finger':>8}"
-            f"{'rows':>7}{'report':>8}{'plots':>7}{'task':>7}{'sync':>7}{'page':>7}"
+            f"{'rows':>7}{'report':>8}{'arrays':>8}{'report':>8}{'plots':>7}"
+            f"{'task':>7}{'sync':>7}{'page':>7}"
         )
         print(header)
         for i, (label, n_readers, n_cases) in enumerate(sizes):
@@ -83,6 +87,14 @@ def main() -> None:
             read, db_rows = _clock(lambda study=study: list(report.report_rows(study)))
             build, data = _clock(lambda db_rows=db_rows: build_report(db_rows))
             del db_rows
+            # The same report from the answers read as arrays (what the task
+            # and the page now do), beside the rows above.
+            read_arrays, columns = _clock(
+                lambda study=study: report.report_columns(study)
+            )
+            build_arrays, same = _clock(lambda columns=columns: build_report(columns))
+            assert same == data
+            del columns, same
             draw, _ = _clock(
                 lambda data=data: [f(data) for _, f in report.PLOTS.values()]
             )
@@ -99,7 +111,8 @@ def main() -> None:
             page, _ = _clock(lambda study=study: report.report_page(study=study))
             print(
                 f"{label:<11}{f'{n_readers}x{n_cases}':>11}{fp.answers_count:>9,}"
-                f"{load:>7.1f}{finger:>8.3f}{read:>7.2f}{build:>8.2f}{draw:>7.2f}"
+                f"{load:>7.1f}{finger:>8.3f}{read:>7.2f}{build:>8.2f}"
+                f"{read_arrays:>8.2f}{build_arrays:>8.2f}{draw:>7.2f}"
                 f"{task:>7.2f}{sync:>7.2f}{page:>7.2f}"
             )
     finally:

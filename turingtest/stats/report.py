@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,7 @@ from turingtest.stats.roc import roc_points
 
 __all__ = [
     "REPORT_VERSION",
+    "AnswerColumns",
     "ROW_KEYS",
     "build_report",
     "report_markdown",
@@ -95,6 +97,38 @@ def experience_band(years: object) -> str:
 
 
 # ---------------------------------------------------------------- input
+
+
+@dataclass(frozen=True)
+class AnswerColumns:
+    """Final answers as columns: what :func:`build_report` takes as rows, read
+    from a database into arrays with no work per answer.
+
+    Per answer, in the order rows would come: ``reader`` and ``case`` are
+    indices into the per-reader and per-case lists; ``phase`` indexes
+    ``phases``; ``answer`` is -1 (none), 0 (real) or 1 (synthetic);
+    ``confidence``, ``kl_grade`` and ``duration_ms`` are floats with NaN
+    where missing.
+    """
+
+    study: str | None
+    reader: np.ndarray  # (n,) int
+    case: np.ndarray  # (n,) int
+    phase: np.ndarray  # (n,) int
+    answer: np.ndarray  # (n,) int8
+    confidence: np.ndarray  # (n,) float
+    kl_grade: np.ndarray  # (n,) float
+    duration_ms: np.ndarray  # (n,) float
+    phases: list[str]
+    readers: list[Any]  # reader ids
+    reader_profession: list[Any]
+    reader_experience_years: list[Any]
+    cases: list[Any]  # case ids
+    case_role: list[Any]
+    case_truth: list[Any]
+    case_image: list[Any]
+    case_reference_kl: list[Any]
+    case_generator: list[Any]
 
 
 class _Table:
@@ -174,8 +208,56 @@ class _Table:
             for i in first
         }
 
+    @classmethod
+    def from_columns(cls, c: AnswerColumns, messages: list[str]) -> _Table:
+        """The same table from columns: codes are taken as they come."""
+        table = cls.__new__(cls)
+        n = len(c.reader)
+        table.n, table.rows, table.columns = n, None, c
+        table.study = c.study
+        table.reader, table.reader_ids = np.asarray(c.reader, np.int64), list(c.readers)
+        table.case, table.case_ids = np.asarray(c.case, np.int64), list(c.cases)
+        for name, values, allowed in (
+            ("phase", c.phases, PHASES),
+            ("role", c.case_role, ROLES),
+            ("truth", c.case_truth, SOURCES),
+        ):
+            bad = sorted({str(v) for v in values if v not in allowed})
+            if bad:
+                messages.append(f"Rows with an unknown {name} {bad} were ignored.")
+        phase_names = np.array([p if p in PHASES else None for p in c.phases] + [None])
+        table.phase = phase_names[np.asarray(c.phase, np.int64)]
+        roles = np.array([r if r in ROLES else None for r in c.case_role] + [None])
+        table.role = roles[table.case]
+        truths = np.array(
+            [{REAL: 0, SYNTHETIC: 1}.get(t, -1) for t in c.case_truth] + [-1]
+        )
+        table.truth = truths[table.case]
+        table.answer = np.asarray(c.answer, np.int8)
+        table.confidence = np.asarray(c.confidence, float)
+        table.kl = np.asarray(c.kl_grade, float)
+        table.reference_kl = _floats(list(c.case_reference_kl))[table.case]
+        table.duration = np.asarray(c.duration_ms, float)
+        table.valid = (table.truth >= 0) & (table.phase != None) & (table.role != None)  # noqa: E711
+        present = np.unique(table.reader)
+        table.reader_info = {
+            c.readers[r]: (
+                c.reader_profession[r] or "unknown",
+                c.reader_experience_years[r],
+            )
+            for r in present
+        }
+        return table
+
     def field(self, key: str, index: np.ndarray) -> list[Any]:
         """One field of the rows at ``index`` (case- or reader-level data)."""
+        if self.rows is None:
+            per_case = {
+                "image": self.columns.case_image,
+                "generator": self.columns.case_generator,
+                "reference_kl": self.columns.case_reference_kl,
+            }[key]
+            return [per_case[self.case[i]] for i in index]
         return [self.rows[i].get(key) for i in index]
 
 
@@ -825,7 +907,7 @@ def _attention(table: _Table) -> dict[str, Any]:
                 {
                     "phase": table.phase[i],
                     "case": table.case_ids[table.case[i]],
-                    "image": table.rows[i].get("image"),
+                    "image": table.field("image", [i])[0],
                     "failed": wrong,
                     "truth": SYNTHETIC if table.truth[i] == 1 else REAL,
                     "answer": [None, REAL, SYNTHETIC][table.answer[i] + 1],
@@ -863,8 +945,8 @@ def build_report(
 
     Parameters
     ----------
-    rows : iterable of dict
-        One per final answer, with the keys of ``judgments.csv`` plus
+    rows : iterable of dict, or AnswerColumns
+        One per final answer (or the same as columns), with the keys of ``judgments.csv`` plus
         ``role``: ``study, reader, reader_profession, reader_experience_years,
         phase, position, case, image, role, truth, reference_kl, generator,
         answer, confidence, kl_grade, correct, duration_ms``.
@@ -909,9 +991,11 @@ def build_report(
     .. [4] Hillis (2007), doi:10.1002/sim.2532
     .. [5] Schuirmann (1987), doi:10.1007/BF01068419
     """
-    rows = list(rows)
     messages: list[str] = []
-    table = _Table(rows, messages)
+    if isinstance(rows, AnswerColumns):
+        table = _Table.from_columns(rows, messages)
+    else:
+        table = _Table(list(rows), messages)
     main = table.valid & (table.role == "main")
     report: dict[str, Any] = {
         "study": study if study is not None else table.study,
