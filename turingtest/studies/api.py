@@ -85,16 +85,15 @@ def reader_api(view: Callable | None = None, *, resolve: bool = True) -> Callabl
     def wrapper(request: HttpRequest, slug: str, *args, **kwargs) -> HttpResponse:
         if not request.user.is_authenticated:
             return error("Sign in to read this study.", status=401)
+        subject = slug
         if resolve:
-            enrollment = selectors.enrollment_for(user=request.user, study_slug=slug)
-            if enrollment is None:
+            subject = selectors.enrollment_for(user=request.user, study_slug=slug)
+            if subject is None:
                 # The same answer whether the study exists or not: slugs cannot
                 # be probed by someone who does not take part.
                 return error("No such study.", status=404)
-        else:
-            enrollment = slug
         try:
-            return view(request, enrollment, *args, **kwargs)
+            return view(request, subject, *args, **kwargs)
         except ValidationError as exc:
             if not resolve and not selectors.enrollment_for(
                 user=request.user, study_slug=slug

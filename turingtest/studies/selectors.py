@@ -151,10 +151,6 @@ def session_answered(*, session: ReadingSession) -> int:
     return session.answered
 
 
-def case_at(*, session: ReadingSession, position: int) -> Case:
-    return Case.objects.select_related("image").get(pk=session.order[position])
-
-
 # --- image access ----------------------------------------------------------------
 
 # Revoking access (a study closed or deleted, an enrollment removed) moves this
