@@ -3,12 +3,15 @@
 Run from the repository root (SQLite by default; set DATABASE_URL for
 PostgreSQL)::
 
-    .venv/bin/python bench/report_db.py [--large 200x2000] [--skip-large]
+    .venv/bin/python bench/report_db.py [--large 200x2000] [--skip-large] [--repeat 2]
 
 Each size is a simulated study (grading + detection phases, 2 practice and 2
 attention-check cases) written in bulk into a throwaway test database. For
 each it prints: reading the answer fingerprint (what every page view pays),
-reading the rows, building the report, drawing the four plots, the whole
+reading the rows as dicts and building the report from them (``rows``,
+``report``: how the report was read before), reading the same answers as
+arrays and building the same report from them (``arrays``, ``report``: how
+it is read now), drawing the four plots, the whole
 rebuild as the Celery task runs it (with plots), the page's own rebuild
 (without plots) and a page view of a current stored report. The sizes are the reference study
 (15 readers x 60 images), the page's synchronous limit (about 5,000
@@ -55,6 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--large", type=_size, default=(200, 2000), metavar="RxC")
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
     sizes = [("reference", 15, 60), ("sync limit", 24, 100)]
     if not args.skip_large:
@@ -64,11 +68,13 @@ def main() -> None:
     try:
         print(
             f"python {platform.python_version()}, {connection.vendor}, "
-            f"{os.cpu_count()} CPUs; seconds, one run each"
+            f"{os.cpu_count()} CPUs; seconds; rows/report and arrays/report the best "
+            f"of {args.repeat} runs in turn, the rest one run each"
         )
         header = (
             f"{'study':<11}{'size':>11}{'answers':>9}{'load':>7}{'finger':>8}"
-            f"{'rows':>7}{'report':>8}{'plots':>7}{'task':>7}{'sync':>7}{'page':>7}"
+            f"{'rows':>7}{'report':>8}{'arrays':>8}{'report':>8}{'plots':>7}"
+            f"{'task':>7}{'sync':>7}{'page':>7}"
         )
         print(header)
         for i, (label, n_readers, n_cases) in enumerate(sizes):
@@ -80,9 +86,35 @@ def main() -> None:
             )
             del rows
             finger, fp = _clock(lambda study=study: report.answers_fingerprint(study))
-            read, db_rows = _clock(lambda study=study: list(report.report_rows(study)))
-            build, data = _clock(lambda db_rows=db_rows: build_report(db_rows))
-            del db_rows
+            # The report from the answers read as dict rows (before) and as
+            # arrays (what the task and the page now do), in turn, the best
+            # of --repeat runs each: the machine is shared and noisy.
+            timings = {"read": [], "build": [], "read_arrays": [], "build_arrays": []}
+            for _ in range(args.repeat):
+                read, db_rows = _clock(
+                    lambda study=study: list(report.report_rows(study))
+                )
+                build, data = _clock(lambda db_rows=db_rows: build_report(db_rows))
+                del db_rows
+                read_arrays, columns = _clock(
+                    lambda study=study: report.report_columns(study)
+                )
+                build_arrays, same = _clock(
+                    lambda columns=columns: build_report(columns)
+                )
+                assert same == data
+                del columns, same
+                for key, value in (
+                    ("read", read),
+                    ("build", build),
+                    ("read_arrays", read_arrays),
+                    ("build_arrays", build_arrays),
+                ):
+                    timings[key].append(value)
+            read, build, read_arrays, build_arrays = (
+                min(timings[k])
+                for k in ("read", "build", "read_arrays", "build_arrays")
+            )
             draw, _ = _clock(
                 lambda data=data: [f(data) for _, f in report.PLOTS.values()]
             )
@@ -99,7 +131,8 @@ def main() -> None:
             page, _ = _clock(lambda study=study: report.report_page(study=study))
             print(
                 f"{label:<11}{f'{n_readers}x{n_cases}':>11}{fp.answers_count:>9,}"
-                f"{load:>7.1f}{finger:>8.3f}{read:>7.2f}{build:>8.2f}{draw:>7.2f}"
+                f"{load:>7.1f}{finger:>8.3f}{read:>7.2f}{build:>8.2f}"
+                f"{read_arrays:>8.2f}{build_arrays:>8.2f}{draw:>7.2f}"
                 f"{task:>7.2f}{sync:>7.2f}{page:>7.2f}"
             )
     finally:

@@ -41,7 +41,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Django's AuthenticationMiddleware, with the user row from the cache.
+    "turingtest.middleware.CachedUserAuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "turingtest.middleware.ContentSecurityPolicyMiddleware",
@@ -99,6 +100,9 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+# Sessions are read from the cache (Redis, or the file cache by default) and
+# written through to the database, so a request reads no session row.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -182,6 +186,22 @@ TURINGTEST = {
         "TURINGTEST_INVITATION_GUESS_BACKOFF_MAX_SECONDS", 900.0
     ),
 }
+# Who sends an image once the view has checked access: "django" (the
+# embedded default: the view streams the file), "nginx" (X-Accel-Redirect to
+# an internal location) or "apache" (X-Sendfile with the file's path, for
+# mod_xsendfile). IMAGE_INTERNAL_PREFIX is the nginx location that maps to
+# MEDIA_ROOT, marked internal; see docs/deploy.md.
+TURINGTEST["IMAGE_SERVING"] = env.str("TURINGTEST_IMAGE_SERVING", default="django")
+if TURINGTEST["IMAGE_SERVING"] not in ("django", "nginx", "apache"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "TURINGTEST_IMAGE_SERVING must be django, nginx or apache, not "
+        f"{TURINGTEST['IMAGE_SERVING']!r}."
+    )
+TURINGTEST["IMAGE_INTERNAL_PREFIX"] = env.str(
+    "TURINGTEST_IMAGE_INTERNAL_PREFIX", default="/protected-media/"
+)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 

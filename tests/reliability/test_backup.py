@@ -268,3 +268,36 @@ def test_the_admin_asks_for_the_slug_before_deleting_a_study_with_answers(
     # The bulk delete action would skip the confirmation: studies do not offer it.
     changelist = staff_client.get("/admin/studies/study/")
     assert b"delete_selected" not in changelist.content
+
+
+def test_an_archive_from_before_sessions_kept_their_position_resumes_right(
+    answered, media, tmp_path, deleted_dir
+):
+    import json
+
+    study, half, step = answered
+    archive = tmp_path / "knee.zip"
+    call_command("backup_study", study.slug, "--out", str(archive))
+    # Rewrite the archive as an older version wrote it: no position on sessions.
+    old = tmp_path / "old.zip"
+    with zipfile.ZipFile(archive) as src, zipfile.ZipFile(old, "w") as dst:
+        for item in src.infolist():
+            content = src.read(item)
+            if item.filename == "data.json":
+                data = json.loads(content)
+                for row in data["session"]:
+                    del row["fields"]["answered"]
+                content = json.dumps(data).encode()
+            dst.writestr(item, content)
+    backup.study_delete(study=study, confirmation=study.slug)
+    restored = backup.study_restore(path=old).study
+    for session in ReadingSession.objects.filter(enrollment__study=restored):
+        assert session.answered == session.judgments.count()
+    client = Client()
+    client.force_login(get_user_model().objects.get(username=half.reader.user.username))
+    resumed = ReaderAPI(client, restored.slug).next().json()
+    assert (resumed["stage"], resumed["position"], resumed["image"]) == (
+        step["stage"],
+        step["position"],
+        step["image"],
+    )

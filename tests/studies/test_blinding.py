@@ -129,6 +129,48 @@ def test_images_are_served_identically(reader_api, study):
     assert len(sizes) == 1
 
 
+@pytest.mark.parametrize(
+    ("serving", "internal"), [("nginx", "X-Accel-Redirect"), ("apache", "X-Sendfile")]
+)
+def test_images_handed_to_the_front_server_get_identical_headers(
+    reader_api, study, settings, serving, internal
+):
+    settings.TURINGTEST = settings.TURINGTEST | {
+        "IMAGE_SERVING": serving,
+        "IMAGE_INTERNAL_PREFIX": "/protected-media/",
+    }
+    responses, steps = _reader_traffic(reader_api, study)
+    images = [r for r in responses if r.get("Content-Type") == "image/png"]
+    assert len(images) == len(steps) == 22
+    # The front server drops the internal header and sends the file with the
+    # rest: those must be the same for every image but its length.
+    header_sets = {
+        frozenset(
+            (k, v)
+            for k, v in r.headers.items()
+            if k not in ("Content-Length", internal)
+        )
+        for r in images
+    }
+    assert len(header_sets) == 1
+    headers = dict(next(iter(header_sets)))
+    assert "Last-Modified" not in headers and "ETag" not in headers
+    files = {c.token: c.image.file for c in Case.objects.select_related("image")}
+    for step, response in zip(steps, images, strict=True):
+        file = files[step["image"].rsplit("/", 1)[-1]]
+        # No body, and no length: the front server sends the file and its length.
+        assert response.content == b""
+        assert response.get("Content-Length", "0") == "0"
+        if serving == "nginx":
+            assert response[internal] == f"/protected-media/{file.name}"
+        else:
+            assert response[internal] == file.path
+    # A refusal names no file.
+    reader_api.client.logout()
+    refused = reader_api.client.get(steps[0]["image"])
+    assert refused.status_code == 404 and internal not in refused.headers
+
+
 def test_image_tokens_are_opaque(study):
     tokens = [case.token for case in Case.objects.all()]
     tokens += [image.token for image in Image.objects.all()]

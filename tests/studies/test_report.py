@@ -414,3 +414,37 @@ def test_report_from_the_database_equals_the_report_of_the_same_answers(db):
             mg["summary"][source]["mean_kappa_quadratic"]["estimate"], rel=1e-9
         )
     assert g["confusion"] == mg["confusion"]
+
+
+def test_report_read_as_arrays_equals_the_report_of_the_rows(db):
+    from datetime import timedelta
+
+    from turingtest.stats.report import build_report
+    from turingtest.stats.simulate import simulate_rows
+    from turingtest.studies.models import JudgmentRevision
+    from turingtest.studies.report import report_columns, report_rows
+    from turingtest.studies.simulated_rows import study_load_rows
+
+    rows = simulate_rows(5, 20, n_practice=2, n_attention=2, seed=3, study="cols")
+    study = study_load_rows(slug="cols", rows=rows)
+    # Revised answers count with their latest revision, in both readings.
+    judgments = list(
+        Judgment.objects.filter(session__phase__kind="detection").order_by("id")[:6]
+    )
+    for n, judgment in enumerate(judgments):
+        for revision in range(1, 2 + n % 2):
+            confidence = 7 - (judgment.confidence or 1) if revision == 1 else 3
+            JudgmentRevision.objects.create(
+                judgment=judgment,
+                revision=revision,
+                answer="real" if confidence <= 3 else "synthetic",
+                confidence=confidence,
+                kl_grade=judgment.kl_grade,
+                answered_at=judgment.answered_at + timedelta(minutes=revision),
+            )
+    from_rows = build_report(report_rows(study), study=study.slug)
+    from_columns = build_report(report_columns(study), study=study.slug)
+    assert from_columns == from_rows
+    assert from_columns["counts"]["main"] == 5 * 20 * 2
+    assert from_columns["attention"]["n_checks"] > 0
+    assert study_report(study) == from_columns

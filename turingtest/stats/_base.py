@@ -9,6 +9,7 @@ to show them, because only the report knows which note explains them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -48,8 +49,13 @@ class Result:
         }
 
 
+@functools.lru_cache(maxsize=64)
 def z_quantile(level: float) -> float:
-    """Two-sided standard normal quantile for a confidence ``level``."""
+    """Two-sided standard normal quantile for a confidence ``level``.
+
+    Cached: a report asks for the same few levels thousands of times, and
+    each scipy call costs about half a millisecond.
+    """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level}")
     return float(stats.norm.ppf(0.5 + level / 2.0))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,7 @@ from turingtest.stats.roc import roc_points
 
 __all__ = [
     "REPORT_VERSION",
+    "AnswerColumns",
     "ROW_KEYS",
     "build_report",
     "report_markdown",
@@ -89,18 +91,64 @@ SIMULATED = "simulated"
 
 
 def split_readers(
-    rows: Iterable[Mapping[str, Any]],
-) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    rows: Iterable[Mapping[str, Any]] | AnswerColumns,
+) -> tuple[list[Mapping[str, Any]] | AnswerColumns, list[Mapping[str, Any]]]:
     """(human readers' rows, machine readers' rows).
 
     The one place where machine readers leave the human statistics: every
     figure about readers (accuracy, agreement, ROC, MRMC, iMRMC files) is
-    computed from the first list only. Simulated readers stand in for people
-    and stay in it, labelled by their ``reader_kind``.
+    computed from the first part only. Simulated readers stand in for people
+    and stay in it, labelled by their ``reader_kind``. Columns stay columns
+    (without the machines' answers); the machines' few answers become rows.
     """
+    if isinstance(rows, AnswerColumns):
+        return _split_columns(rows)
     human, machine = [], []
     for r in rows:
         (machine if r.get("reader_kind") == MACHINE else human).append(r)
+    return human, machine
+
+
+def _split_columns(c: AnswerColumns) -> tuple[AnswerColumns, list[dict[str, Any]]]:
+    is_machine = np.array([k == MACHINE for k in c.reader_kind] + [False])
+    at = is_machine[np.asarray(c.reader, np.int64)] if len(c.reader) else []
+    if not np.any(at):
+        return c, []
+    keep = ~at
+    per_answer = ("reader", "case", "phase", "answer", "confidence", "kl_grade")
+    human = replace(
+        c,
+        **{name: np.asarray(getattr(c, name))[keep] for name in per_answer},
+        duration_ms=np.asarray(c.duration_ms)[keep],
+    )
+    labels = {-1: None, 0: REAL, 1: SYNTHETIC}
+
+    def number(x: float) -> float | None:
+        return None if math.isnan(x) else x
+
+    machine = [
+        {
+            "study": c.study,
+            "reader": c.readers[r],
+            "reader_profession": c.reader_profession[r],
+            "reader_experience_years": c.reader_experience_years[r],
+            "reader_kind": c.reader_kind[r],
+            "reader_model": c.reader_model[r],
+            "phase": c.phases[c.phase[i]],
+            "case": c.cases[k],
+            "role": c.case_role[k],
+            "truth": c.case_truth[k],
+            "image": c.case_image[k],
+            "reference_kl": c.case_reference_kl[k],
+            "generator": c.case_generator[k],
+            "answer": labels[int(c.answer[i])],
+            "confidence": number(c.confidence[i]),
+            "kl_grade": number(c.kl_grade[i]),
+            "duration_ms": number(c.duration_ms[i]),
+        }
+        for i in np.flatnonzero(at)
+        for r, k in [(int(c.reader[i]), int(c.case[i]))]
+    ]
     return human, machine
 
 
@@ -116,6 +164,40 @@ def experience_band(years: object) -> str:
 
 
 # ---------------------------------------------------------------- input
+
+
+@dataclass(frozen=True)
+class AnswerColumns:
+    """Final answers as columns: what :func:`build_report` takes as rows, read
+    from a database into arrays with no work per answer.
+
+    Per answer, in the order rows would come: ``reader`` and ``case`` are
+    indices into the per-reader and per-case lists; ``phase`` indexes
+    ``phases``; ``answer`` is -1 (none), 0 (real) or 1 (synthetic);
+    ``confidence``, ``kl_grade`` and ``duration_ms`` are floats with NaN
+    where missing.
+    """
+
+    study: str | None
+    reader: np.ndarray  # (n,) int
+    case: np.ndarray  # (n,) int
+    phase: np.ndarray  # (n,) int
+    answer: np.ndarray  # (n,) int8
+    confidence: np.ndarray  # (n,) float
+    kl_grade: np.ndarray  # (n,) float
+    duration_ms: np.ndarray  # (n,) float
+    phases: list[str]
+    readers: list[Any]  # reader ids
+    reader_profession: list[Any]
+    reader_experience_years: list[Any]
+    reader_kind: list[Any]
+    reader_model: list[Any]
+    cases: list[Any]  # case ids
+    case_role: list[Any]
+    case_truth: list[Any]
+    case_image: list[Any]
+    case_reference_kl: list[Any]
+    case_generator: list[Any]
 
 
 class _Table:
@@ -196,8 +278,57 @@ class _Table:
             for i in first
         }
 
+    @classmethod
+    def from_columns(cls, c: AnswerColumns, messages: list[str]) -> _Table:
+        """The same table from columns: codes are taken as they come."""
+        table = cls.__new__(cls)
+        n = len(c.reader)
+        table.n, table.rows, table.columns = n, None, c
+        table.study = c.study
+        table.reader, table.reader_ids = np.asarray(c.reader, np.int64), list(c.readers)
+        table.case, table.case_ids = np.asarray(c.case, np.int64), list(c.cases)
+        for name, values, allowed in (
+            ("phase", c.phases, PHASES),
+            ("role", c.case_role, ROLES),
+            ("truth", c.case_truth, SOURCES),
+        ):
+            bad = sorted({str(v) for v in values if v not in allowed})
+            if bad:
+                messages.append(f"Rows with an unknown {name} {bad} were ignored.")
+        phase_names = np.array([p if p in PHASES else None for p in c.phases] + [None])
+        table.phase = phase_names[np.asarray(c.phase, np.int64)]
+        roles = np.array([r if r in ROLES else None for r in c.case_role] + [None])
+        table.role = roles[table.case]
+        truths = np.array(
+            [{REAL: 0, SYNTHETIC: 1}.get(t, -1) for t in c.case_truth] + [-1]
+        )
+        table.truth = truths[table.case]
+        table.answer = np.asarray(c.answer, np.int8)
+        table.confidence = np.asarray(c.confidence, float)
+        table.kl = np.asarray(c.kl_grade, float)
+        table.reference_kl = _floats(list(c.case_reference_kl))[table.case]
+        table.duration = np.asarray(c.duration_ms, float)
+        table.valid = (table.truth >= 0) & (table.phase != None) & (table.role != None)  # noqa: E711
+        present = np.unique(table.reader)
+        table.reader_info = {
+            c.readers[r]: (
+                c.reader_profession[r] or "unknown",
+                c.reader_experience_years[r],
+                c.reader_kind[r] or "human",
+            )
+            for r in present
+        }
+        return table
+
     def field(self, key: str, index: np.ndarray) -> list[Any]:
         """One field of the rows at ``index`` (case- or reader-level data)."""
+        if self.rows is None:
+            per_case = {
+                "image": self.columns.case_image,
+                "generator": self.columns.case_generator,
+                "reference_kl": self.columns.case_reference_kl,
+            }[key]
+            return [per_case[self.case[i]] for i in index]
         return [self.rows[i].get(key) for i in index]
 
 
@@ -849,7 +980,7 @@ def _attention(table: _Table) -> dict[str, Any]:
                 {
                     "phase": table.phase[i],
                     "case": table.case_ids[table.case[i]],
-                    "image": table.rows[i].get("image"),
+                    "image": table.field("image", [i])[0],
                     "failed": wrong,
                     "truth": SYNTHETIC if table.truth[i] == 1 else REAL,
                     "answer": [None, REAL, SYNTHETIC][table.answer[i] + 1],
@@ -953,8 +1084,8 @@ def build_report(
 
     Parameters
     ----------
-    rows : iterable of dict
-        One per final answer, with the keys of ``judgments.csv`` plus
+    rows : iterable of dict, or AnswerColumns
+        One per final answer (or the same as columns), with the keys of ``judgments.csv`` plus
         ``role``: ``study, reader, reader_profession, reader_experience_years,
         phase, position, case, image, role, truth, reference_kl, generator,
         answer, confidence, kl_grade, correct, duration_ms``.
@@ -1004,7 +1135,10 @@ def build_report(
     """
     rows, machine_rows = split_readers(rows)
     messages: list[str] = []
-    table = _Table(rows, messages)
+    if isinstance(rows, AnswerColumns):
+        table = _Table.from_columns(rows, messages)
+    else:
+        table = _Table(list(rows), messages)
     main = table.valid & (table.role == "main")
     report: dict[str, Any] = {
         "study": study if study is not None else table.study,

@@ -9,11 +9,14 @@ import json
 import string
 from collections.abc import Callable
 from functools import wraps
+from urllib.parse import quote
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import OperationalError
+from django.db import IntegrityError, OperationalError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from turingtest.domain import scoring
@@ -68,26 +71,40 @@ def _validation_message(exc: ValidationError) -> tuple[str, dict | None]:
     return " ".join(exc.messages), None
 
 
-def reader_api(view: Callable) -> Callable:
-    """Resolve the signed-in reader's enrollment in the study, or answer 401/404 in JSON."""
+def reader_api(view: Callable | None = None, *, resolve: bool = True) -> Callable:
+    """Resolve the signed-in reader's enrollment in the study, or answer 401/404 in JSON.
+
+    ``resolve=False``: the view gets the slug and resolves the enrollment in
+    a query of its own; any refusal is then a 404 unless the reader takes
+    part, so the answers are the same.
+    """
+    if view is None:
+        return lambda view: reader_api(view, resolve=resolve)
 
     @wraps(view)
     def wrapper(request: HttpRequest, slug: str, *args, **kwargs) -> HttpResponse:
         if not request.user.is_authenticated:
             return error("Sign in to read this study.", status=401)
-        enrollment = selectors.enrollment_for(user=request.user, study_slug=slug)
-        if enrollment is None:
-            # The same answer whether the study exists or not: slugs cannot
-            # be probed by someone who does not take part.
-            return error("No such study.", status=404)
+        subject = slug
+        if resolve:
+            subject = selectors.enrollment_for(user=request.user, study_slug=slug)
+            if subject is None:
+                # The same answer whether the study exists or not: slugs cannot
+                # be probed by someone who does not take part.
+                return error("No such study.", status=404)
         try:
-            return view(request, enrollment, *args, **kwargs)
+            return view(request, subject, *args, **kwargs)
         except ValidationError as exc:
+            if not resolve and not selectors.enrollment_for(
+                user=request.user, study_slug=slug
+            ):
+                return error("No such study.", status=404)
             message, fields = _validation_message(exc)
             return error(message, fields=fields)
-        except OperationalError:
-            # The database dropped us mid-request; the transaction rolled back,
-            # so a retry of the same request is safe and stores one answer.
+        except (OperationalError, IntegrityError):
+            # The database dropped us mid-request, or another request stored
+            # the same row first; the transaction rolled back, so a retry of
+            # the same request is safe and stores one answer.
             return error(
                 "The server could not save this just now. Please try again.", status=503
             )
@@ -182,16 +199,33 @@ def _phase_payload(phase: Phase, number: int, count: int, practice: bool) -> dic
     }
 
 
-def _image_url(case) -> str:
+def _image_url(token: str) -> str:
     # The case's token, not the image's: one image in two studies has two
     # unrelated URLs.
-    return reverse("api-image", args=[case.token])
+    return reverse("api-image", args=[token])
 
 
-def next_payload(enrollment: Enrollment) -> dict:
-    """What the viewer shows now; starts the session and stamps the serve time."""
+def _session_stage(
+    session: ReadingSession, definition: selectors.StudyDefinition
+) -> selectors.Stage:
+    """The stage of a session that is under way (stages run in order)."""
+    phases = definition.phases
+    if session.phase is None:
+        return selectors.Stage("practice", phases[0], 0, len(phases), session)
+    number = 1 + [p.id for p in phases].index(session.phase_id)
+    return selectors.Stage("phase", session.phase, number, len(phases), session)
+
+
+def next_payload(enrollment: Enrollment, stage: selectors.Stage | None = None) -> dict:
+    """What the viewer shows now; starts the session and stamps the serve time.
+
+    ``stage``: where the reader stands, where the caller knows it already
+    (with its session), which saves reading the reader's sessions again.
+    """
     study = enrollment.study
-    stage = selectors.reader_stage(enrollment=enrollment)
+    now = timezone.now()
+    if stage is None:
+        stage = selectors.reader_stage(enrollment=enrollment)
     if stage.name in ("done", "closed", "consent"):
         urls = {"done": "study-done", "closed": "study-home", "consent": "study-home"}
         return {
@@ -199,10 +233,13 @@ def next_payload(enrollment: Enrollment) -> dict:
             "redirect": reverse(urls[stage.name], args=[study.slug]),
         }
     practice = stage.name == "practice"
-    session = services.reading_session_start(
-        enrollment=enrollment, phase=None if practice else stage.phase
+    session = stage.session or services.reading_session_start(
+        enrollment=enrollment,
+        phase=None if practice else stage.phase,
+        known_absent=True,
+        serve_first=now,
     )
-    answered = selectors.session_answered(session=session)
+    answered = session.answered
     total = len(session.order)
     payload = {
         "stage": "practice" if practice else stage.phase_number,
@@ -217,13 +254,11 @@ def next_payload(enrollment: Enrollment) -> dict:
     if answered >= total:
         payload["review"] = True  # all answered; the reader may revise, then finish
         return payload
-    case = selectors.case_at(session=session, position=answered)
-    services.reading_session_serve(session=session, position=answered)
-    payload["image"] = _image_url(case)
+    services.reading_session_serve(session=session, position=answered, now=now)
+    tokens = selectors.study_definition(study=study).tokens
+    payload["image"] = _image_url(tokens[session.order[answered]])
     if answered + 1 < total:
-        payload["preload"] = _image_url(
-            selectors.case_at(session=session, position=answered + 1)
-        )
+        payload["preload"] = _image_url(tokens[session.order[answered + 1]])
     return payload
 
 
@@ -233,40 +268,62 @@ def next_case(request: HttpRequest, enrollment: Enrollment) -> JsonResponse:
     return JsonResponse(next_payload(enrollment))
 
 
-def _practice_feedback(judgment) -> dict:
+def _practice_feedback(judgment, definition: selectors.StudyDefinition) -> dict:
     """The reference for a practice answer: practice images are reserved, so
     what it tells the reader is about no main case of any study."""
-    image = judgment.case.image
-    first = judgment.session.enrollment.study.phases.order_by("index").first()
+    source, grade = definition.practice_truth[judgment.case_id]
     feedback = {
-        "reference_kl": image.kl_grade,
+        "reference_kl": grade,
         "correct": scoring.is_correct(
-            first.kind, image.source, image.kl_grade, judgment.answer, judgment.kl_grade
+            definition.phases[0].kind,
+            source,
+            grade,
+            judgment.answer,
+            judgment.kl_grade,
         ),
     }
     if judgment.answer is not None:
-        feedback["truth"] = image.source
+        feedback["truth"] = source
     return feedback
 
 
+def _session_ref(request: HttpRequest, slug: str, body: dict) -> services.SessionRef:
+    """The session a request names with ``stage``, without reading it."""
+    stage = body.get("stage")
+    if stage == "practice":
+        return services.SessionRef(request.user.pk, slug, None)
+    if isinstance(stage, int) and not isinstance(stage, bool):
+        return services.SessionRef(request.user.pk, slug, stage - 1)
+    raise ValidationError({"stage": "'stage' must be \"practice\" or a phase number."})
+
+
 @require_POST
-@reader_api
-def answer_create(request: HttpRequest, enrollment: Enrollment) -> JsonResponse:
+@reader_api(resolve=False)
+def answer_create(request: HttpRequest, slug: str) -> JsonResponse:
+    # The enrollment is read with the session it locks: one query for both.
     body = _parse_json(request)
-    session = _session_for(enrollment, body)
     position = _int_field(body, "position", required=True)
     recorded = services.judgment_record(
-        session=session,
+        session=_session_ref(request, slug, body),
         position=position,
         confidence=_int_field(body, "confidence", required=False),
         kl_grade=_int_field(body, "kl_grade", required=False),
         interaction=body.get("interaction"),
+        serve_next=True,
     )
+    session = recorded.session
+    enrollment = session.enrollment
+    definition = selectors.study_definition(study=enrollment.study)
     response = {"stored": True, "duplicate": not recorded.created, "position": position}
     if session.is_practice:
-        response["feedback"] = _practice_feedback(recorded.judgment)
-    enrollment.refresh_from_db()
-    response["next"] = next_payload(enrollment)
+        response["feedback"] = _practice_feedback(recorded.judgment, definition)
+    if recorded.following is not None:
+        stage = _session_stage(recorded.following, definition)
+    elif session.completed_at is None:
+        stage = _session_stage(session, definition)
+    else:
+        stage = None  # a repeat of a stage's last answer: read where the reader is
+    response["next"] = next_payload(enrollment, stage)
     return JsonResponse(response, status=201 if recorded.created else 200)
 
 
@@ -293,7 +350,7 @@ def answer_detail(
             "stage": stage,
             "position": position,
             "total": len(session.order),
-            "image": _image_url(judgment.case),
+            "image": _image_url(judgment.case.token),
             **answers,
             "phase": phase,
         }
@@ -323,8 +380,42 @@ def stage_finish(request: HttpRequest, enrollment: Enrollment) -> JsonResponse:
     return JsonResponse({"finished": True, "next": next_payload(enrollment)})
 
 
+def _image_storage():
+    from turingtest.studies.models import Image
+
+    return Image._meta.get_field("file").storage
+
+
+def image_response(name: str) -> HttpResponse:
+    """The stored file ``name`` with the headers every image gets.
+
+    Served by Django (``FileResponse``), or, behind nginx or Apache, handed to
+    the front server (``TURINGTEST_IMAGE_SERVING``): the reply names the file
+    under an internal location the front server maps to the media folder,
+    and the front server sends it with these headers, which it must not add
+    to (docs/deploy.md).
+    """
+    serving = settings.TURINGTEST["IMAGE_SERVING"]
+    storage = _image_storage()
+    if serving == "django":
+        response = FileResponse(storage.open(name, "rb"))
+    else:
+        response = HttpResponse()
+        location = settings.TURINGTEST["IMAGE_INTERNAL_PREFIX"].rstrip("/") + "/"
+        if serving == "nginx":
+            response["X-Accel-Redirect"] = location + quote(name)
+        else:  # apache: mod_xsendfile takes a path on disk
+            response["X-Sendfile"] = storage.path(name)
+    for header, value in IMAGE_HEADERS.items():
+        response[header] = value
+    if serving == "django":
+        response["Content-Length"] = str(storage.size(name))
+    # else the front server sends the file's own length: this reply has no body
+    return response
+
+
 @require_GET
-def image(request: HttpRequest, token: str) -> FileResponse:
+def image(request: HttpRequest, token: str) -> HttpResponse:
     """An image, to staff or to a reader enrolled in an open study that contains it.
 
     Every refusal is the same 404, so a token's existence cannot be probed.
@@ -333,13 +424,10 @@ def image(request: HttpRequest, token: str) -> FileResponse:
     # PostgreSQL refuses in a query) is not looked up at all.
     if len(token) > 32 or not set(token) <= TOKEN_CHARACTERS:
         raise Http404("No such image.")
-    found = selectors.image_for_user(user=request.user, token=token)
-    if found is None:
+    name = selectors.image_file_for_user(user=request.user, token=token)
+    if name is None:
         raise Http404("No such image.")
-    response = FileResponse(found.file.open("rb"))
-    for name, value in image_response_headers(found).items():
-        response[name] = value
-    return response
+    return image_response(name)
 
 
 @require_GET

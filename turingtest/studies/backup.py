@@ -43,6 +43,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models, transaction
+from django.db.models.functions import Coalesce
 
 from turingtest.studies.exports import RESULT_FILES, result_file_chunks
 from turingtest.studies.models import (
@@ -469,6 +470,18 @@ def _restore_rows(data: dict) -> tuple[Study, dict[str, int], dict[str, int]]:
     bulk("judgment", Judgment, judgment)
     bulk("revision", JudgmentRevision, revision)
     bulk("machine_score", MachineScore, revision)
+    # Each session's position, from its judgments: archives written before
+    # sessions stored it do not hold it.
+    counted = (
+        Judgment.objects.filter(session=models.OuterRef("pk"))
+        .order_by()
+        .values("session")
+        .annotate(n=models.Count("id"))
+        .values("n")
+    )
+    ReadingSession.objects.filter(pk__in=ids["session"].values()).update(
+        answered=Coalesce(models.Subquery(counted), 0)
+    )
     (study_pk,) = ids["study"].values()
     return Study.objects.get(pk=study_pk), created, reused
 

@@ -502,6 +502,10 @@ class ReadingSession(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     served_position = models.IntegerField(null=True, blank=True)
     served_at = models.DateTimeField(null=True, blank=True)
+    # How many cases of ``order`` are answered: the reader's position. Moved
+    # in the same UPDATE that stores each answer (under the row's lock), so no
+    # request counts the judgments to know where the reader stands.
+    answered = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["enrollment", "started_at"]

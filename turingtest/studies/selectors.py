@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.core.cache import cache
 from django.db.models import Count, Max, Min, Q, Sum
 
 from turingtest.domain import scoring
@@ -43,6 +44,73 @@ def reader_enrollments(*, user) -> list[Enrollment]:
 
 
 @dataclass(frozen=True)
+class StudyDefinition:
+    """What a reader's requests need of an open study, none of which changes
+    once it opens: phases, the cases each session orders, their tokens, and
+    the truth of the practice cases (for feedback).
+
+    Cached (Django's cache, and a few per process) under a key that holds the
+    study's opening time: cases and phases change only while a study is a
+    draft, and a study never returns to draft.
+    """
+
+    phases: tuple[Phase, ...]
+    practice_ids: tuple[int, ...]  # by case number
+    main_ids: tuple[int, ...]  # main and attention-check cases, by case number
+    tokens: dict[int, str]  # case id -> token
+    practice_truth: dict[int, tuple[str, int]]  # case id -> (source, KL grade)
+
+    @property
+    def has_practice(self) -> bool:
+        return bool(self.practice_ids)
+
+
+_DEFINITIONS: dict[str, StudyDefinition] = {}  # this process's, by cache key
+_DEFINITIONS_KEPT = 32
+
+
+def _definition_key(study: Study) -> str | None:
+    if study.opened_at is None:
+        return None  # a draft changes: never cached
+    return f"tt:study:{study.pk}:{study.seed}:{study.opened_at.timestamp():.6f}"
+
+
+def _definition_build(study: Study) -> StudyDefinition:
+    phases = tuple(Phase.objects.filter(study=study).order_by("index"))
+    practice, main, tokens, truth = [], [], {}, {}
+    for pk, role, token, source, grade in (
+        Case.objects.filter(study=study)
+        .order_by("number")
+        .values_list("id", "role", "token", "image__source", "image__kl_grade")
+    ):
+        tokens[pk] = token
+        if role == Case.Role.PRACTICE:
+            practice.append(pk)
+            truth[pk] = (source, grade)
+        else:
+            main.append(pk)
+    return StudyDefinition(phases, tuple(practice), tuple(main), tokens, truth)
+
+
+def study_definition(*, study: Study) -> StudyDefinition:
+    """The study's phases and cases as a reader's requests use them (see
+    :class:`StudyDefinition`); no query once cached."""
+    key = _definition_key(study)
+    if key is None:
+        return _definition_build(study)
+    found = _DEFINITIONS.get(key)
+    if found is None:
+        found = cache.get(key)
+        if found is None:
+            found = _definition_build(study)
+            cache.set(key, found, timeout=None)
+        if len(_DEFINITIONS) >= _DEFINITIONS_KEPT:
+            _DEFINITIONS.pop(next(iter(_DEFINITIONS)))
+        _DEFINITIONS[key] = found
+    return found
+
+
+@dataclass(frozen=True)
 class Stage:
     """Where a reader stands in a study."""
 
@@ -50,59 +118,114 @@ class Stage:
     phase: Phase | None = None
     phase_number: int = 0
     phase_count: int = 0
+    # The reader's session of this stage, where it has started.
+    session: ReadingSession | None = None
 
 
 def reader_stage(*, enrollment: Enrollment) -> Stage:
+    """Where the reader stands, with the stage's session where it has started;
+    one query at most (the reader's sessions)."""
     study = enrollment.study
-    phases = list(study.phases.order_by("index"))
+    definition = study_definition(study=study)
+    phases = definition.phases
     if enrollment.completed_at is not None:
         return Stage("done", phase_count=len(phases))
     if study.status != Study.Status.OPEN:
         return Stage("closed", phase_count=len(phases))
     if enrollment.consented_at is None:
         return Stage("consent", phase_count=len(phases))
-    sessions = {s.phase_id: s for s in enrollment.sessions.all()}
-    has_practice = study.cases.filter(role=Case.Role.PRACTICE).exists()
+    sessions = {
+        s.phase_id: s for s in ReadingSession.objects.filter(enrollment=enrollment)
+    }
     practice = sessions.get(None)
-    if has_practice and (practice is None or practice.completed_at is None):
-        return Stage("practice", phase=phases[0], phase_count=len(phases))
+    if definition.has_practice and (practice is None or practice.completed_at is None):
+        return Stage("practice", phases[0], 0, len(phases), practice)
     for number, phase in enumerate(phases, start=1):
         session = sessions.get(phase.id)
         if session is None or session.completed_at is None:
-            return Stage(
-                "phase", phase=phase, phase_number=number, phase_count=len(phases)
-            )
+            return Stage("phase", phase, number, len(phases), session)
     return Stage("done", phase_count=len(phases))
 
 
 def session_answered(*, session: ReadingSession) -> int:
-    return session.judgments.count()
+    return session.answered
 
 
-def case_at(*, session: ReadingSession, position: int) -> Case:
-    return Case.objects.select_related("image").get(pk=session.order[position])
+# --- image access ----------------------------------------------------------------
+
+# Revoking access (a study closed or deleted, an enrollment removed) moves this
+# number, which every reader's cached tokens are checked against.
+ACCESS_GENERATION_KEY = "tt:access-generation"
+# Where a revocation is missed (rows changed by a bulk update), cached tokens
+# still go stale after this long.
+ACCESS_CACHE_SECONDS = 300
 
 
-def image_for_user(*, user, token: str) -> Image | None:
-    """The image behind ``token`` if this user may see it, else None.
+def _access_key(user_id: int) -> str:
+    return f"tt:image-access:{user_id}"
+
+
+def image_access_revoke() -> None:
+    """Make every reader's cached image tokens stale."""
+    try:
+        cache.incr(ACCESS_GENERATION_KEY)
+    except ValueError:
+        cache.set(ACCESS_GENERATION_KEY, 1, timeout=None)
+
+
+def _reader_files(user) -> dict[str, str]:
+    """Token -> file name of every case the reader may see now (one query)."""
+    return dict(
+        Case.objects.filter(
+            study__status=Study.Status.OPEN,
+            study__enrollments__reader__user=user,
+            study__enrollments__consented_at__isnull=False,
+        ).values_list("token", "image__file")
+    )
+
+
+def image_file_for_user(*, user, token: str) -> str | None:
+    """The stored file name of the image behind ``token`` if this user may see it.
 
     Readers know an image only by its case token, which differs from study to
     study. A reader sees it only while enrolled and consented in the open
-    study of that case. Staff see every case, and pool images by their own
+    study of that case; the tokens a reader may see are cached with the
+    files they name, so a reader's images cost no query once cached, and at
+    most one otherwise. Staff see every case, and pool images by their own
     token (the admin's previews).
     """
     if not user.is_authenticated:
         return None
-    cases = Case.objects.select_related("image").filter(token=token)
     if user.is_staff:
-        case = cases.first()
-        return case.image if case else Image.objects.filter(token=token).first()
-    case = cases.filter(
-        study__status=Study.Status.OPEN,
-        study__enrollments__reader__user=user,
-        study__enrollments__consented_at__isnull=False,
-    ).first()
-    return case.image if case else None
+        case = Case.objects.select_related("image").filter(token=token).first()
+        image = case.image if case else Image.objects.filter(token=token).first()
+        return image.file.name if image is not None else None
+    key = _access_key(user.pk)
+    found = cache.get_many([ACCESS_GENERATION_KEY, key])
+    generation = found.get(ACCESS_GENERATION_KEY, 0)
+    cached = found.get(key)
+    if cached is not None and cached[0] == generation:
+        name = cached[1].get(token)
+        if name is not None:
+            return name
+        # Consent to another study since: the one token is checked, and the
+        # cached set is rebuilt on the next request.
+        name = (
+            Case.objects.filter(
+                token=token,
+                study__status=Study.Status.OPEN,
+                study__enrollments__reader__user=user,
+                study__enrollments__consented_at__isnull=False,
+            )
+            .values_list("image__file", flat=True)
+            .first()
+        )
+        if name is not None:
+            cache.delete(key)
+        return name
+    files = _reader_files(user)
+    cache.set(key, (generation, files), timeout=ACCESS_CACHE_SECONDS)
+    return files.get(token)
 
 
 def final_answers(judgments) -> list[tuple[Judgment, scoring.Given]]:

@@ -171,6 +171,8 @@ def study_open(
     ).update(reserved=True)
     study.status = Study.Status.OPEN
     study.opened_at = study.opened_at or timezone.now()
+    # Its cases and phases are fixed from now on: cached for the readers.
+    transaction.on_commit(lambda: selectors.study_definition(study=study))
     study.closed_at = None
     study.save(
         update_fields=[
@@ -789,60 +791,106 @@ def session_seed(*, study: Study, reader: Reader, phase: Phase | None) -> int:
     return int.from_bytes(hashlib.sha256(label.encode()).digest()[:4], "big") >> 1
 
 
-@transaction.atomic
-def reading_session_start(
-    *, enrollment: Enrollment, phase: Phase | None
+def _session_new(
+    enrollment: Enrollment, phase: Phase | None, serve_first: datetime | None
 ) -> ReadingSession:
-    """The reader's session for ``phase`` (None: practice), created with a fresh order once."""
-    existing = ReadingSession.objects.filter(enrollment=enrollment, phase=phase).first()
-    if existing is not None:
-        return existing
     study = enrollment.study
-    if phase is None:
-        case_ids = list(
-            study.cases.filter(role=Case.Role.PRACTICE)
-            .order_by("number")
-            .values_list("id", flat=True)
-        )
-    else:
-        case_ids = list(
-            study.cases.exclude(role=Case.Role.PRACTICE)
-            .order_by("number")
-            .values_list("id", flat=True)
-        )
+    definition = selectors.study_definition(study=study)
+    case_ids = list(definition.practice_ids if phase is None else definition.main_ids)
     seed = session_seed(study=study, reader=enrollment.reader, phase=phase)
     random.Random(seed).shuffle(case_ids)
+    shown = serve_first if case_ids else None
     session = ReadingSession(
-        enrollment=enrollment, phase=phase, seed=seed, order=case_ids
+        enrollment=enrollment,
+        phase=phase,
+        seed=seed,
+        order=case_ids,
+        served_position=0 if shown else None,
+        served_at=shown,
     )
     # Uniqueness is left to the database: checked here, a tab that started the
-    # session a moment earlier would turn into a 400 for this one.
-    session.full_clean(validate_unique=False, validate_constraints=False)
+    # session a moment earlier would turn into a 400 for this one. Nor the
+    # foreign keys: both rows are the caller's, just read.
+    session.full_clean(
+        exclude=["enrollment", "phase"],
+        validate_unique=False,
+        validate_constraints=False,
+    )
+    return session
+
+
+def reading_session_start(
+    *,
+    enrollment: Enrollment,
+    phase: Phase | None,
+    known_absent: bool = False,
+    serve_first: datetime | None = None,
+) -> ReadingSession:
+    """The reader's session for ``phase`` (None: practice), created with a fresh order once.
+
+    ``known_absent``: the caller has just seen that the session does not
+    exist, so it is inserted without looking first. ``serve_first``: a new
+    session records its first case as shown at that time.
+    """
+    if not known_absent:
+        existing = ReadingSession.objects.filter(
+            enrollment=enrollment, phase=phase
+        ).first()
+        if existing is not None:
+            return existing
+    session = _session_new(enrollment, phase, serve_first)
     try:
-        with transaction.atomic():
-            session.save()
+        if transaction.get_connection().in_atomic_block:
+            with transaction.atomic():  # a savepoint: the caller's survives
+                session.save()
+        else:
+            session.save()  # one statement, atomic on its own
     except IntegrityError:
         # Two tabs started the same session at once: both get the one stored.
         return ReadingSession.objects.get(enrollment=enrollment, phase=phase)
     return session
 
 
-def _session_lock(session: ReadingSession) -> ReadingSession:
+@dataclass(frozen=True)
+class SessionRef:
+    """A reader's session as a request names it: the reader's user, the
+    study's slug, and practice (``phase_index`` None) or a phase's 0-based
+    index. Resolved by the same query that locks the session."""
+
+    user_id: int
+    study_slug: str
+    phase_index: int | None
+
+
+def _session_lock(session: ReadingSession | SessionRef) -> ReadingSession:
     """The session row, locked until the transaction ends: one writer per reader
     and phase. Only its own row: PostgreSQL refuses FOR UPDATE across the
     nullable phase join."""
-    return (
-        ReadingSession.objects.select_for_update(of=("self",))
-        .select_related("enrollment__study", "phase")
-        .get(pk=session.pk)
+    sessions = ReadingSession.objects.select_for_update(of=("self",)).select_related(
+        "enrollment__study", "enrollment__reader", "phase"
     )
+    if isinstance(session, ReadingSession):
+        return sessions.get(pk=session.pk)
+    sessions = sessions.filter(
+        enrollment__reader__user_id=session.user_id,
+        enrollment__study__slug=session.study_slug,
+    )
+    if session.phase_index is None:
+        sessions = sessions.filter(phase__isnull=True)
+    else:
+        sessions = sessions.filter(phase__index=session.phase_index)
+    found = sessions.first()
+    if found is None:
+        raise ValidationError({"stage": "That stage has not started for you."})
+    return found
 
 
-@transaction.atomic
 def reading_session_serve(
     *, session: ReadingSession, position: int, now: datetime | None = None
 ) -> None:
     """Record when the case at ``position`` was first shown (reloads keep the first time)."""
+    if session.served_position == position and session.served_at is not None:
+        return  # as loaded: a reload, nothing to write
     now = now or timezone.now()
     updated = (
         ReadingSession.objects.filter(pk=session.pk)
@@ -860,12 +908,11 @@ class AnswerInvalid(ValidationError):
 def _answer_fields(
     session: ReadingSession, confidence, kl_grade
 ) -> tuple[str | None, int | None, int | None]:
-    kind = (
-        session.phase.kind
-        if session.phase
-        else session.enrollment.study.phases.order_by("index").first().kind
+    # Practice asks what the first phase asks.
+    phase = (
+        session.phase
+        or selectors.study_definition(study=session.enrollment.study).phases[0]
     )
-    phase = session.phase or Phase(kind=kind)
     errors = {}
     answer = None
     if phase.asks_realism:
@@ -905,31 +952,21 @@ def _answer_fields(
 class Recorded:
     judgment: Judgment
     created: bool
+    # The session as this answer left it (locked and updated in its transaction).
+    session: ReadingSession | None = None
+    # Whether this answer ended the session.
+    completed: bool = False
+    # The session of the stage this answer led to, started by it (serve_next).
+    following: ReadingSession | None = None
 
 
-def _session_complete_if_done(
-    session: ReadingSession, answered: int, now: datetime
-) -> None:
-    if answered < len(session.order) or session.completed_at is not None:
+def _enrollment_complete_if_last(session: ReadingSession, now: datetime) -> None:
+    """Phases end in order, so the reader is done when the last one ends."""
+    if session.phase is None:
         return
-    study = session.enrollment.study
-    if (
-        session.phase is not None
-        and study.edit_policy == Study.EditPolicy.UNTIL_PHASE_END
-    ):
-        return  # the reader may still review; the phase ends when they finish it
-    _session_complete(session, now)
-
-
-def _session_complete(session: ReadingSession, now: datetime) -> None:
-    session.completed_at = now
-    session.save(update_fields=["completed_at"])
     enrollment = session.enrollment
-    phases = enrollment.study.phases.count()
-    done = enrollment.sessions.filter(
-        phase__isnull=False, completed_at__isnull=False
-    ).count()
-    if done == phases and enrollment.completed_at is None:
+    phases = selectors.study_definition(study=enrollment.study).phases
+    if session.phase.index == phases[-1].index and enrollment.completed_at is None:
         enrollment.completed_at = now
         enrollment.save(update_fields=["completed_at"])
 
@@ -937,18 +974,21 @@ def _session_complete(session: ReadingSession, now: datetime) -> None:
 @transaction.atomic
 def judgment_record(
     *,
-    session: ReadingSession,
+    session: ReadingSession | SessionRef,
     position: int,
     confidence: int | None = None,
     kl_grade: int | None = None,
     now: datetime | None = None,
     interaction: dict | None = None,
+    serve_next: bool = False,
 ) -> Recorded:
     """Store the reader's answer to the case at ``position`` (0-based) of ``session``.
 
     ``interaction`` is the viewer's log of what the reader did with the image
     (see :mod:`turingtest.studies.interactions`); stored cleaned, never
-    refusing the answer.
+    refusing the answer. ``serve_next``: the reply shows the next case, so
+    it is recorded as shown now, in the same UPDATE; where this answer ends
+    a stage, the next stage's session is started with its first case shown.
 
     A repeated submit of an answered position returns the stored judgment
     unchanged (double clicks, retries after a dropped connection). Only the
@@ -958,12 +998,13 @@ def judgment_record(
     session = _session_lock(session)
     if session.enrollment.study.status != Study.Status.OPEN:
         raise AnswerInvalid("This study is not open for reading.")
-    existing = session.judgments.filter(position=position).first()
-    if existing is not None:
-        return Recorded(existing, created=False)
+    if 0 <= position < session.answered:
+        existing = session.judgments.filter(position=position).first()
+        if existing is not None:
+            return Recorded(existing, created=False, session=session)
     if session.completed_at is not None:
         raise AnswerInvalid("This phase is finished.")
-    answered = session.judgments.count()
+    answered = session.answered
     if position != answered:
         raise AnswerInvalid(
             f"Position {position} is not the current case; the current case is {answered}."
@@ -993,8 +1034,40 @@ def judgment_record(
         exclude=["session", "case"], validate_unique=False, validate_constraints=False
     )
     judgment.save()
-    _session_complete_if_done(session, answered + 1, now)
-    return Recorded(judgment, created=True)
+    session.answered = answered + 1
+    fields = ["answered"]
+    # A phase whose answers may still be revised ends when the reader says so.
+    completed = session.answered == len(session.order) and (
+        session.phase is None
+        or session.enrollment.study.edit_policy != Study.EditPolicy.UNTIL_PHASE_END
+    )
+    if completed:
+        session.completed_at = now
+        fields.append("completed_at")
+    elif serve_next and session.answered < len(session.order):
+        session.served_position, session.served_at = session.answered, now
+        fields += ["served_position", "served_at"]
+    session.save(update_fields=fields)
+    following = None
+    if completed:
+        _enrollment_complete_if_last(session, now)
+        if serve_next and session.enrollment.completed_at is None:
+            # The next stage starts here, under this session's lock: no other
+            # request starts it before this one ends, since none sees this
+            # session ended until then.
+            phases = selectors.study_definition(study=session.enrollment.study).phases
+            after = -1 if session.phase is None else session.phase.index
+            phase = next(p for p in phases if p.index > after)
+            following = _session_new(session.enrollment, phase, now)
+            following.save()
+    judgment.session = session
+    return Recorded(
+        judgment,
+        created=True,
+        session=session,
+        completed=completed,
+        following=following,
+    )
 
 
 @transaction.atomic
@@ -1041,7 +1114,9 @@ def reading_session_finish(
     session = _session_lock(session)
     if session.completed_at is not None:
         return session
-    if session.judgments.count() < len(session.order):
+    if session.answered < len(session.order):
         raise AnswerInvalid("Answer every case before finishing the phase.")
-    _session_complete(session, now)
+    session.completed_at = now
+    session.save(update_fields=["completed_at"])
+    _enrollment_complete_if_last(session, now)
     return session

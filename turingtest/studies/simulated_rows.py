@@ -148,6 +148,7 @@ def study_load_rows(
             phase=None if phase is None else phase_rows[phase],
             seed=0,
             order=[case_ids[r["case"]] for r in answered],
+            answered=len(answered),
             completed_at=now,
         )
         for (code, phase), answered in seen.items()

@@ -1,0 +1,152 @@
+"""Database queries per request of the reader's API, counted through the API.
+
+Run from the repository root (SQLite by default; set DATABASE_URL for
+PostgreSQL and REDIS_URL for the cache the app runs with)::
+
+    .venv/bin/python bench/reader_queries.py
+
+A study of 20 main cases (2 real and 2 synthetic per KL grade), 2 practice
+cases, grading then detection, in a throwaway test database. One signed-in
+reader walks through it with Django's test client; every request is counted
+with ``CaptureQueriesContext`` (savepoints included), as a production request
+runs: no transaction around it. It prints, per endpoint, the fewest, the
+median and the most queries seen, the same for the submits that end a stage,
+and the image view with a cold and a warm cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "turingtest.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.cache import cache  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import (  # noqa: E402
+    CaptureQueriesContext,
+    setup_databases,
+    setup_test_environment,
+    teardown_databases,
+)
+
+
+def seed():
+    from turingtest.imaging.phantom import knee_phantom
+    from turingtest.imaging.services import image_create
+    from turingtest.studies import services
+
+    n = 0
+    for grade in range(5):
+        for source, count in (("real", 4), ("synthetic", 2)):
+            for _ in range(count):
+                n += 1
+                image_create(
+                    pixels=knee_phantom(grade, n, size=64),
+                    source=source,
+                    kl_grade=grade,
+                    origin=f"phantom {n}",
+                )
+    study = services.study_create(
+        slug="queries", name="Queries", phases=("grading", "detection")
+    )
+    services.cases_build(study=study, per_grade=2, seed=1, practice=2)
+    study = services.study_open(study=study)
+    ((_, token),) = services.invitations_create(study=study, count=1)
+    enrollment = services.reader_signup(
+        token=token,
+        email="reader@example.org",
+        password="correct-horse-battery-staple",
+        name="Reader",
+        profession="radiologist",
+        experience_years=5,
+    )
+    services.enrollment_consent(enrollment=enrollment)
+    return study, enrollment
+
+
+def counted(counts, name, call):
+    with CaptureQueriesContext(connection) as ctx:
+        response = call()
+    counts[name].append(len(ctx.captured_queries))
+    assert response.status_code in (200, 201), (name, response.content[:300])
+    return response
+
+
+def main() -> None:
+    setup_test_environment()
+    settings.MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="turingtest-queries-"))
+    old = setup_databases(verbosity=0, interactive=False)
+    try:
+        cache.clear()
+        study, enrollment = seed()
+        client = Client()
+        client.force_login(enrollment.reader.user)
+        base = f"/api/v1/studies/{study.slug}"
+        counts = defaultdict(list)
+        step = counted(counts, "next", lambda: client.get(f"{base}/next")).json()
+        image_cold = True
+        while "redirect" not in step:
+            url = step["image"]
+            name = "image, cold cache" if image_cold else "image"
+            counted(counts, name, lambda url=url: client.get(url))
+            image_cold = False
+            counted(counts, "next (reload)", lambda: client.get(f"{base}/next"))
+            asked = {q["field"] for q in step["phase"]["questions"]}
+            body = {"stage": step["stage"], "position": step["position"]}
+            if "confidence" in asked:
+                body["confidence"] = 2
+            if "kl_grade" in asked:
+                body["kl_grade"] = 1
+
+            def submit(body=body):
+                return client.post(
+                    f"{base}/answers", json.dumps(body), content_type="application/json"
+                )
+
+            with CaptureQueriesContext(connection) as ctx:
+                response = submit()
+            assert response.status_code == 201, response.content[:300]
+            following = response.json()["next"]
+            ends = following.get("stage") != step["stage"]
+            name = "submit, ends a stage" if ends else "submit"
+            counts[name].append(len(ctx.captured_queries))
+            counted(counts, "submit, repeated", submit)
+            step = following
+        print(
+            f"{connection.vendor}, cache {settings.CACHES['default']['BACKEND'].rsplit('.', 1)[-1]}; "
+            "queries per request (fewest / median / most, requests)"
+        )
+        for name in (
+            "next",
+            "next (reload)",
+            "submit",
+            "submit, ends a stage",
+            "submit, repeated",
+            "image, cold cache",
+            "image",
+        ):
+            values = counts.get(name, [])
+            if values:
+                print(
+                    f"  {name:<22} {min(values):>3} / {statistics.median(values):>4g} / "
+                    f"{max(values):>3}   ({len(values)})"
+                )
+    finally:
+        teardown_databases(old, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()
