@@ -131,6 +131,22 @@ class ImageFilter:
         return ", ".join(parts) or "the whole pool"
 
 
+def case_choice(
+    real_from: Iterable[str] = (), generators: Iterable[str] = ()
+) -> dict[str, ImageFilter | None]:
+    """``cases_build``'s ``real`` and ``synthetic`` filters from the names an
+    admin chose (import batches or tags; generators); None where none was."""
+    real_from, generators = tuple(real_from), tuple(generators)
+    return {
+        "real": ImageFilter(source=Source.REAL, origins=real_from)
+        if real_from
+        else None,
+        "synthetic": ImageFilter(source=Source.SYNTHETIC, generators=generators)
+        if generators
+        else None,
+    }
+
+
 def _tagged(names: Iterable[str]):
     return Image.tags.through.objects.filter(tag__name__in=list(names)).values(
         "image_id"

@@ -208,6 +208,22 @@ def _int_columns(queryset, fields: list[str], width: int) -> np.ndarray:
     return np.array(rows, dtype=np.int64).reshape(len(rows), width)
 
 
+def _coded(queryset):
+    """Answers as integers for :func:`_int_columns`: ``answer_code`` -1 (none),
+    0 (real) or 1 (synthetic); ``confidence_or`` and ``kl_or`` -1 where NULL."""
+    missing = Value(-1)
+    return queryset.annotate(
+        answer_code=Case_(
+            When(answer="real", then=Value(0)),
+            When(answer="synthetic", then=Value(1)),
+            default=missing,
+            output_field=IntegerField(),
+        ),
+        confidence_or=Coalesce("confidence", missing),
+        kl_or=Coalesce("kl_grade", missing),
+    )
+
+
 def report_columns(study: Study) -> AnswerColumns:
     """The rows of :func:`report_rows` as arrays, for :func:`build_report`.
 
@@ -246,21 +262,7 @@ def report_columns(study: Study) -> AnswerColumns:
         .values_list("id", "enrollment_id", "phase__kind")
     )
     phases = sorted({kind for _, _, kind in sessions})
-    missing = Value(-1)
-    judgments = (
-        _judgments(study)
-        .order_by("session_id", "position")
-        .annotate(
-            answer_code=Case_(
-                When(answer="real", then=Value(0)),
-                When(answer="synthetic", then=Value(1)),
-                default=missing,
-                output_field=IntegerField(),
-            ),
-            confidence_or=Coalesce("confidence", missing),
-            kl_or=Coalesce("kl_grade", missing),
-        )
-    )
+    judgments = _coded(_judgments(study).order_by("session_id", "position"))
     fields = ["id", "session_id", "case_id", "answer_code", "confidence_or", "kl_or"]
     table = _int_columns(judgments, [*fields, "duration_ms"], len(fields) + 1)
     ids, session_ids, case_ids = table[:, 0], table[:, 1], table[:, 2]
@@ -268,20 +270,11 @@ def report_columns(study: Study) -> AnswerColumns:
     duration = table[:, 6].astype(float)
     # The answer that counts is the latest revision (scoring.final).
     revised = _int_columns(
-        JudgmentRevision.objects.filter(
-            judgment__session__enrollment__study=study,
-            judgment__session__phase__isnull=False,
-        )
-        .order_by("judgment_id", "revision")
-        .annotate(
-            answer_code=Case_(
-                When(answer="real", then=Value(0)),
-                When(answer="synthetic", then=Value(1)),
-                default=missing,
-                output_field=IntegerField(),
-            ),
-            confidence_or=Coalesce("confidence", missing),
-            kl_or=Coalesce("kl_grade", missing),
+        _coded(
+            JudgmentRevision.objects.filter(
+                judgment__session__enrollment__study=study,
+                judgment__session__phase__isnull=False,
+            ).order_by("judgment_id", "revision")
         ),
         ["judgment_id", "answer_code", "confidence_or", "kl_or"],
         4,

@@ -24,7 +24,7 @@ from turingtest.studies import interactions, report, selectors, services, thrott
 from turingtest.studies.api import PHASE_INTROS
 from turingtest.studies.exports import results_zip_stream
 from turingtest.studies.forms import CasesForm, ConsentForm, InviteForm, SignupForm
-from turingtest.studies.models import Case, Reader, Source, Study
+from turingtest.studies.models import Case, Reader, Study
 
 # Markdown for study instructions: `extra` without its attribute syntax
 # (`{: style=...}` let an instruction cover the page with a link) and without
@@ -453,7 +453,7 @@ def staff_study_heatmap(request: HttpRequest, slug: str, number: int) -> HttpRes
 @require_POST
 def staff_study_cases(request: HttpRequest, slug: str) -> HttpResponse:
     """Draw the cases of a draft study from the images chosen, as build_cases does."""
-    from turingtest.imaging.selectors import ImageFilter
+    from turingtest.imaging.selectors import case_choice
 
     study = get_object_or_404(Study, slug=slug)
     form = CasesForm(request.POST)
@@ -473,12 +473,7 @@ def staff_study_cases(request: HttpRequest, slug: str) -> HttpResponse:
             seed=data["seed"],
             practice=data["practice"],
             attention=data["attention"],
-            real=ImageFilter(source=Source.REAL, origins=real_from)
-            if real_from
-            else None,
-            synthetic=ImageFilter(source=Source.SYNTHETIC, generators=generators)
-            if generators
-            else None,
+            **case_choice(real_from, generators),
             exclude_used=data["exclude_used"],
             fill_from_pool=data["fill_from_pool"],
         )

@@ -1,7 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from turingtest.imaging.selectors import ImageFilter, generators_check, origins_check
+from turingtest.imaging.selectors import case_choice, generators_check, origins_check
 from turingtest.studies.models import Source, Study
 from turingtest.studies.services import cases_build
 
@@ -78,12 +78,7 @@ class Command(BaseCommand):
                 grades=grades,
                 practice=opts["practice"],
                 attention=opts["attention"],
-                real=ImageFilter(source=Source.REAL, origins=real_from)
-                if real_from
-                else None,
-                synthetic=ImageFilter(source=Source.SYNTHETIC, generators=generators)
-                if generators
-                else None,
+                **case_choice(real_from, generators),
                 exclude_used=opts["exclude_used"],
                 fill_from_pool=opts["fill_from_pool"],
             )
