@@ -78,7 +78,10 @@ def machine_reader_run(study_id: int, model: str) -> dict:
     gone, is left as it is. Its answers are written in one transaction, so a
     worker lost while training leaves nothing behind to undo.
     """
-    close_old_connections()
+    if not connection.in_atomic_block:
+        # A worker drops a connection that went stale between tasks; a caller
+        # inside a transaction (the command, a test) keeps its own.
+        close_old_connections()
     study = Study.objects.filter(pk=study_id).first()
     if (
         study is None
