@@ -77,6 +77,13 @@ def study_create(
         raise ValidationError(
             f"Unsupported protocol {','.join(phases)!r}. Choose one of: {allowed}."
         )
+    if repeat_cases < 0:
+        raise ValidationError(f"Repeated cases must be 0 or more, not {repeat_cases}.")
+    if repeat_min_gap < 1:
+        raise ValidationError(
+            f"The gap between a case's two showings must be at least 1 position, "
+            f"not {repeat_min_gap}."
+        )
     study = Study(
         slug=slug,
         name=name,
