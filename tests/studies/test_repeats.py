@@ -205,6 +205,7 @@ def test_repeats_leave_the_accuracy_figures_unchanged(make_study):
     assert with_repeats["counts"]["main"] == without["counts"]["main"]
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_retest_kappa_equals_an_independent_computation(make_study):
     study = _answered(make_study, 4)
     report = study_report(study)
