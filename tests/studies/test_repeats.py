@@ -309,3 +309,23 @@ def test_retest_is_shown_on_the_staff_page_and_exported(make_study, staff_client
     markdown = report_markdown(report)
     assert "## Test-retest agreement" in markdown
     assert markdown.count("| grading | KL grade |") == 4
+
+
+def test_staff_progress_counts_repeats_and_the_readers_score_does_not(
+    make_study, make_reader
+):
+    from turingtest.studies import selectors
+
+    study = make_study(
+        practice=0, phases=("detection",), repeat_cases=2, repeat_min_gap=2
+    )
+    session = _session(study, make_reader)
+    for position in range(len(session.order)):
+        services.judgment_record(session=session, position=position, confidence=2)
+    (progress,) = selectors.study_progress(study=study)
+    total = study.cases.count() + 2
+    assert progress.per_phase == [("detection", total, total)]
+    score = selectors.reader_score(enrollment=session.enrollment)
+    main = study.cases.filter(role="main")
+    assert score.detection_total == main.count()
+    assert score.detection_correct == main.filter(image__source="real").count()

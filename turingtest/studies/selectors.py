@@ -258,6 +258,7 @@ def reader_score(*, enrollment: Enrollment) -> scoring.Score:
         session__enrollment=enrollment,
         session__phase__isnull=False,
         case__role=Case.Role.MAIN,
+        repeat=False,  # scored like the report: on first showings
     ).select_related("case__image")
     return scoring.score(
         (given, j.case.image.source, j.case.image.kl_grade)
@@ -275,7 +276,10 @@ class ReaderProgress:
 
 def study_progress(*, study: Study) -> list[ReaderProgress]:
     phases = list(study.phases.order_by("index"))
-    main_total = study.cases.exclude(role=Case.Role.PRACTICE).count()
+    # Each phase also shows the repeated cases a second time.
+    main_total = (
+        study.cases.exclude(role=Case.Role.PRACTICE).count() + study.repeat_cases
+    )
     practice_total = study.cases.filter(role=Case.Role.PRACTICE).count()
     counts = {
         (row["session__enrollment"], row["session__phase"]): row
