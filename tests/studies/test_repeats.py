@@ -13,7 +13,12 @@ from statsmodels.stats.inter_rater import cohens_kappa as statsmodels_kappa
 from turingtest.stats.report import RETEST_KAPPA_MIN
 from turingtest.studies import services
 from turingtest.studies.models import Judgment, ReadingSession, Study
-from turingtest.studies.report import report_columns, report_rows, study_report
+from turingtest.studies.report import (
+    imrmc_export,
+    report_columns,
+    report_rows,
+    study_report,
+)
 from turingtest.studies.simulation import readers_simulate
 
 
@@ -195,9 +200,11 @@ def test_repeats_leave_the_accuracy_figures_unchanged(make_study):
         == 4 * 2 * 3
     )
     with_repeats = study_report(study)
+    imrmc_with = imrmc_export(study)
     # The same study with the second showings' answers deleted.
     Judgment.objects.filter(session__enrollment__study=study, repeat=True).delete()
     without = study_report(study)
+    assert imrmc_with == imrmc_export(study)
     assert with_repeats["counts"]["repeats"] == 4 * 2 * 3
     assert without["counts"]["repeats"] == 0
     for key in ("detection", "grading", "readers", "attention"):
