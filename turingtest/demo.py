@@ -246,6 +246,10 @@ def _study(opts: DemoOptions, generator: Generator) -> Study:
         phases=("grading", "detection"),
         practice_count=opts.practice,
         show_score=True,
+        # A tenth of the main cases (real and synthetic at every grade) shown
+        # twice, a quarter of the phase apart: the report's test-retest table.
+        repeat_cases=opts.per_grade,
+        repeat_min_gap=max(1, opts.per_grade * 10 // 4),
         instructions=(
             "Thank you for taking part. You will see knee radiographs (AP view), one at a time.\n\n"
             "Work at your usual reading pace; there is no time limit, and you can pause and come back."

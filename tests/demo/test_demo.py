@@ -87,11 +87,19 @@ def test_demo_builds_a_study_with_generated_images_and_answers(tmp_path):
     assert {r["generator"] for r in main if r["truth"] == "synthetic"} == {"demo"}
     judgments = list(csv.DictReader((out / "judgments.csv").open()))
     simulated = [r for r in judgments if r["reader_kind"] == "simulated"]
-    assert len(simulated) == 3 * 2 * 20
+    # Every phase shows 2 of the 20 main cases twice (the retest table).
+    assert len(simulated) == 3 * 2 * 22
+    assert sum(r["repeat"] == "true" for r in simulated) == 3 * 2 * 2
+    retest = list(csv.DictReader((out / "retest.csv").open()))
+    assert {(r["phase"], r["pairs"]) for r in retest} == {
+        ("grading", "2"),
+        ("detection", "2"),
+    }
+    assert len(retest) == 3 * 2
     # Machine readers: the C2ST CNN answers the detection phase, the KL
     # classifier the grading phase, each every case, labelled as machines.
     machine = [r for r in judgments if r["reader_kind"] == "machine"]
-    assert sorted(r["phase"] for r in machine) == ["detection"] * 20 + ["grading"] * 20
+    assert sorted(r["phase"] for r in machine) == ["detection"] * 22 + ["grading"] * 22
     assert len(judgments) == len(simulated) + len(machine)
     readers = list(csv.DictReader((out / "readers.csv").open()))
     assert all(r["completed_at"] for r in readers)

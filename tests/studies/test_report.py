@@ -72,6 +72,7 @@ def test_reader_figures_match_the_judgments(answered):
         "attention": 0,
         "ignored": 0,
         "machine": 0,
+        "repeats": 0,
     }
     grading = report["grading"]["grading"]
     assert grading["n_readers"] == 4 and grading["n_cases"] == 10

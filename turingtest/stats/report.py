@@ -57,9 +57,13 @@ __all__ = [
     "imrmc_text",
     "experience_band",
     "split_readers",
+    "split_repeats",
+    "RETEST_COLUMNS",
+    "RETEST_KAPPA_MIN",
+    "retest_rows",
 ]
 
-REPORT_VERSION = 2
+REPORT_VERSION = 3
 PHASES = ("grading", "detection", "combined")
 ROLES = ("main", "practice", "attention")
 KL_GRADES = (0, 1, 2, 3, 4)
@@ -73,6 +77,7 @@ ROW_KEYS = (
     "reader_model",
     "phase",
     "position",
+    "repeat",
     "case",
     "image",
     "role",
@@ -86,6 +91,9 @@ ROW_KEYS = (
     "duration_ms",
 )
 SOURCES = (REAL, SYNTHETIC)
+# A reader whose test-retest kappa on the repeated cases is below this is
+# flagged: below 0.4 is "fair" agreement or worse (Landis & Koch 1977).
+RETEST_KAPPA_MIN = 0.4
 MACHINE = "machine"
 SIMULATED = "simulated"
 
@@ -100,13 +108,159 @@ def split_readers(
     computed from the first part only. Simulated readers stand in for people
     and stay in it, labelled by their ``reader_kind``. Columns stay columns
     (without the machines' answers); the machines' few answers become rows.
+    Second showings of repeated cases are in neither part (see
+    :func:`split_repeats`).
     """
+    rows, _ = split_repeats(rows)
     if isinstance(rows, AnswerColumns):
         return _split_columns(rows)
     human, machine = [], []
     for r in rows:
         (machine if r.get("reader_kind") == MACHINE else human).append(r)
     return human, machine
+
+
+def split_repeats(
+    rows: Iterable[Mapping[str, Any]] | AnswerColumns,
+) -> tuple[list[Mapping[str, Any]] | AnswerColumns, list[dict[str, Any]]]:
+    """(the answers without second showings, the repeated cases' answer pairs).
+
+    The one place where intra-reader repeats (rows whose ``repeat`` is true)
+    leave the statistics: every figure is computed on a case's first showing
+    only. Each pair holds the reader, phase and case with the ``first`` and
+    ``second`` answers (``answer``, ``kl_grade``), for :func:`_retest`.
+    """
+    if isinstance(rows, AnswerColumns):
+        return _split_repeat_columns(rows)
+    rows = list(rows)
+    if not any(r.get("repeat") for r in rows):
+        return rows, []
+    first: dict[tuple[Any, Any, Any], Mapping[str, Any]] = {}
+    kept, repeats = [], []
+    for r in rows:
+        if r.get("repeat"):
+            repeats.append(r)
+        else:
+            kept.append(r)
+            first.setdefault((r["reader"], r["phase"], r["case"]), r)
+    pairs = []
+    for r in repeats:
+        f = first.get((r["reader"], r["phase"], r["case"]))
+        if f is not None:
+            pairs.append(_pair(r, f, r))
+    return kept, pairs
+
+
+def _pair(
+    who: Mapping[str, Any], first: Mapping[str, Any], second: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "reader": who["reader"],
+        "reader_kind": who.get("reader_kind") or "human",
+        "phase": who["phase"],
+        "case": who["case"],
+        "role": who.get("role"),
+        "first": {"answer": first.get("answer"), "kl_grade": first.get("kl_grade")},
+        "second": {"answer": second.get("answer"), "kl_grade": second.get("kl_grade")},
+    }
+
+
+def _split_repeat_columns(
+    c: AnswerColumns,
+) -> tuple[AnswerColumns, list[dict[str, Any]]]:
+    if c.repeat is None or not np.any(c.repeat):
+        return c, []
+    repeat = np.asarray(c.repeat, bool)
+    reader = np.asarray(c.reader, np.int64)
+    phase = np.asarray(c.phase, np.int64)
+    case = np.asarray(c.case, np.int64)
+    key = (reader * (len(c.phases) + 1) + phase) * (len(c.cases) + 1) + case
+    firsts = np.flatnonzero(~repeat)
+    by_key = firsts[np.argsort(key[firsts], kind="stable")]
+    labels = {-1: None, 0: REAL, 1: SYNTHETIC}
+
+    def answer(i: int) -> dict[str, Any]:
+        grade = c.kl_grade[i]
+        return {
+            "answer": labels[int(c.answer[i])],
+            "kl_grade": None if math.isnan(grade) else grade,
+        }
+
+    pairs = []
+    for i in np.flatnonzero(repeat):
+        at = int(np.searchsorted(key[by_key], key[i]))
+        if at == len(by_key) or key[by_key[at]] != key[i]:
+            continue
+        r, k = int(reader[i]), int(case[i])
+        who = {
+            "reader": c.readers[r],
+            "reader_kind": c.reader_kind[r],
+            "phase": c.phases[phase[i]],
+            "case": c.cases[k],
+            "role": c.case_role[k],
+        }
+        pairs.append(_pair(who, answer(int(by_key[at])), answer(int(i))))
+    keep = ~repeat
+    per_answer = ("reader", "case", "phase", "answer", "confidence", "kl_grade")
+    kept = replace(
+        c,
+        **{name: np.asarray(getattr(c, name))[keep] for name in per_answer},
+        duration_ms=np.asarray(c.duration_ms)[keep],
+        repeat=None,
+    )
+    return kept, pairs
+
+
+def _retest(pairs: list[dict[str, Any]], level: float) -> dict[str, Any]:
+    """Each reader's test-retest agreement per phase and question.
+
+    The KL grade by quadratic-weighted kappa over grades 0-4, the
+    real/synthetic call by Cohen's kappa; readers below
+    :data:`RETEST_KAPPA_MIN` are flagged. Machine readers, which answer the
+    same image the same way, are left out.
+    """
+    groups: dict[tuple[Any, str], list[dict[str, Any]]] = {}
+    for p in pairs:
+        if p["reader_kind"] == MACHINE or p["role"] not in (None, "main"):
+            continue
+        groups.setdefault((p["reader"], p["phase"]), []).append(p)
+    out = []
+    for reader, phase in sorted(groups, key=lambda k: (str(k[0]), str(k[1]))):
+        group = groups[(reader, phase)]
+        for question, field, weights, categories in (
+            ("kl_grade", "kl_grade", "quadratic", KL_GRADES),
+            ("real_synthetic", "answer", None, SOURCES),
+        ):
+            both = [
+                (p["first"][field], p["second"][field])
+                for p in group
+                if p["first"][field] is not None and p["second"][field] is not None
+            ]
+            if not both:
+                continue
+            a, b = zip(*both, strict=True)
+            k = cohen_kappa(
+                list(a), list(b), weights=weights, categories=categories, level=level
+            )
+            estimate = k.estimate
+            out.append(
+                {
+                    "reader": reader,
+                    "kind": group[0]["reader_kind"],
+                    "phase": phase,
+                    "question": question,
+                    "weights": weights or "none",
+                    "n": len(both),
+                    "same": sum(x == y for x, y in both),
+                    "kappa": estimate,
+                    "ci": list(k.ci),
+                    "flagged": bool(
+                        np.isfinite(estimate) and estimate < RETEST_KAPPA_MIN
+                    ),
+                    "note": k.note,
+                }
+            )
+    return {"threshold": RETEST_KAPPA_MIN, "readers": out}
 
 
 def _split_columns(c: AnswerColumns) -> tuple[AnswerColumns, list[dict[str, Any]]]:
@@ -198,6 +352,8 @@ class AnswerColumns:
     case_image: list[Any]
     case_reference_kl: list[Any]
     case_generator: list[Any]
+    # (n,) bool: the answer is a case's second showing (Study.repeat_cases).
+    repeat: np.ndarray | None = None
 
 
 class _Table:
@@ -1133,6 +1289,7 @@ def build_report(
     .. [4] Hillis (2007), doi:10.1002/sim.2532
     .. [5] Schuirmann (1987), doi:10.1007/BF01068419
     """
+    rows, repeat_pairs = split_repeats(rows)
     rows, machine_rows = split_readers(rows)
     messages: list[str] = []
     if isinstance(rows, AnswerColumns):
@@ -1151,6 +1308,7 @@ def build_report(
             "attention": int((table.valid & (table.role == "attention")).sum()),
             "ignored": int((~table.valid).sum()),
             "machine": len(machine_rows),
+            "repeats": len(repeat_pairs),
         },
     }
     per_phase = {
@@ -1200,6 +1358,7 @@ def build_report(
     report["detection"] = detection
     report["grading"] = grading
     report["machine_readers"] = _machine_readers(machine_rows, level, messages)
+    report["retest"] = _retest(repeat_pairs, level)
     cleaned = _clean(report, "report", messages, False)
     cleaned["messages"] = messages
     return cleaned
@@ -1399,6 +1558,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     for phase, g in report["grading"].items():
         out += _markdown_grading(phase, g)
     out += _markdown_machines(report)
+    out += _markdown_retest(report)
     a = report["attention"]
     out += ["## Attention checks", ""]
     if a["readers"]:
@@ -1415,6 +1575,81 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         out += [f"- {m}" for m in report["messages"]]
         out.append("")
     return "\n".join(out)
+
+
+QUESTION_LABELS = {"kl_grade": "KL grade", "real_synthetic": "Real/synthetic"}
+
+
+def _markdown_retest(report: Mapping[str, Any]) -> list[str]:
+    retest = report.get("retest") or {}
+    if not retest.get("readers"):
+        return []
+    out = [
+        "## Test-retest agreement",
+        "",
+        "Each reader's answers to the cases shown twice in a phase; the second "
+        "showings are in no other figure. KL grades by quadratic-weighted kappa, "
+        "the real/synthetic call by Cohen's kappa. Flagged: kappa below "
+        f"{_f(retest['threshold'], 2)}.",
+        "",
+        "| Reader | Phase | Question | Pairs | Same answer | Kappa | CI | Flag |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for e in retest["readers"]:
+        out.append(
+            f"| {e['reader']} | {e['phase']} | {QUESTION_LABELS[e['question']]} "
+            f"| {e['n']} | {e['same']} | {_f(e['kappa'])} | {_interval(e['ci'])} "
+            f"| {'below' if e['flagged'] else ''} |"
+        )
+    out.append("")
+    return out
+
+
+def _interval(ci: Any) -> str:
+    if not ci or ci[0] is None or ci[1] is None:
+        return "n/a"
+    return f"{_f(ci[0])} to {_f(ci[1])}"
+
+
+RETEST_COLUMNS = (
+    "reader",
+    "reader_kind",
+    "phase",
+    "question",
+    "weights",
+    "pairs",
+    "same_answer",
+    "kappa",
+    "ci_low",
+    "ci_high",
+    "flagged",
+    "note",
+)
+
+
+def retest_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The rows of ``retest.csv``: each reader's test-retest kappa per phase
+    and question (see :func:`_retest`)."""
+    rows = []
+    for e in (report.get("retest") or {}).get("readers", []):
+        ci = e.get("ci") or [None, None]
+        rows.append(
+            {
+                "reader": e["reader"],
+                "reader_kind": e["kind"],
+                "phase": e["phase"],
+                "question": e["question"],
+                "weights": e["weights"],
+                "pairs": e["n"],
+                "same_answer": e["same"],
+                "kappa": e["kappa"],
+                "ci_low": ci[0],
+                "ci_high": ci[1],
+                "flagged": str(e["flagged"]).lower(),
+                "note": e.get("note") or "",
+            }
+        )
+    return rows
 
 
 def _markdown_detection(phase: str, d: Mapping[str, Any], pct: str) -> list[str]:

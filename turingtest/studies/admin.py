@@ -76,6 +76,8 @@ class StudyAdmin(admin.ModelAdmin):
                 "seed",
                 "edit_policy",
                 "practice_count",
+                "repeat_cases",
+                "repeat_min_gap",
                 "instructions",
                 "consent_text",
             ]

@@ -28,6 +28,7 @@ JUDGMENT_COLUMNS = [
     "reader_experience_years",
     "phase",
     "position",
+    "repeat",
     "case",
     "image",
     "truth",
@@ -109,6 +110,7 @@ def judgment_rows(study: Study, *, with_role: bool = False) -> Iterator[dict]:
             "reader_experience_years": reader.experience_years,
             "phase": j.session.phase.kind,
             "position": j.position + 1,
+            "repeat": _bool(j.repeat),
             "case": j.case.number,
             "image": j.case.token,
             "truth": image.source,
@@ -281,6 +283,12 @@ def imrmc_input_rows(study: Study) -> Iterable[dict]:
     return imrmc_export(study)
 
 
+def retest_rows(study: Study) -> Iterable[dict]:
+    from turingtest.studies.report import retest_export
+
+    return retest_export(study)
+
+
 def imrmc_file_chunks(study: Study) -> Iterable[str]:
     from turingtest.studies.report import imrmc_file_export
 
@@ -293,6 +301,7 @@ RESULT_FILES += [
     ("report.json", None, report_json_chunks),
     ("imrmc_input.csv", IMRMC_COLUMNS, imrmc_input_rows),
     ("imrmc_input.imrmc", None, imrmc_file_chunks),
+    ("retest.csv", list(stats_report.RETEST_COLUMNS), retest_rows),
 ]
 
 # What readers did with each image (turingtest.studies.interactions).

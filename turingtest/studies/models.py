@@ -7,6 +7,7 @@ through ``services.py``; reads through ``selectors.py``.
 import secrets
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -258,6 +259,20 @@ class Study(models.Model):
         default=False, help_text="Show readers their own score at the end."
     )
     practice_count = models.PositiveSmallIntegerField(default=4)
+    # Intra-reader repeats: this many main cases are shown a second time in
+    # every phase, the second showing at least ``repeat_min_gap`` positions
+    # after the first, for each reader's test-retest agreement.
+    repeat_cases = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Main cases each reader sees a second time in every phase "
+        "(test-retest agreement). 0: none.",
+    )
+    repeat_min_gap = models.PositiveSmallIntegerField(
+        default=10,
+        validators=[MinValueValidator(1)],
+        help_text="How many positions after its first showing a case is shown again, "
+        "at least. The repeats plus this gap may not exceed the main cases.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -559,6 +574,9 @@ class Judgment(models.Model):
     )
     case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="judgments")
     position = models.PositiveIntegerField()
+    # The second showing of a case in the session (Study.repeat_cases): kept
+    # out of the accuracy figures, compared with the first for test-retest.
+    repeat = models.BooleanField(default=False)
     # NULL, not "", means the phase did not ask: the check constraint ties it to confidence.
     answer = models.CharField(max_length=10, choices=Answer, null=True, blank=True)  # noqa: DJ001
     confidence = models.PositiveSmallIntegerField(
@@ -578,7 +596,7 @@ class Judgment(models.Model):
         ordering = ["session", "position"]
         constraints = [
             models.UniqueConstraint(
-                fields=["session", "case"], name="judgment_unique_case"
+                fields=["session", "case", "repeat"], name="judgment_unique_case"
             ),
             models.UniqueConstraint(
                 fields=["session", "position"], name="judgment_unique_position"

@@ -33,6 +33,7 @@ from django.utils.safestring import mark_safe
 from turingtest.domain.scoring import is_correct
 from turingtest.stats import plots as report_plots
 from turingtest.stats.report import (
+    QUESTION_LABELS,
     REPORT_VERSION,
     AnswerColumns,
     build_report,
@@ -43,6 +44,7 @@ from turingtest.stats.report import (
     machine_comparison,
     reader_summary_rows,
     report_markdown,
+    retest_rows,
 )
 from turingtest.studies.models import (
     Case,
@@ -156,6 +158,7 @@ def report_rows(study: Study) -> Iterator[dict[str, Any]]:
             "session__enrollment_id",
             "session__phase__kind",
             "position",
+            "repeat",
             "case_id",
             "answer",
             "confidence",
@@ -164,9 +167,16 @@ def report_rows(study: Study) -> Iterator[dict[str, Any]]:
         )
     )
     slug = study.slug
-    for pk, enrollment, phase, position, case, *answer, duration in judgments.iterator(
-        chunk_size=5000
-    ):
+    for (
+        pk,
+        enrollment,
+        phase,
+        position,
+        repeat,
+        case,
+        *answer,
+        duration,
+    ) in judgments.iterator(chunk_size=5000):
         code, profession, years, kind, model = readers[enrollment]
         number, role, token, source, reference, generator = cases[case]
         answer, confidence, grade = latest.get(pk, answer)
@@ -179,6 +189,7 @@ def report_rows(study: Study) -> Iterator[dict[str, Any]]:
             "reader_model": model,
             "phase": phase,
             "position": position + 1,
+            "repeat": repeat,
             "case": number,
             "image": token,
             "role": role,
@@ -264,10 +275,11 @@ def report_columns(study: Study) -> AnswerColumns:
     phases = sorted({kind for _, _, kind in sessions})
     judgments = _coded(_judgments(study).order_by("session_id", "position"))
     fields = ["id", "session_id", "case_id", "answer_code", "confidence_or", "kl_or"]
-    table = _int_columns(judgments, [*fields, "duration_ms"], len(fields) + 1)
+    fields += ["duration_ms", "repeat"]
+    table = _int_columns(judgments, fields, len(fields))
     ids, session_ids, case_ids = table[:, 0], table[:, 1], table[:, 2]
     answer, confidence, kl = table[:, 3].copy(), table[:, 4], table[:, 5]
-    duration = table[:, 6].astype(float)
+    duration, repeat = table[:, 6].astype(float), table[:, 7].astype(bool)
     # The answer that counts is the latest revision (scoring.final).
     revised = _int_columns(
         _coded(
@@ -310,6 +322,7 @@ def report_columns(study: Study) -> AnswerColumns:
         confidence=floats(confidence),
         kl_grade=floats(kl),
         duration_ms=duration,
+        repeat=repeat,
         phases=phases,
         readers=[e[1] for e in enrollments],
         reader_profession=[e[2] for e in enrollments],
@@ -475,6 +488,10 @@ def study_report_current(study: Study) -> dict[str, Any]:
 
 def reader_summary_export(study: Study) -> list[dict[str, Any]]:
     return reader_summary_rows(study_report_current(study))
+
+
+def retest_export(study: Study) -> list[dict[str, Any]]:
+    return retest_rows(study_report_current(study))
 
 
 def image_summary_export(study: Study) -> list[dict[str, Any]]:
@@ -703,6 +720,30 @@ def _machines_view(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _retest_view(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Each reader's test-retest kappa on the repeated cases, for display."""
+    retest = data.get("retest") or {}
+    if not retest.get("readers"):
+        return None
+    rows = []
+    for e in retest["readers"]:
+        ci = e.get("ci") or [None, None]
+        rows.append(
+            {
+                "reader": e["reader"],
+                "simulated": e["kind"] == "simulated",
+                "phase": e["phase"],
+                "question": QUESTION_LABELS[e["question"]],
+                "n": e["n"],
+                "same": e["same"],
+                "kappa": _fixed(e["kappa"]),
+                "ci": "n/a" if ci[0] is None else f"{_fixed(ci[0])} to {_fixed(ci[1])}",
+                "flagged": e["flagged"],
+            }
+        )
+    return {"threshold": retest["threshold"], "rows": rows}
+
+
 def _full_html(stored: StudyReport) -> str:
     # Rendering a large study's Markdown takes 0.3-0.5 s, which every view of
     # the page would pay again; a rebuilt report has a new key.
@@ -783,6 +824,7 @@ def report_page(*, study: Study) -> dict[str, Any] | None:
         "grading": grading_views,
         "thumbnails": _thumbnails(detection),
         "machines": _machines_view(data),
+        "retest": _retest_view(data),
         "humans": humans_label(data["readers"]),
         "n_simulated": sum(r.get("kind") == "simulated" for r in data["readers"]),
         "plots": [(name, title) for name, (title, _) in PLOTS.items()],

@@ -59,6 +59,9 @@ class StudyDefinition:
     main_ids: tuple[int, ...]  # main and attention-check cases, by case number
     tokens: dict[int, str]  # case id -> token
     practice_truth: dict[int, tuple[str, int]]  # case id -> (source, KL grade)
+    # Main cases only (not attention checks), by case number: those a phase
+    # may show a second time (Study.repeat_cases).
+    repeatable_ids: tuple[int, ...] = ()
 
     @property
     def has_practice(self) -> bool:
@@ -77,7 +80,7 @@ def _definition_key(study: Study) -> str | None:
 
 def _definition_build(study: Study) -> StudyDefinition:
     phases = tuple(Phase.objects.filter(study=study).order_by("index"))
-    practice, main, tokens, truth = [], [], {}, {}
+    practice, main, repeatable, tokens, truth = [], [], [], {}, {}
     for pk, role, token, source, grade in (
         Case.objects.filter(study=study)
         .order_by("number")
@@ -89,7 +92,11 @@ def _definition_build(study: Study) -> StudyDefinition:
             truth[pk] = (source, grade)
         else:
             main.append(pk)
-    return StudyDefinition(phases, tuple(practice), tuple(main), tokens, truth)
+            if role == Case.Role.MAIN:
+                repeatable.append(pk)
+    return StudyDefinition(
+        phases, tuple(practice), tuple(main), tokens, truth, tuple(repeatable)
+    )
 
 
 def study_definition(*, study: Study) -> StudyDefinition:
@@ -251,6 +258,7 @@ def reader_score(*, enrollment: Enrollment) -> scoring.Score:
         session__enrollment=enrollment,
         session__phase__isnull=False,
         case__role=Case.Role.MAIN,
+        repeat=False,  # scored like the report: on first showings
     ).select_related("case__image")
     return scoring.score(
         (given, j.case.image.source, j.case.image.kl_grade)
@@ -268,7 +276,10 @@ class ReaderProgress:
 
 def study_progress(*, study: Study) -> list[ReaderProgress]:
     phases = list(study.phases.order_by("index"))
-    main_total = study.cases.exclude(role=Case.Role.PRACTICE).count()
+    # Each phase also shows the repeated cases a second time.
+    main_total = (
+        study.cases.exclude(role=Case.Role.PRACTICE).count() + study.repeat_cases
+    )
     practice_total = study.cases.filter(role=Case.Role.PRACTICE).count()
     counts = {
         (row["session__enrollment"], row["session__phase"]): row

@@ -7,7 +7,7 @@ commands and tasks call these; nothing else writes to the models.
 import hashlib
 import random
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -68,12 +68,21 @@ def study_create(
     practice_count: int = 4,
     seed: int | None = None,
     asks_grade_in_detection: bool = False,
+    repeat_cases: int = 0,
+    repeat_min_gap: int = 10,
 ) -> Study:
     phases = tuple(phases)
     if phases not in PROTOCOLS:
         allowed = "; ".join(",".join(p) for p in sorted(PROTOCOLS))
         raise ValidationError(
             f"Unsupported protocol {','.join(phases)!r}. Choose one of: {allowed}."
+        )
+    if repeat_cases < 0:
+        raise ValidationError(f"Repeated cases must be 0 or more, not {repeat_cases}.")
+    if repeat_min_gap < 1:
+        raise ValidationError(
+            f"The gap between a case's two showings must be at least 1 position, "
+            f"not {repeat_min_gap}."
         )
     study = Study(
         slug=slug,
@@ -83,6 +92,8 @@ def study_create(
         edit_policy=edit_policy,
         show_score=show_score,
         practice_count=practice_count,
+        repeat_cases=repeat_cases,
+        repeat_min_gap=repeat_min_gap,
     )
     if seed is not None:
         study.seed = seed
@@ -99,6 +110,58 @@ def study_create(
         phase.full_clean()
         phase.save()
     return study
+
+
+def repeats_check(*, study: Study, main_cases: int) -> None:
+    """Refuse repeat settings that no order of ``main_cases`` cases can meet.
+
+    Each repeated case is drawn among those first shown at least
+    ``repeat_min_gap`` positions before the end of the phase's main cases,
+    so the repeats plus the gap may not exceed the main cases.
+    """
+    n, gap = study.repeat_cases, study.repeat_min_gap
+    if n and n + gap > main_cases:
+        raise ValidationError(
+            f"{n} repeated case{'s' if n > 1 else ''} at least {gap} positions apart "
+            f"need at least {n + gap} main cases; the study has {main_cases}. "
+            "Lower the repeats or the gap, or build more cases."
+        )
+
+
+def reading_order(
+    case_ids: Sequence[int],
+    seed: int,
+    *,
+    repeatable: Collection[int] = (),
+    repeats: int = 0,
+    min_gap: int = 1,
+) -> list[int]:
+    """The order a reader sees ``case_ids`` in, drawn from ``seed``.
+
+    A shuffle; with ``repeats``, that many of the ``repeatable`` cases are
+    shown a second time, each at least ``min_gap`` positions after its first
+    showing, at a random later position. Repeated cases are drawn among
+    those first shown early enough for the gap to fit in the phase; later
+    insertions only widen the gaps already placed.
+    """
+    rng = random.Random(seed)
+    order = list(case_ids)
+    rng.shuffle(order)
+    if not repeats:
+        return order
+    allowed = set(repeatable)
+    candidates = [
+        c for i, c in enumerate(order) if c in allowed and i + min_gap <= len(order)
+    ]
+    if repeats > len(candidates):
+        raise ValidationError(
+            f"{repeats} repeats at least {min_gap} positions apart do not fit "
+            f"in {len(order)} cases."
+        )
+    for case in rng.sample(candidates, repeats):
+        first = order.index(case)
+        order.insert(rng.randint(first + min_gap, len(order)), case)
+    return order
 
 
 def _study_lock(study: Study) -> Study:
@@ -127,6 +190,7 @@ def study_open(
             "A study needs cases before it opens: run build_cases first."
         )
     cases = list(study.cases.all())
+    repeats_check(study=study, main_cases=sum(c.role == Case.Role.MAIN for c in cases))
     list(  # locked like cases_build locks them, so neither races the other
         Image.objects.select_for_update()
         .filter(pk__in=[c.image_id for c in cases])
@@ -796,9 +860,17 @@ def _session_new(
 ) -> ReadingSession:
     study = enrollment.study
     definition = selectors.study_definition(study=study)
-    case_ids = list(definition.practice_ids if phase is None else definition.main_ids)
     seed = session_seed(study=study, reader=enrollment.reader, phase=phase)
-    random.Random(seed).shuffle(case_ids)
+    if phase is None:
+        case_ids = reading_order(definition.practice_ids, seed)
+    else:
+        case_ids = reading_order(
+            definition.main_ids,
+            seed,
+            repeatable=definition.repeatable_ids,
+            repeats=study.repeat_cases,
+            min_gap=study.repeat_min_gap,
+        )
     shown = serve_first if case_ids else None
     session = ReadingSession(
         enrollment=enrollment,
@@ -1015,10 +1087,12 @@ def judgment_record(
         if session.served_position == position and session.served_at
         else now
     )
+    case_id = session.order[position]
     judgment = Judgment(
         session=session,
-        case_id=session.order[position],
+        case_id=case_id,
         position=position,
+        repeat=session.order.index(case_id) < position,
         answer=answer,
         confidence=confidence,
         kl_grade=kl_grade,

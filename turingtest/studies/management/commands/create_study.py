@@ -47,6 +47,19 @@ class Command(BaseCommand):
             action="store_true",
             help="Also ask the KL grade when detecting.",
         )
+        parser.add_argument(
+            "--repeats",
+            type=int,
+            default=0,
+            help="Main cases each reader sees twice per phase, for test-retest "
+            "agreement (default 0).",
+        )
+        parser.add_argument(
+            "--repeat-gap",
+            type=int,
+            default=10,
+            help="Positions between a case's two showings, at least (default 10).",
+        )
         parser.add_argument("--seed", type=int, default=None)
 
     def handle(self, *args, **opts):
@@ -66,6 +79,8 @@ class Command(BaseCommand):
                 practice_count=opts["practice"],
                 seed=opts["seed"],
                 asks_grade_in_detection=opts["grade_in_detection"],
+                repeat_cases=opts["repeats"],
+                repeat_min_gap=opts["repeat_gap"],
             )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
