@@ -1869,27 +1869,7 @@ def reader_summary_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     for phase, d in report["detection"].items():
         for r in d["readers"]:
             out = row(r["reader"], phase, r["profession"], r["experience_years"])
-            acc_ci = r["accuracy"].get("ci") or [None, None]
-            out.update(
-                n=r["n"],
-                n_missing=r["n_missing"],
-                accuracy=r["accuracy"]["estimate"],
-                accuracy_low=acc_ci[0],
-                accuracy_high=acc_ci[1],
-                p_value=r["p_value"],
-                sensitivity=r["sensitivity"]["estimate"],
-                specificity=r["specificity"]["estimate"],
-                fake_as_real=r["fake_as_real"]["estimate"],
-                real_as_fake=r["real_as_fake"]["estimate"],
-                d_prime=r["d_prime"],
-                criterion=r["criterion"],
-                median_seconds=r["median_seconds"],
-            )
-            if r["auc"]:
-                auc_ci = r["auc"].get("ci") or [None, None]
-                out.update(
-                    auc=r["auc"]["estimate"], auc_low=auc_ci[0], auc_high=auc_ci[1]
-                )
+            out.update(_detection_cells(r), median_seconds=r["median_seconds"])
     for phase, g in report["grading"].items():
         for r in g["readers"]:
             out = row(r["reader"], phase, r["profession"], r["experience_years"])
@@ -1905,31 +1885,35 @@ def reader_summary_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
         out.update(reader_kind=MACHINE, machine_model=m["model"])
         d = m["detection"]
         if d:
-            acc_ci = d["accuracy"].get("ci") or [None, None]
-            out.update(
-                n=d["n"],
-                n_missing=d["n_missing"],
-                accuracy=d["accuracy"]["estimate"],
-                accuracy_low=acc_ci[0],
-                accuracy_high=acc_ci[1],
-                p_value=d["p_value"],
-                sensitivity=d["sensitivity"]["estimate"],
-                specificity=d["specificity"]["estimate"],
-                fake_as_real=d["fake_as_real"]["estimate"],
-                real_as_fake=d["real_as_fake"]["estimate"],
-                d_prime=d["d_prime"],
-                criterion=d["criterion"],
-            )
-            if d["auc"]:
-                auc_ci = d["auc"].get("ci") or [None, None]
-                out.update(
-                    auc=d["auc"]["estimate"], auc_low=auc_ci[0], auc_high=auc_ci[1]
-                )
+            out.update(_detection_cells(d))
         for source, g in (m["grading"] or {}).items():
             if g.get("n"):
                 out[f"kappa_{source}"] = g["kappa_quadratic"]["estimate"]
                 out[f"exact_{source}"] = g["exact"]["estimate"]
     return list(rows.values())
+
+
+def _detection_cells(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A reader's detection figures as ``reader_summary.csv`` cells."""
+    acc_ci = d["accuracy"].get("ci") or [None, None]
+    cells = {
+        "n": d["n"],
+        "n_missing": d["n_missing"],
+        "accuracy": d["accuracy"]["estimate"],
+        "accuracy_low": acc_ci[0],
+        "accuracy_high": acc_ci[1],
+        "p_value": d["p_value"],
+        "sensitivity": d["sensitivity"]["estimate"],
+        "specificity": d["specificity"]["estimate"],
+        "fake_as_real": d["fake_as_real"]["estimate"],
+        "real_as_fake": d["real_as_fake"]["estimate"],
+        "d_prime": d["d_prime"],
+        "criterion": d["criterion"],
+    }
+    if d["auc"]:
+        auc_ci = d["auc"].get("ci") or [None, None]
+        cells.update(auc=d["auc"]["estimate"], auc_low=auc_ci[0], auc_high=auc_ci[1])
+    return cells
 
 
 def image_summary_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
