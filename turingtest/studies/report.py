@@ -105,6 +105,26 @@ def answers_fingerprint(study: Study) -> AnswersFingerprint:
     return AnswersFingerprint(judgments["n"], revisions["n"], max(times, default=None))
 
 
+# What the report reads of each case and each enrolled reader, in this order.
+CASE_FIELDS = (
+    "id",
+    "number",
+    "role",
+    "token",
+    "image__source",
+    "image__kl_grade",
+    "image__generator__name",
+)
+READER_FIELDS = (
+    "id",
+    "reader__code",
+    "reader__profession",
+    "reader__experience_years",
+    "reader__kind",
+    "reader__machine_model",
+)
+
+
 def report_rows(study: Study) -> Iterator[dict[str, Any]]:
     """One row per judgment outside practice, with its final answer and case role.
 
@@ -116,28 +136,13 @@ def report_rows(study: Study) -> Iterator[dict[str, Any]]:
     cases = {}
     for pk, number, role, token, source, grade, generator in Case.objects.filter(
         study=study
-    ).values_list(
-        "id",
-        "number",
-        "role",
-        "token",
-        "image__source",
-        "image__kl_grade",
-        "image__generator__name",
-    ):
+    ).values_list(*CASE_FIELDS):
         cases[pk] = (number, role, token, source, grade, generator or "")
     readers = {
         pk: (code, profession, years, kind, model)
         for pk, code, profession, years, kind, model in Enrollment.objects.filter(
             study=study
-        ).values_list(
-            "id",
-            "reader__code",
-            "reader__profession",
-            "reader__experience_years",
-            "reader__kind",
-            "reader__machine_model",
-        )
+        ).values_list(*READER_FIELDS)
     }
     # The answer that counts is the latest revision (scoring.final), read here
     # in one pass over the revisions in order rather than per judgment.
@@ -243,29 +248,12 @@ def report_columns(study: Study) -> AnswerColumns:
     so a study of 800,000 answers costs no Python work per answer.
     """
     cases = list(
-        Case.objects.filter(study=study)
-        .order_by("id")
-        .values_list(
-            "id",
-            "number",
-            "role",
-            "token",
-            "image__source",
-            "image__kl_grade",
-            "image__generator__name",
-        )
+        Case.objects.filter(study=study).order_by("id").values_list(*CASE_FIELDS)
     )
     enrollments = list(
         Enrollment.objects.filter(study=study)
         .order_by("id")
-        .values_list(
-            "id",
-            "reader__code",
-            "reader__profession",
-            "reader__experience_years",
-            "reader__kind",
-            "reader__machine_model",
-        )
+        .values_list(*READER_FIELDS)
     )
     sessions = list(
         ReadingSession.objects.filter(enrollment__study=study, phase__isnull=False)
