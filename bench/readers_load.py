@@ -1,22 +1,24 @@
 """Many readers at once, misbehaving, against the app as it runs in production.
 
-    .venv/bin/python bench/readers_load.py [--readers 50,200] [--workers 3]
-        [--threads 4] [--run-limit 210] [--image-seconds 5]
+    .venv/bin/python bench/readers_load.py [--scenarios human,saturation,images]
+        [--human-readers 200] [--arrive-over 300] [--human-seconds 420]
+        [--think 3,8] [--fast-readers 50] [--saturation-seconds 60]
+        [--workers 3] [--threads 4] [--image-seconds 5]
 
 Starts gunicorn (gthread workers) with production settings (DEBUG off,
 manifest static files, secure cookies behind a TLS proxy that the client
 plays by sending X-Forwarded-Proto) on PostgreSQL, in a fresh database this
-script creates and drops, and Redis (cache and broker), all on loopback.
-It seeds a 60-case study (6 real and 6 synthetic procedural phantoms per KL
-grade, 4 practice cases, grading then detection) per reader count, with the
-readers signed up through invitations.
+script creates and drops, and Redis (cache and broker), all on loopback. The
+URL configuration is the app's plus one bare authenticated JSON view
+(``bench/bare_urls.py``). It seeds a 60-case study (6 real and 6 synthetic
+procedural phantoms per KL grade, 4 practice cases, grading then detection)
+per scenario, with the readers signed up through invitations.
 
-Each simulated reader signs in through the login form, consents, opens the
-reading page and answers every case of the practice round and both phases
-through the JSON API, fetching each image once as a browser with a cache
-would (the current one and the preloaded next). They click fast: 0-0.3 s per
-case, ten to thirty times faster than people read, so the server runs at its
-limit. They also misbehave:
+Each simulated reader signs in through the login form (the password hashed
+with Django's PBKDF2 at its default strength), consents, opens the reading
+page and answers the practice round and both phases through the JSON API,
+fetching each image once as a browser with a cache would (the current one
+and the preloaded next). They misbehave:
 
 - double submits: the same answer sent twice at once (a double click);
 - reloads mid-case: the reading page and ``next`` again, which must show the
@@ -25,16 +27,26 @@ limit. They also misbehave:
   an image download dropped after its headers;
 - parallel tabs: a tenth of readers read in two tabs at once, both answering.
 
-Afterwards the database must hold exactly one judgment per (reader, stage,
-position), none missing, none duplicated, each of the case the stored order
-puts there, every order a permutation of the study's cases, and every answer
-the server acknowledged with a 201 stored as sent. The script prints p50,
-p95 and p99 latencies of "next", "image" and "submit" (and sign-in),
-requests per second and errors for each reader count, then the image
-throughput of the access-checked image view beside whitenoise and nginx
-serving the same files from disk with the same worker processes.
+Scenarios:
 
-Bounded: every run stops at ``--run-limit`` seconds whatever it has done,
+- ``human``: readers arrive evenly over ``--arrive-over`` seconds and look
+  at each case 3-8 s (``--think``) before answering, as people read. Prints
+  p50/p95/p99 of each request and the longest sign-in.
+- ``saturation``: readers click every 0-0.3 s, so the server runs at its
+  limit; then the bare view is fetched by as many clients for as long.
+  Prints requests/s and requests per CPU-second of the server (gunicorn's
+  processes and the app's PostgreSQL backends, read from /proc) for both,
+  and their ratio.
+- ``images``: the access-checked image view beside whitenoise and nginx
+  serving the same files from disk with the same worker processes.
+
+After each reading scenario the database must hold exactly one judgment per
+(reader, stage, position), none missing, none duplicated, each of the case
+the stored order puts there, every order a permutation of the study's cases,
+and every answer the server acknowledged with a 201 stored as sent; the
+script exits 1 otherwise.
+
+Bounded: every scenario stops at its time limit whatever it has done,
 servers and database are removed at the end, nothing leaves loopback.
 """
 
@@ -82,8 +94,10 @@ class Run:
     acknowledged: dict = field(default_factory=dict)
     finished: set = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    done_at: list[float] = field(default_factory=list)  # monotonic, per reply
 
     def record(self, kind: str, reply) -> None:
+        self.done_at.append(time.monotonic())
         self.latencies[kind].append(reply.seconds)
         self.statuses[(kind, reply.status)] += 1
         if reply.status >= 500 or (reply.status >= 400 and reply.status != 503):
@@ -100,12 +114,24 @@ class Run:
 class Browser:
     """One reader's browser: cookies, an image cache shared by its tabs."""
 
-    def __init__(self, stack: LiveStack, run: Run, slug: str, email: str, seed: int):
+    def __init__(
+        self,
+        stack: LiveStack,
+        run: Run,
+        slug: str,
+        email: str,
+        seed: int,
+        think: tuple[float, float],
+    ):
         self.stack, self.run, self.slug, self.email = stack, run, slug, email
+        self.think = think
         self.rng = random.Random(seed)
         self.http = HttpReader(stack, timeout=120)
         self.cached: set[str] = set()
         self.cache_lock = threading.Lock()
+        # Answers sent and hung up on: the server may still store them while
+        # the reader looks at the same case, so a reload there may move on.
+        self.aborted: set[tuple] = set()
 
     def fetch_image(self, tab: HttpReader, url: str | None) -> None:
         if not url:
@@ -177,6 +203,7 @@ class Browser:
 
         body = json.dumps(answer_body(step, self.rng.randrange(30))).encode()
         path = f"/api/v1/studies/{self.slug}/answers"
+        self.aborted.add((step["stage"], step["position"]))
         sock = raw_request(tab, "POST", path, body)
         time.sleep(self.rng.uniform(0, 0.02))
         hang_up(sock)
@@ -208,15 +235,24 @@ class Browser:
                 continue
             self.fetch_image(tab, step.get("image"))
             self.fetch_image(tab, step.get("preload"))
-            time.sleep(self.rng.uniform(0, 0.3))
+            pause = self.rng.uniform(*self.think)
+            if time.monotonic() + pause > deadline:
+                return
+            time.sleep(pause)
             roll = self.rng.random()
             if roll < 0.03:
                 self.run.record("page", tab.read_page(self.slug))
                 again = self.next(tab)
                 self.run.events["reloads mid-case"] += 1
-                if alone and (again.get("position"), again.get("image")) != (
-                    step["position"],
-                    step["image"],
+                in_flight = (step["stage"], step["position"]) in self.aborted
+                if (
+                    alone
+                    and not in_flight
+                    and (again.get("position"), again.get("image"))
+                    != (
+                        step["position"],
+                        step["image"],
+                    )
                 ):
                     self.run.error(f"{self.email}: reload moved from {step} to {again}")
                 step = again
@@ -237,7 +273,9 @@ class Browser:
 
     def session(self, deadline: float, tabs: int) -> None:
         try:
-            reply = self.http.login(self.email)
+            started = time.perf_counter()
+            reply = self.http.login(self.email)  # the form, then the password
+            reply.seconds = time.perf_counter() - started
             self.run.record("sign-in", reply)
             self.http.consent(self.slug)
             self.run.record("page", self.http.read_page(self.slug))
@@ -254,30 +292,45 @@ class Browser:
             self.run.error(f"{self.email}: {type(exc).__name__}: {exc}")
 
 
-def percentiles(values: list[float]) -> str:
-    if not values:
-        return "—"
+def quantiles_ms(values: list[float]) -> tuple[float, float, float]:
+    """p50, p95 and p99 of ``values`` (seconds), in milliseconds."""
     q = statistics.quantiles(values, n=100, method="inclusive")
-    return f"{q[49] * 1000:6.0f} {q[94] * 1000:6.0f} {q[98] * 1000:6.0f}"
+    return q[49] * 1000, q[94] * 1000, q[98] * 1000
+
+
+def percentiles(values: list[float]) -> str:
+    if len(values) < 2:
+        return "     —      —      —"
+    return " ".join(f"{v:6.0f}" for v in quantiles_ms(values))
 
 
 def reading_run(
-    stack: LiveStack, info: dict, limit: float, seed: int
+    stack: LiveStack,
+    info: dict,
+    limit: float,
+    seed: int,
+    *,
+    think: tuple[float, float],
+    arrive_over: float,
 ) -> tuple[Run, float]:
+    """Every reader of ``info`` reads until done or ``limit`` seconds have passed.
+
+    Readers arrive evenly over ``arrive_over`` seconds and pause ``think``
+    seconds (uniform) on each case before answering.
+    """
     run = Run()
     rng = random.Random(seed)
     readers = info["readers"]
-    ramp = min(30.0, 0.1 * len(readers))  # readers arrive over the first seconds
     deadline = time.monotonic() + limit
     threads = []
     started = time.monotonic()
     for n, email in enumerate(readers):
-        browser = Browser(stack, run, info["slug"], email, seed * 10_000 + n)
+        browser = Browser(stack, run, info["slug"], email, seed * 10_000 + n, think)
         tabs = 2 if rng.random() < 0.1 else 1
         t = threading.Thread(target=browser.session, args=(deadline, tabs), daemon=True)
         threads.append(t)
         t.start()
-        time.sleep(ramp / len(readers))
+        time.sleep(arrive_over / len(readers))
     for t in threads:
         t.join(timeout=max(0.0, deadline - time.monotonic()) + 60)
     return run, time.monotonic() - started
@@ -324,10 +377,11 @@ def report_run(stack: LiveStack, info: dict, run: Run, seconds: float) -> dict:
     print(f"   errors: {len(run.errors)}")
     for error in run.errors[:8]:
         print(f"     {error}")
-    print("   latency ms        p50    p95    p99   count")
+    print("   latency ms        p50    p95    p99    max   count")
     for kind in ("next", "image", "submit", "sign-in", "page"):
         values = run.latencies.get(kind, [])
-        print(f"   {kind:<14} {percentiles(values)} {len(values):7d}")
+        most = f"{max(values) * 1000:6.0f}" if values else "     —"
+        print(f"   {kind:<14} {percentiles(values)} {most} {len(values):7d}")
     print(
         "   misbehaviour: "
         + ", ".join(f"{k} {v}" for k, v in sorted(run.events.items()))
@@ -345,6 +399,8 @@ def report_run(stack: LiveStack, info: dict, run: Run, seconds: float) -> dict:
         "duplicates": duplicates,
         "errors": len(run.errors),
         "rps": requests / seconds,
+        "requests": requests,
+        "latencies": run.latencies,
     }
 
 
@@ -539,12 +595,99 @@ def image_serving(stack: LiveStack, info: dict, args, base: Path) -> None:
         )
 
 
+# --- server CPU, saturation, sign-in -----------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(stack: LiveStack) -> dict[int, float]:
+    """CPU seconds of every process serving the app: gunicorn's master and
+    workers (its process group) and the PostgreSQL backends connected to the
+    app's database (keyed by negative pid). Redis, shared with the rest of
+    the machine, is left out."""
+    pids = []
+    group = stack.server.pid
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == group:
+                    pids.append(int(entry.name))
+            except ProcessLookupError:
+                pass
+    if stack.pg_admin_url:
+        pids += [
+            -pid
+            for (pid,) in stack.query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            )
+        ]
+    return {pid: _cpu_seconds(abs(pid)) for pid in pids}
+
+
+def cpu_used(
+    before: dict[int, float], after: dict[int, float], part: str = "all"
+) -> float:
+    """CPU seconds between two ``server_cpu`` samples (new processes from 0):
+    of ``part`` "all", "gunicorn" or "postgresql"."""
+    keep = {"all": lambda pid: True, "gunicorn": lambda pid: pid > 0}.get(
+        part, lambda pid: pid < 0
+    )
+    return sum(
+        seconds - before.get(pid, 0.0) for pid, seconds in after.items() if keep(pid)
+    )
+
+
+def bare_view(stack: LiveStack, info: dict, seconds: float, clients: int) -> dict:
+    """The bare authenticated JSON view at full speed, ``clients`` at once."""
+    reader = HttpReader(stack)
+    reader.login(info["readers"][0])
+    headers = reader.headers({"Accept": "application/json"})
+    hammer(stack.port, ["/bench/bare"], headers, 1, 2)  # warm up
+    before = server_cpu(stack)
+    result = hammer(stack.port, ["/bench/bare"], headers, seconds, clients)
+    result["cpu"] = cpu_used(before, server_cpu(stack))
+    result["requests"] = result["per_s"] * seconds
+    return result
+
+
+def signin_cost(repeat: int = 5) -> tuple[str, float]:
+    """The password hasher sign-in runs and the CPU seconds of one hash."""
+    import hashlib
+
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    iterations = PBKDF2PasswordHasher.iterations
+    times = []
+    for _ in range(repeat):
+        started = time.process_time()
+        hashlib.pbkdf2_hmac("sha256", b"a reader's password", b"salt" * 4, iterations)
+        times.append(time.process_time() - started)
+    return f"PBKDF2-SHA256, {iterations:,} iterations", min(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--readers", default="50,200")
+    parser.add_argument(
+        "--scenarios",
+        default="human,saturation,images",
+        help="comma-separated: human, saturation, images",
+    )
+    parser.add_argument("--human-readers", type=int, default=200)
+    parser.add_argument("--arrive-over", type=float, default=300.0)
+    parser.add_argument("--human-seconds", type=float, default=420.0)
+    parser.add_argument("--think", default="3,8", help="seconds per case, min,max")
+    parser.add_argument("--fast-readers", type=int, default=50)
+    parser.add_argument("--saturation-seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--run-limit", type=float, default=210.0)
     parser.add_argument("--image-seconds", type=float, default=5.0)
     parser.add_argument("--image-clients", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
@@ -559,7 +702,11 @@ def main() -> None:
         "--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/11")
     )
     args = parser.parse_args()
-    counts = [int(n) for n in args.readers.split(",")]
+    scenarios = set(args.scenarios.split(","))
+    unknown = scenarios - {"human", "saturation", "images"}
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    think = tuple(float(x) for x in args.think.split(","))
     begun = time.monotonic()
     base = Path(tempfile.mkdtemp(prefix="turingtest-load-"))
     base.chmod(0o755)  # nginx's workers run as another user and must read the media
@@ -567,36 +714,135 @@ def main() -> None:
         f"gunicorn: {args.workers} gthread workers x {args.threads} threads on "
         f"{os.cpu_count()} CPUs; PostgreSQL and Redis on loopback; client in this process"
     )
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "turingtest.settings")
+    hasher, hash_seconds = signin_cost()
+    print(f"sign-in: {hasher}: {hash_seconds * 1000:.0f} ms of CPU per sign-in")
     stack = LiveStack(
         base, name="bench_readers", production=True,
         redis_url=args.redis, database_url=args.database,
     )  # fmt: skip
+    # The app's URLs plus the bare view, served by the same processes.
+    stack.env["DJANGO_SETTINGS_MODULE"] = "bench.bare_settings"
+    failed = False
     try:
         t0 = time.monotonic()
         stack.setup()
-        studies = {
-            n: stack.seed(slug=f"load{n}", readers=n, per_grade=6, practice=4, size=224)
-            for n in counts
-        }
+        studies = {}
+        if "human" in scenarios:
+            studies["human"] = stack.seed(
+                slug="human", readers=args.human_readers, per_grade=6, practice=4,
+                size=224,
+            )  # fmt: skip
+        if scenarios & {"saturation", "images"}:
+            studies["fast"] = stack.seed(
+                slug="fast", readers=args.fast_readers, per_grade=6, practice=4,
+                size=224,
+            )  # fmt: skip
         print(
-            f"database, static files and {sum(counts)} readers seeded in {time.monotonic() - t0:.0f} s"
+            f"database, static files and readers seeded in {time.monotonic() - t0:.0f} s"
         )
         stack.start(workers=args.workers, threads=args.threads)
-        summaries = []
-        for i, n in enumerate(counts):
-            run, seconds = reading_run(stack, studies[n], args.run_limit, args.seed + i)
-            summaries.append(report_run(stack, studies[n], run, seconds))
-        image_serving(stack, studies[counts[0]], args, base)
+        summary = {}
+
+        if "human" in scenarios:
+            print(
+                f"\n== human pace: {args.human_readers} readers arriving over "
+                f"{args.arrive_over:.0f} s, {think[0]:g}-{think[1]:g} s per case, "
+                f"stopped at {args.human_seconds:.0f} s"
+            )
+            run, seconds = reading_run(
+                stack, studies["human"], args.human_seconds, args.seed,
+                think=think, arrive_over=args.arrive_over,
+            )  # fmt: skip
+            summary["human"] = report_run(stack, studies["human"], run, seconds)
+
+        if "saturation" in scenarios:
+            print(
+                f"\n== saturation: {args.fast_readers} readers clicking every "
+                f"0-0.3 s for {args.saturation_seconds:.0f} s, then the bare view"
+            )
+            # Requests and server CPU are counted in a window that starts once
+            # every reader has signed in and ends before the run stops, so
+            # neither the password hashing nor the ramp is in the figure.
+            arrive = min(10.0, args.saturation_seconds / 6)
+            window = {}
+
+            def sample() -> None:
+                time.sleep(arrive + 5)
+                window["start"], window["before"] = time.monotonic(), server_cpu(stack)
+                time.sleep(max(1.0, args.saturation_seconds - arrive - 8))
+                window["end"], window["after"] = time.monotonic(), server_cpu(stack)
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            run, seconds = reading_run(
+                stack, studies["fast"], args.saturation_seconds, args.seed + 1,
+                think=(0.0, 0.3), arrive_over=arrive,
+            )  # fmt: skip
+            sampler.join()
+            fast = report_run(stack, studies["fast"], run, seconds)
+            span = window["end"] - window["start"]
+            counted = sum(window["start"] <= t < window["end"] for t in run.done_at)
+            cpu = cpu_used(window["before"], window["after"])
+            fast.update(rps=counted / span, requests=counted, cpu=cpu)
+            print(
+                f"   window: {counted} requests in {span:.0f} s after sign-in, "
+                f"{cpu:.1f} s of server CPU (gunicorn "
+                f"{cpu_used(window['before'], window['after'], 'gunicorn'):.1f}, "
+                f"PostgreSQL {cpu_used(window['before'], window['after'], 'postgresql'):.1f})"
+            )
+            summary["saturation"] = fast
+            bare = bare_view(
+                stack, studies["fast"], args.saturation_seconds, args.fast_readers
+            )
+            summary["bare"] = bare
+            app_per_core = fast["requests"] / cpu if cpu else float("nan")
+            bare_per_core = (
+                bare["requests"] / bare["cpu"] if bare["cpu"] else float("nan")
+            )
+            print(
+                "   path             requests/s  server CPU s  requests per CPU-second"
+            )
+            print(
+                f"   reader API       {fast['rps']:10.0f} {cpu:13.1f} {app_per_core:24.0f}"
+            )
+            print(
+                f"   bare JSON view   {bare['per_s']:10.0f} {bare['cpu']:13.1f} "
+                f"{bare_per_core:24.0f}"
+            )
+            print(
+                f"   reader API / bare view: {fast['rps'] / bare['per_s']:.2f} "
+                f"(requests/s), {app_per_core / bare_per_core:.2f} (per CPU-second)"
+            )
+
+        if "images" in scenarios:
+            image_serving(stack, studies["fast"], args, base)
+
         tracebacks = stack.log_path.read_text().count("Traceback")
         print(
             f"\nserver log: {tracebacks} tracebacks; total time {time.monotonic() - begun:.0f} s"
         )
-        failed = [s for s in summaries if s["problems"] or s["duplicates"]]
-        if failed:
-            sys.exit(1)
+        if "human" in summary:
+            h = summary["human"]
+            lat = h["latencies"]
+            p99 = {
+                k: quantiles_ms(lat[k])[2]
+                for k in ("next", "submit")
+                if len(lat[k]) > 1
+            }
+            signin_max = max(lat["sign-in"], default=0.0)
+            print(
+                f"human pace: p99 next {p99.get('next', float('nan')):.0f} ms, "
+                f"submit {p99.get('submit', float('nan')):.0f} ms (goal < 50); "
+                f"longest sign-in {signin_max * 1000:.0f} ms (goal < 1000)"
+            )
+        runs = [v for k, v in summary.items() if k in ("human", "saturation")]
+        failed = any(r["problems"] or r["duplicates"] for r in runs)
     finally:
         stack.close()
         shutil.rmtree(base, ignore_errors=True)
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

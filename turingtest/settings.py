@@ -135,7 +135,7 @@ if REDIS_URL:
     CELERY_RESULT_BACKEND = REDIS_URL
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "turingtest.cache.RedisCache",
             "LOCATION": REDIS_URL,
         }
     }
