@@ -75,6 +75,10 @@ from tqdm.auto import tqdm
 
 from generator.data import Dataset, list_images, load_dataset
 
+# The project's one DeLong: turingtest.stats is pure NumPy/SciPy, and the
+# generator may import it (never Django: see tests/generator/test_imports.py).
+from turingtest.stats.roc import auc_delong
+
 # -----------------------------------------------------------------------------
 # a small CNN, for both the two-sample test and the KL-grade classifier
 
@@ -216,32 +220,6 @@ def predict(net: SmallCNN, images: np.ndarray, batch_size: int = 256):
 
 
 @dataclass(frozen=True)
-class AUCResult:
-    auc: float
-    se: float
-    ci_low: float
-    ci_high: float
-
-
-def auc_delong(y: np.ndarray, score: np.ndarray, alpha: float = 0.05) -> AUCResult:
-    """AUC with DeLong's standard error [2], by midranks [3]."""
-    y = np.asarray(y).astype(bool)
-    pos, neg = score[y], score[~y]
-    m, n = len(pos), len(neg)
-    tx, ty = stats.rankdata(pos), stats.rankdata(neg)
-    tz = stats.rankdata(np.concatenate([pos, neg]))
-    auc = (tz[:m].sum() - m * (m + 1) / 2) / (m * n)
-    v01 = (tz[:m] - tx) / n
-    v10 = 1.0 - (tz[m:] - ty) / m
-    var = v01.var(ddof=1) / m + v10.var(ddof=1) / n if m > 1 and n > 1 else np.nan
-    se = float(np.sqrt(var))
-    z = stats.norm.ppf(1 - alpha / 2)
-    return AUCResult(
-        float(auc), se, float(max(0.0, auc - z * se)), float(min(1.0, auc + z * se))
-    )
-
-
-@dataclass(frozen=True)
 class C2STResult:
     """Cross-validated AUC of real (0) vs other (1), and the test of [1].
 
@@ -298,7 +276,7 @@ def c2st(
         p, _ = predict(net, x[te])
         score[te] = p[:, 1]
         fold = auc_delong(y[te], p[:, 1])
-        fold_aucs.append(fold.auc)
+        fold_aucs.append(fold.estimate)
         fold_vars.append(fold.se**2)
     auc = float(np.mean(fold_aucs))
     se = float(np.sqrt(np.sum(fold_vars)) / len(fold_aucs))

@@ -1,5 +1,8 @@
-"""turingtest: visual Turing tests of synthetic medical images."""
+"""turingtest: visual Turing tests of synthetic medical images.
 
-from turingtest.celery import app as celery_app
-
-__all__ = ["celery_app"]
+Importing the package loads nothing: ``turingtest.stats`` and
+``turingtest.domain`` are pure Python and NumPy/SciPy, so the generator
+package (which never imports Django) may use them. The Celery app
+(``turingtest.celery``) is loaded by the studies app when Django starts, and
+found by ``celery -A turingtest``.
+"""

@@ -38,7 +38,7 @@ def _address(value: str) -> Address | None:
 def client_address(request: HttpRequest) -> str:
     """The address of the client that sent ``request`` (django-axes calls this too)."""
     remote = request.META.get("REMOTE_ADDR", "") or ""
-    trusted = _networks(tuple(getattr(settings, "TRUSTED_PROXIES", ())))
+    trusted = _networks(tuple(settings.TRUSTED_PROXIES))
 
     def is_proxy(address: Address | None) -> bool:
         return address is not None and any(address in net for net in trusted)

@@ -24,6 +24,7 @@ from django.core.management import call_command
 from django.db import transaction
 from tqdm import tqdm
 
+from turingtest.conf import project_settings
 from turingtest.studies import services
 from turingtest.studies.models import Case, GenerationJob, Generator, Image, Study
 
@@ -106,7 +107,7 @@ def _real_pool(opts: DemoOptions) -> Path:
             phantom_dataset(
                 source,
                 per_grade=needed,
-                size=settings.TURINGTEST["IMAGE_SIZE"],
+                size=project_settings().image_size,
                 seed=2024,
             )
     if not Image.objects.filter(source="real").exists():

@@ -23,6 +23,8 @@ SECRET_KEY = env(
 )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Where readers reach the site: the links in invitations made on the command line.
+BASE_URL = env.str("BASE_URL", default="http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -166,42 +168,54 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
-# Images in the pool: one canonical form for real and synthetic alike.
+# The project's own settings. Each is read from TURINGTEST_<NAME>, with the
+# default here; docs/deploy.md lists them, turingtest/conf.py types and checks
+# them (the app does not start with a bad one), and code reads them only
+# through turingtest.conf.project_settings().
 TURINGTEST = {
-    "IMAGE_SIZE": env.int("TURINGTEST_IMAGE_SIZE", default=224),
-    "INVITATION_DAYS": env.int("TURINGTEST_INVITATION_DAYS", default=30),
-    "MAX_UPLOAD_BYTES": env.int(
-        "TURINGTEST_MAX_UPLOAD_BYTES", default=512 * 1024 * 1024
-    ),
-    # Larger images are refused from their header. Decoding one costs about
-    # 13 bytes a pixel at its peak: some 520 MB of a worker at this limit.
-    "MAX_IMAGE_PIXELS": env.int("TURINGTEST_MAX_IMAGE_PIXELS", default=40_000_000),
-    # Guessing invitation links: free tries per client address, then a wait
-    # that doubles with each wrong link (see turingtest/studies/throttle.py).
-    "INVITATION_GUESSES_FREE": env.int("TURINGTEST_INVITATION_GUESSES_FREE", 10),
-    "INVITATION_GUESS_BACKOFF_SECONDS": env.float(
-        "TURINGTEST_INVITATION_GUESS_BACKOFF_SECONDS", 1.0
-    ),
-    "INVITATION_GUESS_BACKOFF_MAX_SECONDS": env.float(
-        "TURINGTEST_INVITATION_GUESS_BACKOFF_MAX_SECONDS", 900.0
-    ),
+    name: env.str(f"TURINGTEST_{name}", default=default)
+    for name, default in {
+        # Pool images: one canonical form for real and synthetic alike.
+        "IMAGE_SIZE": 224,
+        "IMAGE_FIT": "crop",  # or "pad"
+        "IMAGE_NORMALISE": "none",  # or "percentile"
+        "IMAGE_NORMALISE_LOW": 1.0,
+        "IMAGE_NORMALISE_HIGH": 99.0,
+        "PNG_COMPRESS_LEVEL": 0,
+        "CANONICALISE": True,
+        "KEEP_ORIGINALS": True,
+        # A DICOM file carries its patient's data in the header.
+        "KEEP_DICOM_ORIGINALS": False,
+        # Uploads and imports.
+        "MAX_UPLOAD_BYTES": 512 * 1024 * 1024,
+        "MAX_IMAGE_BYTES": None,  # MAX_UPLOAD_BYTES
+        "MAX_ARCHIVE_BYTES": None,  # 4 x MAX_UPLOAD_BYTES
+        "MAX_ARCHIVE_RATIO": 200.0,
+        "MAX_ARCHIVE_ENTRIES": 200_000,
+        # Larger images are refused from their header. Decoding one costs
+        # about 13 bytes a pixel at its peak: some 520 MB of a worker here.
+        "MAX_IMAGE_PIXELS": 40_000_000,
+        "MIN_IMAGE_SIDE": 32,
+        "MAX_ASPECT_RATIO": 4.0,
+        # Who sends an image once the view has checked access: "django" (the
+        # view streams the file), "nginx" (X-Accel-Redirect to the internal
+        # location IMAGE_INTERNAL_PREFIX, mapped to MEDIA_ROOT) or "apache"
+        # (X-Sendfile, mod_xsendfile); see docs/deploy.md.
+        "IMAGE_SERVING": "django",
+        "IMAGE_INTERNAL_PREFIX": "/protected-media/",
+        "INVITATION_DAYS": 30,
+        # Guessing invitation links: free tries per client address, then a
+        # wait that doubles with each wrong link (turingtest/studies/throttle.py).
+        "INVITATION_GUESSES_FREE": 10,
+        "INVITATION_GUESS_BACKOFF_SECONDS": 1.0,
+        "INVITATION_GUESS_BACKOFF_MAX_SECONDS": 900.0,
+        # Generation workers: a job's lease (a worker that stops renewing it
+        # is presumed dead) and images per forward pass.
+        "GENERATION_LEASE_SECONDS": 120.0,
+        "GENERATION_BATCH_SIZE": 64,
+        "DELETED_DIR": str(VAR_DIR / "deleted"),  # backups of deleted studies
+    }.items()
 }
-# Who sends an image once the view has checked access: "django" (the
-# embedded default: the view streams the file), "nginx" (X-Accel-Redirect to
-# an internal location) or "apache" (X-Sendfile with the file's path, for
-# mod_xsendfile). IMAGE_INTERNAL_PREFIX is the nginx location that maps to
-# MEDIA_ROOT, marked internal; see docs/deploy.md.
-TURINGTEST["IMAGE_SERVING"] = env.str("TURINGTEST_IMAGE_SERVING", default="django")
-if TURINGTEST["IMAGE_SERVING"] not in ("django", "nginx", "apache"):
-    from django.core.exceptions import ImproperlyConfigured
-
-    raise ImproperlyConfigured(
-        "TURINGTEST_IMAGE_SERVING must be django, nginx or apache, not "
-        f"{TURINGTEST['IMAGE_SERVING']!r}."
-    )
-TURINGTEST["IMAGE_INTERNAL_PREFIX"] = env.str(
-    "TURINGTEST_IMAGE_INTERNAL_PREFIX", default="/protected-media/"
-)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
@@ -247,3 +261,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="WARNING")},
 }
+
+# Checked here so that a bad value stops the app at start, naming the variable.
+from turingtest.conf import ProjectSettings  # noqa: E402
+
+ProjectSettings.from_mapping(TURINGTEST)

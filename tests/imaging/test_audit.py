@@ -9,12 +9,9 @@ from django.core.management import CommandError, call_command
 from django.template.loader import render_to_string
 from PIL import Image as PILImage
 from PIL.PngImagePlugin import PngInfo
-from scipy import stats
-from sklearn.metrics import roc_auc_score
 
 from tests.imaging import builders
 from turingtest.imaging.audit import (
-    auc_delong,
     audit_images,
     audit_study,
     image_statistics,
@@ -25,42 +22,12 @@ from turingtest.studies.models import Case, Image, Study
 KNEE_KL = Path(django_settings.BASE_DIR).parent / "shared" / "data" / "knee-kl"
 
 
-def fast_delong(scores, labels):
-    """Sun & Xu (2014) midrank DeLong, written independently as a cross-check."""
-    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
-    pos, neg = scores[labels], scores[~labels]
-    m, n = len(pos), len(neg)
-    tx, ty = stats.rankdata(pos), stats.rankdata(neg)
-    tz = stats.rankdata(np.concatenate([pos, neg]))
-    auc = tz[:m].sum() / (m * n) - (m + 1) / (2 * n)
-    v01 = (tz[:m] - tx) / n
-    v10 = 1 - (tz[m:] - ty) / m
-    var = np.var(v01, ddof=1) / m + np.var(v10, ddof=1) / n
-    return auc, var
-
-
-def test_delong_auc_and_interval_match_other_implementations():
-    rng = np.random.default_rng(1)
-    labels = rng.random(80) < 0.4
-    scores = np.round(rng.normal(labels * 0.8, 1.0), 1)  # with ties
-    auc, lo, hi = auc_delong(scores, labels)
-    assert auc == pytest.approx(roc_auc_score(labels, scores))
-    ref_auc, ref_var = fast_delong(scores, labels)
-    assert auc == pytest.approx(ref_auc)
-    assert (hi - lo) / 2 == pytest.approx(1.959964 * np.sqrt(ref_var), rel=1e-6)
-
-
 def test_noise_estimate_recovers_gaussian_noise_on_a_smooth_image():
     rng = np.random.default_rng(2)
     ramp = np.add.outer(np.linspace(0, 80, 224), np.linspace(20, 120, 224))
     for sigma in (2.0, 8.0):
         noisy = ramp + rng.normal(0, sigma, ramp.shape)
         assert image_statistics(noisy)["noise sigma"] == pytest.approx(sigma, rel=0.05)
-
-
-def test_delong_of_constant_scores_is_exactly_chance():
-    auc, lo, hi = auc_delong(np.zeros(10), np.arange(10) % 2)
-    assert (auc, lo, hi) == (0.5, 0.5, 0.5)
 
 
 def _surface_variants(arr: np.ndarray, i: int) -> tuple[str, bytes]:

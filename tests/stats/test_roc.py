@@ -105,3 +105,45 @@ def test_roc_points_trapezoid_area_is_the_auc(rng):
     assert len(fpr) == len(np.unique(score)) + 1
     area = np.trapezoid(tpr, fpr)
     assert area == pytest.approx(roc_auc_score(truth, score), abs=1e-12)
+
+
+def _midrank_delong(scores, labels):
+    """Sun & Xu (2014) midrank DeLong, written independently as a cross-check."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    pos, neg = scores[labels], scores[~labels]
+    m, n = len(pos), len(neg)
+    tx, ty = stats.rankdata(pos), stats.rankdata(neg)
+    tz = stats.rankdata(np.concatenate([pos, neg]))
+    auc = tz[:m].sum() / (m * n) - (m + 1) / (2 * n)
+    v01 = (tz[:m] - tx) / n
+    v10 = 1 - (tz[m:] - ty) / m
+    return auc, np.var(v01, ddof=1) / m + np.var(v10, ddof=1) / n
+
+
+def test_delong_with_ties_matches_the_midrank_algorithm():
+    rng = np.random.default_rng(1)
+    labels = rng.random(80) < 0.4
+    scores = np.round(rng.normal(labels * 0.8, 1.0), 1)  # with ties
+    res = auc_delong(labels, scores)
+    ref_auc, ref_var = _midrank_delong(scores, labels)
+    assert res.estimate == pytest.approx(ref_auc)
+    assert res.se == pytest.approx(np.sqrt(ref_var), rel=1e-9)
+    lo, hi = res.ci
+    assert (hi - lo) / 2 == pytest.approx(1.959964 * np.sqrt(ref_var), rel=1e-6)
+
+
+def test_delong_se_agrees_with_a_bootstrap():
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(80), np.ones(60)]
+    s = rng.normal(size=140) + y
+    boots = []
+    for _ in range(400):
+        i = np.r_[rng.choice(80, 80), 80 + rng.choice(60, 60)]
+        boots.append(_midrank_delong(s[i], y[i].astype(bool))[0])
+    assert auc_delong(y, s).se == pytest.approx(np.std(boots), rel=0.2)
+
+
+def test_constant_scores_are_exactly_chance_and_say_so():
+    res = auc_delong(np.arange(10) % 2, np.zeros(10))
+    assert (res.estimate, res.se, res.ci) == (0.5, 0.0, (0.5, 0.5))
+    assert "same" in res.note

@@ -84,7 +84,7 @@ def test_a_job_is_queued_only_once_committed(
 
 
 def test_running_a_job_again_fills_gaps_and_duplicates_nothing(
-    tiny, media, monkeypatch
+    tiny, media, monkeypatch, settings
 ):
     monkeypatch.setattr(generation, "_queue", lambda pk: None)
     job = generation.generation_job_create(generator=tiny, per_grade={1: 3, 3: 2})
@@ -102,7 +102,7 @@ def test_running_a_job_again_fills_gaps_and_duplicates_nothing(
     lost.delete()
     GenerationJob.objects.filter(pk=job.pk).update(status="running", worker="gone:1")
     assert generation.generation_job_execute(job_id=job.pk) is None  # lease still held
-    monkeypatch.setenv("TURINGTEST_GENERATION_LEASE_SECONDS", "0")
+    settings.TURINGTEST = settings.TURINGTEST | {"GENERATION_LEASE_SECONDS": 0}
     job = generation.generation_job_execute(job_id=job.pk)
     assert job.status == "done" and job.attempts == 2
     again = Image.objects.get(job=job, job_index=3)

@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import ValidationError
@@ -34,6 +33,7 @@ from django.utils.text import get_valid_filename
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
+from turingtest.conf import project_settings
 from turingtest.imaging.selectors import (
     USED_ANY,
     USED_NONE,
@@ -65,7 +65,7 @@ ZIP_HEADS = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 def max_upload_bytes() -> int:
-    return int(getattr(settings, "TURINGTEST", {}).get("MAX_UPLOAD_BYTES", 512 << 20))
+    return project_settings().max_upload_bytes
 
 
 class MultipleFileInput(forms.ClearableFileInput):

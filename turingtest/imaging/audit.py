@@ -37,10 +37,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image as PILImage
-from scipy import stats
 
 from turingtest.imaging.canonical import png_chunks
 from turingtest.imaging.decode import decode, sniff
+from turingtest.stats.roc import auc_delong
 
 FILE_LEVEL = "file"
 IMAGE_STATISTICS = "image"
@@ -144,26 +144,6 @@ class AuditResult:
 # --------------------------------------------------------------------------
 
 
-def auc_delong(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
-    """AUC of ``scores`` for ``labels == 1`` with a DeLong 95% CI.
-
-    Ties count one half. Returns NaNs with fewer than two of either class.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    labels = np.asarray(labels).astype(bool)
-    pos, neg = scores[labels], scores[~labels]
-    m, n = len(pos), len(neg)
-    if m < 2 or n < 2:
-        return math.nan, math.nan, math.nan
-    psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
-    auc = float(psi.mean())
-    v10 = psi.mean(axis=1)
-    v01 = psi.mean(axis=0)
-    var = v10.var(ddof=1) / m + v01.var(ddof=1) / n
-    half = stats.norm.ppf(0.975) * math.sqrt(max(var, 0.0))
-    return auc, max(0.0, auc - half), min(1.0, auc + half)
-
-
 def cross_validated_scores(
     features: np.ndarray, labels: np.ndarray, *, seed: int
 ) -> np.ndarray:
@@ -193,7 +173,7 @@ def _separations(
     out = []
     for j, name in enumerate(names):
         col = x[:, j]
-        auc, _, _ = auc_delong(col, labels)
+        auc = auc_delong(labels, col).estimate
         out.append(
             FeatureSeparation(
                 name=name,
@@ -223,7 +203,8 @@ def _group_result(
         top: tuple[FeatureSeparation, ...] = ()
     else:
         scores = cross_validated_scores(x, labels, seed=seed)
-        auc, lo, hi = auc_delong(scores, labels)
+        found = auc_delong(labels, scores)
+        auc, (lo, hi) = found.estimate, found.ci
         top = _separations(names, x, labels)
     return CueGroupResult(
         group=group,

@@ -24,8 +24,9 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-from django.conf import settings
 from PIL import Image as PILImage
+
+from turingtest.conf import project_settings
 
 RESIZE_FILTER = PILImage.Resampling.LANCZOS
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -50,14 +51,14 @@ class CanonicalSpec:
 
     @classmethod
     def from_settings(cls) -> CanonicalSpec:
-        conf = getattr(settings, "TURINGTEST", {})
+        conf = project_settings()
         return cls(
-            size=conf.get("IMAGE_SIZE", cls.size),
-            fit=conf.get("IMAGE_FIT", cls.fit),
-            normalise=conf.get("IMAGE_NORMALISE", cls.normalise),
-            low=conf.get("IMAGE_NORMALISE_LOW", cls.low),
-            high=conf.get("IMAGE_NORMALISE_HIGH", cls.high),
-            compress_level=conf.get("PNG_COMPRESS_LEVEL", cls.compress_level),
+            size=conf.image_size,
+            fit=conf.image_fit,
+            normalise=conf.image_normalise,
+            low=conf.image_normalise_low,
+            high=conf.image_normalise_high,
+            compress_level=conf.png_compress_level,
         )
 
 

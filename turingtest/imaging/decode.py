@@ -18,9 +18,10 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from django.conf import settings
 from PIL import Image as PILImage
 from PIL import ImageOps
+
+from turingtest.conf import project_settings
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Pillow plugins allowed to open a file: everything else is refused unread.
@@ -42,11 +43,11 @@ class Limits:
 
     @classmethod
     def from_settings(cls) -> Limits:
-        conf = getattr(settings, "TURINGTEST", {})
+        conf = project_settings()
         return cls(
-            max_pixels=conf.get("MAX_IMAGE_PIXELS", cls.max_pixels),
-            min_side=conf.get("MIN_IMAGE_SIDE", cls.min_side),
-            max_aspect=conf.get("MAX_ASPECT_RATIO", cls.max_aspect),
+            max_pixels=conf.max_image_pixels,
+            min_side=conf.min_image_side,
+            max_aspect=conf.max_aspect_ratio,
         )
 
     def check(self, width: int, height: int) -> None:

@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from turingtest.conf import project_settings
 from turingtest.imaging.canonical import CanonicalSpec, canonicalise
 from turingtest.imaging.decode import ImageRejected, Limits, decode, sniff
 from turingtest.studies.models import (
@@ -109,28 +109,27 @@ class ImportLimits:
 
     @classmethod
     def from_settings(cls) -> ImportLimits:
-        conf = getattr(settings, "TURINGTEST", {})
-        upload = conf.get("MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
+        conf = project_settings()
         return cls(
-            max_file_bytes=conf.get("MAX_IMAGE_BYTES", upload),
-            max_archive_bytes=conf.get("MAX_ARCHIVE_BYTES", 4 * upload),
-            max_archive_ratio=conf.get("MAX_ARCHIVE_RATIO", 200.0),
-            max_archive_entries=conf.get("MAX_ARCHIVE_ENTRIES", 200_000),
+            max_file_bytes=conf.image_bytes_limit,
+            max_archive_bytes=conf.archive_bytes_limit,
+            max_archive_ratio=conf.max_archive_ratio,
+            max_archive_entries=conf.max_archive_entries,
         )
 
 
 def _keep_originals() -> bool:
-    return bool(getattr(settings, "TURINGTEST", {}).get("KEEP_ORIGINALS", True))
+    return project_settings().keep_originals
 
 
 def _keep_dicom_originals() -> bool:
     # A DICOM file carries its patient's data in the header; keeping it would
     # store exactly what the import is meant to leave behind.
-    return bool(getattr(settings, "TURINGTEST", {}).get("KEEP_DICOM_ORIGINALS", False))
+    return project_settings().keep_dicom_originals
 
 
 def _canonical_by_default() -> bool:
-    return bool(getattr(settings, "TURINGTEST", {}).get("CANONICALISE", True))
+    return project_settings().canonicalise
 
 
 # --------------------------------------------------------------------------

@@ -180,7 +180,11 @@ def auc_delong(
         note = None
     else:
         p = math.nan
-        note = "The reader separates the classes perfectly; DeLong's SE is zero."
+        note = (
+            "Every score is the same: the AUC is chance, with no spread."
+            if a == 0.5
+            else "The reader separates the classes perfectly; DeLong's SE is zero."
+        )
     return AUCResult(a, float(se), ci, p, m, n, note=note)
 
 

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from functools import wraps
 from urllib.parse import quote
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, OperationalError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
@@ -19,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from turingtest.conf import project_settings
 from turingtest.domain import scoring
 from turingtest.studies import selectors, services
 from turingtest.studies.models import (
@@ -395,13 +395,14 @@ def image_response(name: str) -> HttpResponse:
     and the front server sends it with these headers, which it must not add
     to (docs/deploy.md).
     """
-    serving = settings.TURINGTEST["IMAGE_SERVING"]
+    conf = project_settings()
+    serving = conf.image_serving
     storage = _image_storage()
     if serving == "django":
         response = FileResponse(storage.open(name, "rb"))
     else:
         response = HttpResponse()
-        location = settings.TURINGTEST["IMAGE_INTERNAL_PREFIX"].rstrip("/") + "/"
+        location = conf.image_internal_prefix.rstrip("/") + "/"
         if serving == "nginx":
             response["X-Accel-Redirect"] = location + quote(name)
         else:  # apache: mod_xsendfile takes a path on disk

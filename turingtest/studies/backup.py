@@ -45,6 +45,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models, transaction
 from django.db.models.functions import Coalesce
 
+from turingtest.conf import project_settings
 from turingtest.studies.exports import RESULT_FILES, result_file_chunks
 from turingtest.studies.models import (
     Case,
@@ -106,8 +107,7 @@ class RestoreResult:
 
 
 def deleted_dir() -> Path:
-    conf = getattr(settings, "TURINGTEST", {})
-    return Path(conf.get("DELETED_DIR") or settings.VAR_DIR / "deleted")
+    return project_settings().deleted_dir or settings.VAR_DIR / "deleted"
 
 
 def _storage():

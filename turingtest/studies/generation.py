@@ -29,28 +29,21 @@ from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from turingtest.conf import project_settings
 from turingtest.studies.models import KL_GRADES, GenerationJob, Generator, Image, Source
 
 
-def _setting(name: str, default: float) -> float:
-    conf = getattr(settings, "TURINGTEST", {})
-    if name in conf:
-        return float(conf[name])
-    return float(os.environ.get(f"TURINGTEST_{name}", default))
-
-
 def lease_seconds() -> float:
-    return _setting("GENERATION_LEASE_SECONDS", 120)
+    return project_settings().generation_lease_seconds
 
 
 def batch_size() -> int:
-    return int(_setting("GENERATION_BATCH_SIZE", 64))
+    return project_settings().generation_batch_size
 
 
 def worker_name() -> str:

@@ -11,7 +11,6 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
@@ -22,6 +21,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from turingtest.conf import project_settings
 from turingtest.domain.wording import REVEALING_WORDS
 from turingtest.imaging.selectors import ImageFilter, image_filter
 from turingtest.studies import selectors
@@ -530,7 +530,7 @@ def invitations_create(
     Only a hash of the token is stored, so the link cannot be read back from
     the database: print or mail it now.
     """
-    days = settings.TURINGTEST["INVITATION_DAYS"] if days is None else days
+    days = project_settings().invitation_days if days is None else days
     expires = timezone.now() + timedelta(days=days)
     targets = list(emails) or [""] * count
     created = []
@@ -783,7 +783,7 @@ def signup_request(
 
 
 def _signup_pending(signed: str) -> tuple[Reader, str]:
-    days = settings.TURINGTEST["INVITATION_DAYS"]
+    days = project_settings().invitation_days
     invalid = ValidationError(
         "This confirmation link is not valid: it may have been used already or expired."
     )

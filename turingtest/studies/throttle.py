@@ -19,19 +19,19 @@ import hashlib
 import math
 import time
 
-from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
 
 from turingtest.client_address import client_address
+from turingtest.conf import project_settings
 
 
 def _conf() -> tuple[int, float, float]:
-    conf = getattr(settings, "TURINGTEST", {})
+    conf = project_settings()
     return (
-        int(conf.get("INVITATION_GUESSES_FREE", 10)),
-        float(conf.get("INVITATION_GUESS_BACKOFF_SECONDS", 1.0)),
-        float(conf.get("INVITATION_GUESS_BACKOFF_MAX_SECONDS", 900.0)),
+        conf.invitation_guesses_free,
+        conf.invitation_guess_backoff_seconds,
+        conf.invitation_guess_backoff_max_seconds,
     )
 
 

@@ -22,7 +22,7 @@ class Command(BaseCommand):
             "--days", type=int, default=None, help="Days until the links expire."
         )
         parser.add_argument(
-            "--base-url", default=getattr(settings, "BASE_URL", "http://127.0.0.1:8000")
+            "--base-url", default=settings.BASE_URL
         )
 
     def handle(self, *args, **opts):
