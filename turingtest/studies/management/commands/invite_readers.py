@@ -21,9 +21,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--days", type=int, default=None, help="Days until the links expire."
         )
-        parser.add_argument(
-            "--base-url", default=settings.BASE_URL
-        )
+        parser.add_argument("--base-url", default=settings.BASE_URL)
 
     def handle(self, *args, **opts):
         study = Study.objects.filter(slug=opts["slug"]).first()
