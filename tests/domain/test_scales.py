@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 
 from turingtest.domain import protocols, scales
@@ -10,6 +13,70 @@ from turingtest.domain.scales import (
     Scale,
     ScaleError,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
+SCANNED = ("turingtest", "generator", "templates", "static")
+SUFFIXES = {".py", ".html", ".js", ".css", ".txt", ".md"}
+OWNER = ROOT / "turingtest" / "domain"
+
+# What restates the KL scale: its labels, its one-line hint, and the number of
+# grades written as a number (a range, a tuple of the codes, a bound).
+KL_TEXTS = [lv.label for lv in KL.levels] + [KL.hint(), KL.title]
+GRADE_COUNT = [
+    r"range\(\s*(?:0\s*,\s*)?5\s*\)",
+    r"[\(\[]0, 1, 2, 3, 4[\)\]]",
+    r"\b(?:KL_|N_)?GRADES\s*=\s*(?:range|[\(\[]|\d)",
+    r"kl_grade__lte\s*=\s*4",
+    r"clip\([^)]*,\s*0\s*,\s*4\s*\)",
+    r"\b0\s*(?:-|–|to)\s*4\b(?!\s*years)",
+    r"<kbd>0</kbd>\s*–\s*<kbd>4</kbd>",
+    r"\b(?:SmallCNN|n_classes\s*=)\s*\(?\s*5\b",
+    r"\b0\s*<=\s*\w+\s*<=\s*4\b",
+    r"\)\s*<=\s*4\b",
+]
+
+
+def restatements(root: Path = ROOT) -> list[str]:
+    """``path:line: text`` for each line outside the domain module that restates KL."""
+    texts = [re.compile(re.escape(t), re.IGNORECASE) for t in KL_TEXTS]
+    counts = [re.compile(p) for p in GRADE_COUNT]
+    # The viewer knows no scale at all: it renders what the API sends.
+    js = re.compile(r"\bKL\b|Kellgren")
+    found = []
+    for top in SCANNED:
+        for path in sorted((root / top).rglob("*")):
+            if (
+                path.suffix not in SUFFIXES
+                or "migrations" in path.parts
+                or OWNER in path.parents
+                or not path.is_file()
+            ):
+                continue
+            for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+                if any(p.search(line) for p in texts + counts) or (
+                    path.suffix == ".js" and js.search(line)
+                ):
+                    found.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    return found
+
+
+def test_no_kl_label_or_grade_count_outside_the_domain_module():
+    found = restatements()
+    assert not found, (
+        "The KL scale is restated outside turingtest/domain:\n" + "\n".join(found)
+    )
+
+
+def test_the_scan_finds_a_restatement(tmp_path):
+    (tmp_path / "turingtest").mkdir()
+    (tmp_path / "static").mkdir()
+    (tmp_path / "turingtest" / "a.py").write_text(
+        "GRADES = range(5)\nhelp = 'doubtful narrowing, possible osteophytic lipping'\n"
+        "x = np.clip(g, 0, 4)\nERR = 'a KL grade from 0 to 4'\nok = range(6)\n"
+    )
+    (tmp_path / "static" / "r.js").write_text("say(`Reference KL grade: ${g}`);\n")
+    found = restatements(tmp_path)
+    assert [f.split(":")[1] for f in found] == ["1", "2", "3", "4", "1"]
 
 
 def test_kl_scale():

@@ -57,7 +57,8 @@ class Scale:
 
     ``name`` is its key in the registry; ``title`` the question it answers,
     as a reader reads it; ``short_label`` how tables and messages name it
-    ("KL grade"); ``abbreviation`` what precedes a single value ("KL 2").
+    ("KL grade"); ``abbreviation`` what precedes a single value ("KL 2");
+    ``system`` the scale's own name in prose ("the Kellgren–Lawrence scale").
     Ordinal codes are whole numbers in increasing order, nominal codes whole
     numbers or strings.
     """
@@ -68,6 +69,7 @@ class Scale:
     kind: Kind
     levels: tuple[Level, ...]
     abbreviation: str = ""
+    system: str = ""
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -228,6 +230,7 @@ KL = Scale(
     title="Kellgren–Lawrence grade",
     short_label="KL grade",
     abbreviation="KL",
+    system="Kellgren–Lawrence",
     kind=Kind.ORDINAL,
     levels=(
         Level(0, "No features of osteoarthritis", "none"),
@@ -280,6 +283,7 @@ BIRADS = Scale(
     title="BI-RADS assessment category",
     short_label="BI-RADS category",
     abbreviation="BI-RADS",
+    system="BI-RADS",
     kind=Kind.ORDINAL,
     levels=(
         Level(0, "Incomplete: needs additional imaging evaluation"),
