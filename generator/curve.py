@@ -39,8 +39,9 @@ from generator.evaluate import (
     predict,
 )
 from generator.sample import Sampler
+from turingtest.domain.scales import KL
 
-N_GRADES = 5
+N_GRADES = KL.count
 
 
 def snapshots(run: Path) -> list[Path]:

@@ -2,7 +2,7 @@
 
 Three layouts are understood:
 
-- ``ROOT/{grade}/*.png``: one folder per KL grade 0-4;
+- ``ROOT/{grade}/*.png``: one folder per KL grade (``turingtest.domain.scales.KL``);
 - ``ROOT/{split}/{grade}/*``: the same under split folders (``train`` is read
   unless another split is asked for, so a held-out ``test`` split is never
   trained on by accident);
@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from turingtest.domain.scales import KL
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
-GRADES = range(5)
+GRADES = KL.codes
 
 
 @dataclass(frozen=True)
@@ -58,13 +60,14 @@ class Dataset:
 
 
 def grade_folders(root: Path, split: str = "train") -> Path:
-    """The folder whose children are ``0``..``4``, following the split."""
+    """The folder whose children are the grades' folders, following the split."""
     if any((root / str(g)).is_dir() for g in GRADES):
         return root
     if (root / split).is_dir():
         return grade_folders(root / split, split)
     raise FileNotFoundError(
-        f"{root}: expected grade folders 0-4, a {split!r} split holding them, "
+        f"{root}: expected grade folders {KL.range_text('-')}, a {split!r} split "
+        "holding them, "
         "or a packed .npz"
     )
 

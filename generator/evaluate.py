@@ -74,6 +74,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from generator.data import Dataset, list_images, load_dataset
+from turingtest.domain.scales import KL
 
 # The project's one DeLong: turingtest.stats is pure NumPy/SciPy, and the
 # generator may import it (never Django: see tests/generator/test_imports.py).
@@ -397,9 +398,9 @@ def grade_fidelity(labels: np.ndarray, probs: np.ndarray) -> dict:
         "n": int(len(labels)),
         "accuracy": float((pred == labels).mean()),
         "quadratic_weighted_kappa": float(
-            cohen_kappa_score(labels, pred, weights="quadratic", labels=list(range(5)))
+            cohen_kappa_score(labels, pred, weights="quadratic", labels=list(KL.codes))
         ),
-        "confusion": confusion_matrix(labels, pred, labels=list(range(5))).tolist(),
+        "confusion": confusion_matrix(labels, pred, labels=list(KL.codes)).tolist(),
         "predicted_per_grade": np.bincount(pred, minlength=5).tolist(),
     }
 
@@ -483,13 +484,13 @@ def kl_classifier(
     key = _fingerprint("kl", CACHE_VERSION, images, labels, epochs, seed)
     path = cache / f"kl-classifier-{key}.pt" if cache else None
     if path is not None and path.exists():
-        net = SmallCNN(5, images.shape[-1])
+        net = SmallCNN(KL.count, images.shape[-1])
         net.load_state_dict(torch.load(path, weights_only=True))
         return net.eval(), True
     net = fit_cnn(
         images,
         labels,
-        5,
+        KL.count,
         epochs=epochs,
         seed=seed,
         shift=max(1, images.shape[-1] // 32),
@@ -578,7 +579,7 @@ def evaluate(options: EvalOptions) -> dict:
     # Real test images split in two: the reference, and the floor's stand-in
     # for synthetic images, stratified by grade.
     half_a, half_b = [], []
-    for g in range(5):
+    for g in KL.codes:
         idx = rng.permutation(np.flatnonzero(real.labels == g))
         half_a += idx[: (len(idx) + 1) // 2].tolist()
         half_b += idx[(len(idx) + 1) // 2 :].tolist()

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from generator.data import load_dataset
 from generator.sample import load
+from turingtest.domain.scales import KL
 
 GAP = 4
 LABEL = 56
@@ -29,19 +30,19 @@ def montage(checkpoint, real, out, *, per_grade: int = 8, seed: int = 0) -> Path
     data = load_dataset(real, side, split="test")
     rng = np.random.default_rng(seed)
     rows = []
-    for grade in range(5):
+    for grade in KL.codes:
         fake = sampler(grade, range(per_grade))
         pool = np.flatnonzero(data.labels == grade)
         picked = data.images[rng.choice(pool, min(per_grade, len(pool)), replace=False)]
         rows.append((grade, "synthetic", fake))
         rows.append((grade, "real", picked))
     width = LABEL + per_grade * (side + GAP)
-    height = len(rows) * (side + GAP) + 5 * GAP
+    height = len(rows) * (side + GAP) + KL.count * GAP
     canvas = Image.new("L", (width, height), 255)
     draw = ImageDraw.Draw(canvas)
     y = 0
     for i, (grade, kind, images) in enumerate(rows):
-        draw.text((4, y + side // 2 - 12), f"KL {grade}", fill=0)
+        draw.text((4, y + side // 2 - 12), KL.value_text(grade), fill=0)
         draw.text((4, y + side // 2 + 2), kind, fill=0)
         for k, img in enumerate(images):
             canvas.paste(Image.fromarray(img), (LABEL + k * (side + GAP), y))

@@ -59,7 +59,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-N_GRADES = 5
+from turingtest.domain.scales import KL
+
+N_GRADES = KL.count  # class labels are the grades' codes, from 0
 
 
 # -----------------------------------------------------------------------------

@@ -41,6 +41,7 @@ import torch
 from PIL import Image
 
 from generator.networks import KneeGAN, checkpoint_load, model_from_checkpoint
+from turingtest.domain.scales import KL
 
 KINDS = ("checkpoint", "torchscript", "entrypoint")
 
@@ -257,7 +258,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("checkpoint", help="checkpoint, TorchScript file or entry point")
     ap.add_argument("--kind", default="checkpoint", choices=KINDS)
-    ap.add_argument("--grade", default="0-4", help="e.g. 2, or 0-4, or 0,4")
+    ap.add_argument(
+        "--grade",
+        default=KL.range_text("-"),
+        help=f"e.g. 2, or {KL.range_text('-')}, or {KL.min},{KL.max}",
+    )
     ap.add_argument("--seeds", default="0-99", help="e.g. 0-999 or 1,5,9")
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="auto")

@@ -25,6 +25,7 @@ from django.db import transaction
 from tqdm import tqdm
 
 from turingtest.conf import project_settings
+from turingtest.domain.scales import KL
 from turingtest.studies import services
 from turingtest.studies.models import Case, GenerationJob, Generator, Image, Study
 
@@ -102,8 +103,8 @@ def _real_pool(opts: DemoOptions) -> Path:
     else:
         source = opts.workdir / "phantoms"
         needed = opts.per_grade + opts.practice + 2
-        if not (source / "4").exists():
-            opts.say(f"Drawing {needed * 5} procedural knee phantoms…")
+        if not (source / str(KL.max)).exists():
+            opts.say(f"Drawing {needed * KL.count} procedural knee phantoms…")
             phantom_dataset(
                 source,
                 per_grade=needed,
@@ -199,8 +200,8 @@ def _synthetic_pool(
     have = Image.objects.filter(source="synthetic", generator=generator).count()
     # Three per case: the study's, its practice's, and about twice as many
     # again outside the study for the machine reader to learn from.
-    wanted = opts.per_grade * 3 * 5
-    if have >= opts.per_grade * 5:
+    wanted = opts.per_grade * 3 * KL.count
+    if have >= opts.per_grade * KL.count:
         return
     job = (
         GenerationJob.objects.filter(generator=generator)
@@ -210,7 +211,7 @@ def _synthetic_pool(
     with transaction.atomic():
         if job is None or job.status == GenerationJob.Status.DONE:
             job = generation_job_create(
-                generator=generator, per_grade={g: wanted // 5 for g in range(5)}
+                generator=generator, per_grade={g: wanted // KL.count for g in KL.codes}
             )
         else:
             generation_job_requeue(job=job)  # left unfinished by an interrupted demo

@@ -223,7 +223,7 @@
     const box = $("feedback");
     const parts = [fb.correct ? "Correct." : "Not quite."];
     if (fb.truth) parts.push(`This image is ${fb.truth}.`);
-    parts.push(`Reference KL grade: ${fb.reference_kl}.`);
+    parts.push(`${fb.reference_label}: ${fb.reference_kl}.`);
     box.textContent = parts.join(" ") + " Press Enter to continue.";
     box.className = "feedback " + (fb.correct ? "ok" : "miss");
     box.hidden = false;

@@ -29,6 +29,7 @@ def test_practice_gives_feedback_and_phases_do_not(reader_api):
     practice = reader_api.answer(step, kl_grade=0).json()
     assert set(practice["feedback"]) == {
         "reference_kl",
+        "reference_label",
         "correct",
     }  # grading first: no word of sources
     step = practice["next"]

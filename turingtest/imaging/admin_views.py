@@ -34,6 +34,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
 from turingtest.conf import project_settings
+from turingtest.domain.scales import KL
 from turingtest.imaging.selectors import (
     USED_ANY,
     USED_NONE,
@@ -91,9 +92,9 @@ class UploadForm(forms.Form):
     )
     source = forms.ChoiceField(choices=Source.choices)
     grade = forms.TypedChoiceField(
-        label="KL grade",
+        label=KL.short_label,
         choices=[("", "from folder names in the ZIP")]
-        + [(str(g), f"KL {g}") for g in range(5)],
+        + [(str(g), KL.value_text(g)) for g in KL.codes],
         coerce=int,
         empty_value=None,
         required=False,
@@ -360,7 +361,7 @@ def pool(request: HttpRequest) -> HttpResponse:
         "choices": pool_choices(),
         "used_none": USED_NONE,
         "used_any": USED_ANY,
-        "grades": range(5),
+        "grades": KL.codes,
         "counts": pool_counts(filt),
         "montage": pool_montage(filt, per_cell=MONTAGE_PER_CELL),
         "montage_per_cell": MONTAGE_PER_CELL,

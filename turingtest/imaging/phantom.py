@@ -9,14 +9,9 @@ mapped to 8-bit like the CLAHE-enhanced crops of the Chen 2018 dataset.
 A seed is one patient: anatomy, side, positioning and exposure come from the
 seed alone, so the same seed at two grades shows the same knee with more or
 less osteoarthritis. The grade changes only the features that the KL scale
-names:
-
-- KL 1: doubtful narrowing, possible osteophytic lipping;
-- KL 2: definite osteophytes, possible narrowing;
-- KL 3: moderate osteophytes, definite narrowing, some sclerosis, possible
-  deformity of the bone ends;
-- KL 4: large osteophytes, marked narrowing, severe sclerosis, definite
-  deformity.
+names (its labels are in :data:`turingtest.domain.scales.KL`): joint-space
+narrowing, osteophytes, subchondral sclerosis and deformity of the bone ends,
+each growing with the grade as :data:`KL_FEATURES` sets out.
 
 Narrowing affects the medial compartment more than the lateral one, as in
 primary knee osteoarthritis.
@@ -39,7 +34,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-GRADES = (0, 1, 2, 3, 4)
+from turingtest.domain.scales import KL
+
+GRADES = KL.codes
 
 
 @dataclass(frozen=True)
@@ -55,13 +52,21 @@ class KLFeatures:
     cysts: int
 
 
-KL_FEATURES = {
-    0: KLFeatures(1.00, 1.00, 0.000, 0.00, 0.03, 0.0, 0),
-    1: KLFeatures(0.88, 0.97, 0.035, 0.00, 0.03, 0.0, 0),
-    2: KLFeatures(0.70, 0.92, 0.070, 0.00, 0.04, 0.0, 0),
-    3: KLFeatures(0.45, 0.84, 0.110, 0.70, 0.09, 0.35, 1),
-    4: KLFeatures(0.14, 0.70, 0.160, 0.85, 0.13, 1.0, 3),
-}
+# One row per grade of the scale, from none to severe (strict: a scale with
+# another number of grades fails here, at import).
+KL_FEATURES = dict(
+    zip(
+        KL.codes,
+        (
+            KLFeatures(1.00, 1.00, 0.000, 0.00, 0.03, 0.0, 0),
+            KLFeatures(0.88, 0.97, 0.035, 0.00, 0.03, 0.0, 0),
+            KLFeatures(0.70, 0.92, 0.070, 0.00, 0.04, 0.0, 0),
+            KLFeatures(0.45, 0.84, 0.110, 0.70, 0.09, 0.35, 1),
+            KLFeatures(0.14, 0.70, 0.160, 0.85, 0.13, 1.0, 3),
+        ),
+        strict=True,
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -369,7 +374,9 @@ def _trabecular(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def _render(grade: int, seed: int, size: int) -> tuple[np.ndarray, Patient, dict]:
     if grade not in KL_FEATURES:
-        raise ValueError(f"KL grade must be 0-4, got {grade!r}")
+        raise ValueError(
+            f"{KL.short_label} must be {KL.range_text('-')}, got {grade!r}"
+        )
     if size < 8:
         raise ValueError(f"size must be at least 8, got {size!r}")
     pt = _patient(seed)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, fields, replace
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
+from turingtest.domain.scales import KL
 from turingtest.studies.models import (
-    KL_GRADES,
     Case,
     Generator,
     Image,
@@ -26,6 +26,8 @@ from turingtest.studies.models import (
 
 # ``used``: any image, images no study uses, images some study uses, or the
 # slug of one study.
+GRADE_ERROR = f"A {KL.short_label} is a whole number from {KL.range_text()}."
+
 USED_NONE = "none"
 USED_ANY = "any"
 
@@ -73,9 +75,7 @@ class ImageFilter:
         try:
             values["grades"] = tuple(sorted({int(g) for g in values["grades"]}))
         except ValueError:
-            raise ValidationError(
-                {"grade": "A KL grade is a whole number from 0 to 4."}
-            ) from None
+            raise ValidationError({"grade": GRADE_ERROR}) from None
         filt = cls(**values)
         filt.check()
         return filt
@@ -84,8 +84,8 @@ class ImageFilter:
         errors = {}
         if self.source and self.source not in Source.values:
             errors["source"] = f"Source is one of {', '.join(Source.values)}."
-        if any(g not in KL_GRADES for g in self.grades):
-            errors["grade"] = "A KL grade is a whole number from 0 to 4."
+        if any(g not in KL for g in self.grades):
+            errors["grade"] = GRADE_ERROR
         if errors:
             raise ValidationError(errors)
 
@@ -113,7 +113,7 @@ class ImageFilter:
         if self.source:
             parts.append(self.source)
         if self.grades:
-            parts.append("KL " + ", ".join(map(str, self.grades)))
+            parts.append(f"{KL.abbreviation} " + ", ".join(map(str, self.grades)))
         if self.generators:
             parts.append("from generator " + " or ".join(self.generators))
         if self.origins:
@@ -226,7 +226,7 @@ class PoolCounts:
                 self.cells.get((g, Source.REAL), 0)
                 + self.cells.get((g, Source.SYNTHETIC), 0),
             )
-            for g in KL_GRADES
+            for g in KL.codes
         ]
 
     def total(self, source: str | None = None) -> int:
@@ -256,7 +256,7 @@ def pool_montage(filt: ImageFilter, *, per_cell: int = 8) -> list[dict]:
     one row per grade, real beside synthetic."""
     rows = []
     base = image_filter(filt).order_by("id")
-    for grade in KL_GRADES:
+    for grade in KL.codes:
         row = {"grade": grade}
         for source in Source.values:
             row[source] = list(

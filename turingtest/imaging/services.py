@@ -32,6 +32,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from turingtest.conf import project_settings
+from turingtest.domain.scales import KL
 from turingtest.imaging.canonical import CanonicalSpec, canonicalise
 from turingtest.imaging.decode import ImageRejected, Limits, decode, sniff
 from turingtest.studies.models import (
@@ -44,6 +45,7 @@ from turingtest.studies.models import (
 )
 
 POOL_DIR = "pool"
+_RANGE = KL.range_text("–")  # the grades in messages, with an en dash
 ORIGINALS_DIR = "originals"
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "DICOM": ".dcm"}
 # Files next to a dataset that are not images (readmes, manifests) are skipped
@@ -538,13 +540,13 @@ def _grade_from_folder(cand: _Candidate, grade: int | None) -> None:
         return
     folder = cand.folder
     if folder is None:
-        cand.problem = "not in a grade folder (0–4) and no grade given"
-    elif folder.isdigit() and int(folder) <= 4:
+        cand.problem = f"not in a grade folder ({_RANGE}) and no grade given"
+    elif folder.isdigit() and int(folder) in KL:
         cand.kl_grade = int(folder)
     elif folder.isdigit():
-        cand.problem = f"grade folder '{folder}' is not a KL grade (0–4)"
+        cand.problem = f"grade folder '{folder}' is not a {KL.short_label} ({_RANGE})"
     else:
-        cand.problem = f"folder '{folder}' is not a KL grade (0–4)"
+        cand.problem = f"folder '{folder}' is not a {KL.short_label} ({_RANGE})"
 
 
 def _read_manifest(data: bytes, label: str) -> list[dict[str, str]]:
@@ -589,8 +591,8 @@ def _manifest_candidates(
             )
             continue
         raw_grade = row.get("kl_grade", "")
-        if not (raw_grade.isdigit() and int(raw_grade) <= 4):
-            cand.problem = cand.problem or f"kl_grade {raw_grade!r} is not 0–4"
+        if not (raw_grade.isdigit() and int(raw_grade) in KL):
+            cand.problem = cand.problem or f"kl_grade {raw_grade!r} is not {_RANGE}"
         else:
             cand.kl_grade = int(raw_grade)
         if row.get("source"):
@@ -669,8 +671,8 @@ def images_import(
         raise ImportRefused(f"source must be one of {', '.join(Source.values)}")
     if generator is not None and source != Source.SYNTHETIC:
         raise ImportRefused("a generator can only be given for synthetic images")
-    if grade is not None and not 0 <= grade <= 4:
-        raise ImportRefused(f"grade {grade} is not a KL grade (0–4)")
+    if grade is not None and grade not in KL:
+        raise ImportRefused(f"grade {grade} is not a {KL.short_label} ({_RANGE})")
     root = Path(path)
     if not root.exists() and not root.is_symlink():
         raise ImportRefused(f"{root} does not exist")
@@ -858,7 +860,7 @@ def _import_batch(
                     continue
                 saved[item.pending.image.sha256] = image
                 if created:
-                    reason = f"KL {image.kl_grade}, {image.source}"
+                    reason = f"{KL.value_text(image.kl_grade)}, {image.source}"
                     if item.notes:
                         reason += "; " + "; ".join(item.notes)
                     outcomes.append(
@@ -963,7 +965,10 @@ def _duplicate_reason(existing: Image, cand: _Candidate) -> str:
     if existing.origin:
         reason += f" (from {existing.origin.split(' (')[0]})"
     if cand.kl_grade is not None and cand.kl_grade != existing.kl_grade:
-        reason += f"; graded KL {existing.kl_grade} there, KL {cand.kl_grade} here"
+        reason += (
+            f"; graded {KL.value_text(existing.kl_grade)} there, "
+            f"{KL.value_text(cand.kl_grade)} here"
+        )
     return reason
 
 

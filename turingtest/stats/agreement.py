@@ -244,7 +244,7 @@ def cohen_kappa(
         categories.
     categories : sequence, optional
         All possible categories, in order (needed for weighted kappa when
-        some grade was never used, e.g. ``range(5)`` for KL grades). By
+        some grade was never used, e.g. ``KL.codes`` of the domain scales). By
         default the sorted labels seen.
     level : float
         Confidence level.

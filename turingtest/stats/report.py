@@ -23,6 +23,7 @@ import numpy as np
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
+from turingtest.domain.scales import DETECTION, KL
 from turingtest.stats._base import plain
 from turingtest.stats.accuracy import (
     equivalence_test,
@@ -66,7 +67,7 @@ __all__ = [
 REPORT_VERSION = 3
 PHASES = ("grading", "detection", "combined")
 ROLES = ("main", "practice", "attention")
-KL_GRADES = (0, 1, 2, 3, 4)
+KL_GRADES = KL.codes
 EXPERIENCE_BANDS = ((0, 4, "0-4 years"), (5, 9, "5-9 years"), (10, 19, "10-19 years"))
 ROW_KEYS = (
     "study",
@@ -214,7 +215,7 @@ def _split_repeat_columns(
 def _retest(pairs: list[dict[str, Any]], level: float) -> dict[str, Any]:
     """Each reader's test-retest agreement per phase and question.
 
-    The KL grade by quadratic-weighted kappa over grades 0-4, the
+    The KL grade by quadratic-weighted kappa over all its grades, the
     real/synthetic call by Cohen's kappa; readers below
     :data:`RETEST_KAPPA_MIN` are flagged. Machine readers, which answer the
     same image the same way, are left out.
@@ -954,7 +955,9 @@ def _grading(ph: _Phase, *, level: float, n_boot: int, seed: int) -> dict[str, A
     notes = []
     bad = graded & ~np.isin(ph.kl, KL_GRADES)
     if bad.any():
-        notes.append(f"{int(bad.sum())} grades outside 0-4 were ignored.")
+        notes.append(
+            f"{int(bad.sum())} grades outside {KL.range_text('-')} were ignored."
+        )
         graded &= ~bad
     kl = np.where(graded, ph.kl, np.nan)
     if (~has_ref).any():
@@ -1577,7 +1580,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
-QUESTION_LABELS = {"kl_grade": "KL grade", "real_synthetic": "Real/synthetic"}
+QUESTION_LABELS = {"kl_grade": KL.short_label, "real_synthetic": DETECTION.short_label}
 
 
 def _markdown_retest(report: Mapping[str, Any]) -> list[str]:
@@ -1765,7 +1768,7 @@ def _markdown_detection(phase: str, d: Mapping[str, Any], pct: str) -> list[str]
 
 def _markdown_grading(phase: str, g: Mapping[str, Any]) -> list[str]:
     out = [
-        f"## Kellgren-Lawrence grades ({phase} phase)",
+        f"## {KL.system.replace('–', '-')} grades ({phase} phase)",
         "",
         f"{g['n_readers']} readers, {g['n_cases']} images, {g['n_grades']} grades.",
         "",

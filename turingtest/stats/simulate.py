@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from turingtest.domain.scales import DETECTION, KL, detection_codes
+
 __all__ = ["simulate_rows", "evidence_effects", "PROFESSIONS", "EVIDENCE_SD"]
 
 PROFESSIONS = (
@@ -124,7 +126,7 @@ def simulate_rows(
     truth = rng.random(n_total) < synthetic_share
     if n_cases >= 2:
         truth[0], truth[1] = False, True
-    reference = np.arange(n_total) % 5
+    reference = np.asarray(KL.codes)[np.arange(n_total) % KL.count]
     generator = np.where(
         truth, np.where(np.arange(n_total) % 3 == 0, "wgan-b", "wgan-a"), ""
     )
@@ -151,12 +153,16 @@ def simulate_rows(
             + oddness[None, :]
             + rng.normal(size=(n_readers, n_total))
         )
-        confidence = 1 + np.searchsorted(cuts, latent - crit[:, None])
-        answer = np.where(confidence >= 4, "synthetic", "real")
+        confidence = np.asarray(DETECTION.codes)[
+            np.searchsorted(cuts, latent - crit[:, None])
+        ]
+        answer = np.where(
+            np.isin(confidence, detection_codes("synthetic")), "synthetic", "real"
+        )
         grade = np.clip(
             np.rint(reference[None, :] + rng.normal(0, grade_sd, (n_readers, n_total))),
-            0,
-            4,
+            KL.min,
+            KL.max,
         ).astype(int)
         grade[:, role == "attention"] = reference[role == "attention"]
         duration = rng.lognormal(

@@ -19,10 +19,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from turingtest.conf import project_settings
-from turingtest.domain import scoring
+from turingtest.domain import protocols, scoring
+from turingtest.domain.scales import KL
 from turingtest.studies import selectors, services
 from turingtest.studies.models import (
-    DETECTION_SCALE,
     Enrollment,
     Phase,
     ReadingSession,
@@ -30,11 +30,13 @@ from turingtest.studies.models import (
 )
 
 PHASE_INTROS = {
-    Phase.Kind.GRADING: "Grade each knee radiograph on the Kellgren–Lawrence scale from 0 to 4.",
+    Phase.Kind.GRADING: f"Grade each knee radiograph on the {KL.system} "
+    f"scale from {KL.range_text()}.",
     Phase.Kind.DETECTION: "Some of these images are real radiographs and some were made by a computer. "
     "For each image, say whether you think it is real or synthetic, and how sure you are.",
     Phase.Kind.COMBINED: "Some of these images are real radiographs and some were made by a computer. "
-    "For each image, say whether you think it is real or synthetic, and grade it on the KL scale.",
+    "For each image, say whether you think it is real or synthetic, and grade it on the "
+    f"{KL.abbreviation} scale.",
 }
 
 # Every image goes out with exactly these headers (plus its length): no
@@ -151,14 +153,20 @@ def _session_for(enrollment: Enrollment, body: dict) -> ReadingSession:
     return session
 
 
-# The grade scale as the reader sees it: value, label, description.
-KL_CHOICES = [
-    (0, "", "No features of osteoarthritis"),
-    (1, "", "Doubtful narrowing, possible osteophytic lipping"),
-    (2, "", "Definite osteophytes, possible narrowing"),
-    (3, "", "Multiple osteophytes, definite narrowing, some sclerosis"),
-    (4, "", "Large osteophytes, marked narrowing, severe sclerosis, deformity"),
-]
+def _question_payload(question: protocols.Question) -> dict:
+    """A question as the viewer renders it: choices ``(value, label, description)``.
+
+    A compact question shows bare codes in a row, each with its label as a
+    tooltip, and the short forms as a hint line; others a labelled list.
+    """
+    scale = question.scale
+    payload: dict = {"field": question.field, "title": question.title}
+    if question.compact:
+        payload["choices"] = [(lv.code, "", lv.label) for lv in scale.levels]
+        payload["hint"] = scale.hint()
+    else:
+        payload["choices"] = [(lv.code, lv.label, "") for lv in scale.levels]
+    return payload
 
 
 def _questions(phase: Phase) -> list[dict]:
@@ -168,25 +176,12 @@ def _questions(phase: Phase) -> list[dict]:
     names of their own: a grading phase says nothing of any other question,
     not even that it is not asked.
     """
-    questions = []
-    if phase.asks_realism:
-        questions.append(
-            {
-                "field": "confidence",
-                "title": "Real or synthetic?",
-                "choices": [(v, label, "") for v, label in DETECTION_SCALE],
-            }
+    return [
+        _question_payload(q)
+        for q in protocols.phase_questions(
+            phase.kind, grade_in_detection=phase.asks_grade_in_detection
         )
-    if phase.asks_grade:
-        questions.append(
-            {
-                "field": "kl_grade",
-                "title": "Kellgren–Lawrence grade",
-                "choices": KL_CHOICES,
-                "hint": "0 none · 1 doubtful · 2 minimal · 3 moderate · 4 severe",
-            }
-        )
-    return questions
+    ]
 
 
 def _phase_payload(phase: Phase, number: int, count: int, practice: bool) -> dict:
@@ -274,6 +269,7 @@ def _practice_feedback(judgment, definition: selectors.StudyDefinition) -> dict:
     source, grade = definition.practice_truth[judgment.case_id]
     feedback = {
         "reference_kl": grade,
+        "reference_label": f"Reference {KL.short_label}",
         "correct": scoring.is_correct(
             definition.phases[0].kind,
             source,

@@ -35,7 +35,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from turingtest.conf import project_settings
-from turingtest.studies.models import KL_GRADES, GenerationJob, Generator, Image, Source
+from turingtest.domain.scales import KL
+from turingtest.studies.models import GenerationJob, Generator, Image, Source
 
 
 def lease_seconds() -> float:
@@ -64,7 +65,9 @@ def file_sha256(path: str | os.PathLike) -> str:
 def _describe_training_data(data: Mapping) -> str:
     if not data:
         return ""
-    per_grade = ", ".join(f"KL{g}: {n}" for g, n in data.get("per_grade", {}).items())
+    per_grade = ", ".join(
+        f"{KL.abbreviation}{g}: {n}" for g, n in data.get("per_grade", {}).items()
+    )
     return (
         f"{data.get('n_images', '?')} images from {data.get('source', '?')} "
         f"at {data.get('resolution', '?')} px ({per_grade}); "
@@ -155,7 +158,7 @@ def generation_seed(job_id: int, index: int) -> int:
 def job_slots(job: GenerationJob) -> list[tuple[int, int]]:
     """(index, grade) for every image of the job, grades in ascending order."""
     slots, index = [], 0
-    for grade in KL_GRADES:
+    for grade in KL.codes:
         for _ in range(int(job.per_grade.get(str(grade), 0))):
             slots.append((index, grade))
             index += 1
@@ -166,10 +169,12 @@ def per_grade_normalise(per_grade: Mapping) -> dict[str, int]:
     out = {}
     for grade, count in per_grade.items():
         g, n = int(grade), int(count)
-        if g not in KL_GRADES:
-            raise ValidationError(f"KL grade {g} is not 0-4.")
+        if g not in KL:
+            raise ValidationError(
+                f"{KL.short_label} {g} is not {KL.range_text(between='-')}."
+            )
         if n < 0:
-            raise ValidationError(f"Negative count for KL grade {g}.")
+            raise ValidationError(f"Negative count for {KL.short_label} {g}.")
         if n:
             out[str(g)] = n
     if not out:
@@ -371,7 +376,7 @@ def generation_job_execute(*, job_id: int) -> GenerationJob | None:
                         job_index=index,
                         batch=into,
                         origin=f"generator {gen.name} (sha256 {gen.sha256[:12]}), "
-                        f"KL {grade}, seed {seed}; job {job.pk} image {index}",
+                        f"{KL.value_text(grade)}, seed {seed}; job {job.pk} image {index}",
                     )
                     if image.job_id != job.pk or image.job_index != index:
                         # The same pixels are in the pool already (a collapsed

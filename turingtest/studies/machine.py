@@ -30,6 +30,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from turingtest.domain.scales import DETECTION
 from turingtest.studies import services
 from turingtest.studies.models import (
     Case,
@@ -54,7 +55,7 @@ RATING_CUTS = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 def rating_from_probability(p_synthetic: float) -> int:
     """The 6-point rating (1 definitely real ... 6 definitely synthetic) of a probability."""
-    return int(np.searchsorted(RATING_CUTS, p_synthetic, side="right")) + 1
+    return DETECTION.codes[int(np.searchsorted(RATING_CUTS, p_synthetic, side="right"))]
 
 
 def machine_label(model: str) -> str:

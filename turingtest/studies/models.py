@@ -11,6 +11,9 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from turingtest.domain.protocols import PhaseKind
+from turingtest.domain.scales import DETECTION, KL, detection_codes
+
 
 def new_token() -> str:
     """An opaque public identifier: 128 random bits, URL-safe."""
@@ -28,9 +31,6 @@ def new_reader_code() -> str:
 class Source(models.TextChoices):
     REAL = "real", "Real"
     SYNTHETIC = "synthetic", "Synthetic"
-
-
-KL_GRADES = range(0, 5)
 
 
 class Generator(models.Model):
@@ -78,7 +78,8 @@ class GenerationJob(models.Model):
         Generator, on_delete=models.PROTECT, related_name="jobs"
     )
     per_grade = models.JSONField(
-        help_text='Images to make per KL grade, e.g. {"0": 10, "4": 10}.'
+        help_text=f"Images to make per {KL.short_label}, "
+        f'e.g. {{"{KL.min}": 10, "{KL.max}": 10}}.'
     )
     status = models.CharField(max_length=10, choices=Status, default=Status.PENDING)
     done = models.PositiveIntegerField(default=0)
@@ -153,7 +154,7 @@ class Image(models.Model):
     """One image of the pool, shared across studies, in canonical form."""
 
     source = models.CharField(max_length=10, choices=Source)
-    kl_grade = models.PositiveSmallIntegerField("reference KL grade")
+    kl_grade = models.PositiveSmallIntegerField(f"reference {KL.short_label}")
     token = models.CharField(
         max_length=32, unique=True, default=new_token, editable=False
     )
@@ -206,7 +207,7 @@ class Image(models.Model):
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(kl_grade__lte=4), name="image_kl_grade_0_4"
+                condition=Q(kl_grade__lte=KL.max), name="image_kl_grade_0_4"
             ),
             models.CheckConstraint(
                 condition=Q(source="synthetic")
@@ -220,7 +221,7 @@ class Image(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.source} KL{self.kl_grade} {self.sha256[:10]}"
+        return f"{self.source} {KL.abbreviation}{self.kl_grade} {self.sha256[:10]}"
 
 
 class Study(models.Model):
@@ -314,15 +315,19 @@ class Phase(models.Model):
     """One pass over the study's cases; phases run in order of ``index``."""
 
     class Kind(models.TextChoices):
-        GRADING = "grading", "Grading (KL grade only)"
-        DETECTION = "detection", "Detection (real or synthetic)"
-        COMBINED = "combined", "Combined (real or synthetic, and KL grade)"
+        GRADING = PhaseKind.GRADING, f"Grading ({KL.short_label} only)"
+        DETECTION = PhaseKind.DETECTION, "Detection (real or synthetic)"
+        COMBINED = (
+            PhaseKind.COMBINED,
+            f"Combined (real or synthetic, and {KL.short_label})",
+        )
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="phases")
     index = models.PositiveSmallIntegerField()
     kind = models.CharField(max_length=10, choices=Kind)
     asks_grade_in_detection = models.BooleanField(
-        default=False, help_text="In a detection phase, also ask for the KL grade."
+        default=False,
+        help_text=f"In a detection phase, also ask for the {KL.short_label}.",
     )
 
     class Meta:
@@ -548,22 +553,20 @@ class Answer(models.TextChoices):
     SYNTHETIC = "synthetic", "Synthetic"
 
 
-# The 6-point detection scale: one click gives the decision and its confidence.
-# 1-3 say real, 4-6 say synthetic; the number orders "how synthetic" for ROC.
-DETECTION_SCALE = [
-    (1, "Definitely real"),
-    (2, "Probably real"),
-    (3, "Possibly real"),
-    (4, "Possibly synthetic"),
-    (5, "Probably synthetic"),
-    (6, "Definitely synthetic"),
-]
+# The 6-point detection scale (turingtest.domain.scales.DETECTION): one click
+# gives the decision and its confidence.
+DETECTION_SCALE = DETECTION.choices()
+_REAL, _SYNTHETIC = detection_codes("real"), detection_codes("synthetic")
 
 _ANSWER_FIELDS_VALID = (
     (Q(answer__isnull=True) & Q(confidence__isnull=True))
-    | (Q(answer="real") & Q(confidence__gte=1) & Q(confidence__lte=3))
-    | (Q(answer="synthetic") & Q(confidence__gte=4) & Q(confidence__lte=6))
-) & (Q(kl_grade__isnull=True) | Q(kl_grade__lte=4))
+    | (Q(answer="real") & Q(confidence__gte=_REAL[0]) & Q(confidence__lte=_REAL[-1]))
+    | (
+        Q(answer="synthetic")
+        & Q(confidence__gte=_SYNTHETIC[0])
+        & Q(confidence__lte=_SYNTHETIC[-1])
+    )
+) & (Q(kl_grade__isnull=True) | Q(kl_grade__lte=KL.max))
 
 
 class Judgment(models.Model):

@@ -4,6 +4,8 @@ It names every question of every phase, so readers never get it: a reader in
 a grading phase must not learn what a later phase asks.
 """
 
+from turingtest.domain.scales import DETECTION, KL
+
 _error = {
     "description": "A clear message, nothing stored",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -159,15 +161,17 @@ OPENAPI = {
                     "position": {"type": "integer", "minimum": 0},
                     "confidence": {
                         "type": ["integer", "null"],
-                        "minimum": 1,
-                        "maximum": 6,
-                        "description": "1 definitely real, 2 probably real, 3 possibly real, "
-                        "4 possibly synthetic, 5 probably synthetic, 6 definitely synthetic",
+                        "minimum": DETECTION.min,
+                        "maximum": DETECTION.max,
+                        "description": ", ".join(
+                            f"{code} {label.lower()}"
+                            for code, label in DETECTION.choices()
+                        ),
                     },
                     "kl_grade": {
                         "type": ["integer", "null"],
-                        "minimum": 0,
-                        "maximum": 4,
+                        "minimum": KL.min,
+                        "maximum": KL.max,
                     },
                     "interaction": {
                         "type": ["object", "null"],

@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from turingtest.conf import project_settings
+from turingtest.domain.scales import DETECTION, KL, detection_answer
 from turingtest.domain.wording import REVEALING_WORDS
 from turingtest.imaging.selectors import ImageFilter, image_filter
 from turingtest.studies import selectors
@@ -323,7 +324,7 @@ def cases_build(
     study: Study,
     per_grade: int,
     seed: int,
-    grades: Sequence[int] = (0, 1, 2, 3, 4),
+    grades: Sequence[int] = KL.codes,
     practice: int | None = None,
     attention: int = 0,
     real: ImageFilter | None = None,
@@ -396,7 +397,7 @@ def cases_build(
             others = [] if ids is None else [i for i in cell if i.pk not in ids]
             usable = [i for i in pool if i.pk not in left_out]
             extra = [i for i in others if i.pk not in left_out]
-            label = f"KL{grade} {source}"
+            label = f"{KL.abbreviation}{grade} {source}"
             if ids is not None:
                 label += f" ({choice[source].describe()})"
             take = usable[:per_grade]
@@ -977,6 +978,18 @@ class AnswerInvalid(ValidationError):
     """An answer the phase cannot take: the reader gets the message, nothing is stored."""
 
 
+def _in_words(n: int) -> str:
+    words = "zero one two three four five six seven eight nine ten eleven twelve"
+    return words.split()[n] if n <= 12 else str(n)
+
+
+_CHOOSE_RATING = (
+    f"Choose one of the {_in_words(DETECTION.count)} ratings ({DETECTION.min} "
+    f"{DETECTION.label(DETECTION.min).lower()} … {DETECTION.max} "
+    f"{DETECTION.label(DETECTION.max).lower()})."
+)
+
+
 def _answer_fields(
     session: ReadingSession, confidence, kl_grade
 ) -> tuple[str | None, int | None, int | None]:
@@ -989,32 +1002,26 @@ def _answer_fields(
     answer = None
     if phase.asks_realism:
         if confidence is None:
+            errors["confidence"] = _CHOOSE_RATING
+        elif not isinstance(confidence, int) or confidence not in DETECTION:
             errors["confidence"] = (
-                "Choose one of the six ratings (1 definitely real … 6 definitely synthetic)."
+                f"The rating must be a whole number from {DETECTION.range_text()}."
             )
-        elif (
-            not isinstance(confidence, int)
-            or isinstance(confidence, bool)
-            or not 1 <= confidence <= 6
-        ):
-            errors["confidence"] = "The rating must be a whole number from 1 to 6."
         else:
-            answer = "real" if confidence <= 3 else "synthetic"
+            answer = detection_answer(confidence)
     elif confidence is not None:
         # Worded as for any field a phase does not take: a grading phase's
         # messages must not name a question it does not ask.
         errors["confidence"] = "This phase does not ask for 'confidence'."
     if phase.asks_grade:
         if kl_grade is None:
-            errors["kl_grade"] = "Choose a KL grade from 0 to 4."
-        elif (
-            not isinstance(kl_grade, int)
-            or isinstance(kl_grade, bool)
-            or not 0 <= kl_grade <= 4
-        ):
-            errors["kl_grade"] = "The KL grade must be a whole number from 0 to 4."
+            errors["kl_grade"] = f"Choose a {KL.short_label} from {KL.range_text()}."
+        elif not isinstance(kl_grade, int) or kl_grade not in KL:
+            errors["kl_grade"] = (
+                f"The {KL.short_label} must be a whole number from {KL.range_text()}."
+            )
     elif kl_grade is not None:
-        errors["kl_grade"] = "This phase does not ask for a KL grade."
+        errors["kl_grade"] = f"This phase does not ask for a {KL.short_label}."
     if errors:
         raise AnswerInvalid(errors)
     return answer, confidence, kl_grade

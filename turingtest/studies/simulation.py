@@ -23,6 +23,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from scipy.stats import norm
 
+from turingtest.domain.scales import DETECTION, KL
 from turingtest.stats.simulate import evidence_effects
 from turingtest.studies import selectors, services
 from turingtest.studies.machine import machine_evidence
@@ -35,8 +36,10 @@ PROFESSIONS = [
     Reader.Profession.ORTHOPAEDIC_SURGEON,
     Reader.Profession.ORTHOPAEDIC_RESIDENT,
 ]
-# Cut points on the latent scale for ratings 1..6 (1 = definitely real).
+# Cut points on the latent scale between the detection ratings, from
+# "definitely real" up (one fewer than the ratings).
 CUTS = np.array([-1.4, -0.6, 0.0, 0.6, 1.4])
+assert len(CUTS) == DETECTION.count - 1
 
 
 @dataclass(frozen=True)
@@ -135,11 +138,13 @@ def readers_simulate(
                     latent = (
                         sign * dprime / 2 + looks[case.id] - criterion + rng.normal()
                     )
-                    confidence = int(np.searchsorted(CUTS, latent)) + 1
+                    confidence = DETECTION.codes[int(np.searchsorted(CUTS, latent))]
                 if asks.asks_grade:
                     sd = 0.6 if image.source == "real" else 0.9
                     kl_grade = int(
-                        np.clip(round(image.kl_grade + rng.normal(0, sd)), 0, 4)
+                        np.clip(
+                            round(image.kl_grade + rng.normal(0, sd)), KL.min, KL.max
+                        )
                     )
                 clock += timedelta(seconds=float(rng.uniform(1, 4)))
                 services.reading_session_serve(

@@ -1,6 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from turingtest.domain.protocols import REFERENCE
 from turingtest.studies.models import Study
 from turingtest.studies.services import study_create
 
@@ -21,7 +22,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--phases",
-            default="grading,detection",
+            default=",".join(p.kind for p in REFERENCE.phases),
             help="Phases in order: grading,detection (default), detection, combined, grading, grading,combined.",
         )
         parser.add_argument(

@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from turingtest.domain.scales import KL
 from turingtest.imaging.services import (
     ImportRefused,
     images_import,
@@ -28,7 +29,10 @@ class Command(BaseCommand):
         parser.add_argument("--generator", help="Generator name (synthetic only).")
         parser.add_argument("--split", help="Which split of a {split}/{grade}/* set.")
         parser.add_argument(
-            "--grade", type=int, choices=range(5), help="KL grade of every file."
+            "--grade",
+            type=int,
+            choices=KL.codes,
+            help=f"{KL.short_label} of every file.",
         )
         parser.add_argument(
             "--batch",

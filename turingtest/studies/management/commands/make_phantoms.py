@@ -5,12 +5,14 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from turingtest.domain.scales import KL
 from turingtest.imaging.phantom import GRADES, phantom_dataset
 
 
 class Command(BaseCommand):
     help = (
-        "Write synthetic knee radiographs (procedural phantoms) for KL grades 0-4 "
+        "Write synthetic knee radiographs (procedural phantoms) for KL grades "
+        f"{KL.range_text('-')} "
         "into OUT/{grade}/phantom-{grade}-{i:05d}.png."
     )
 
@@ -37,6 +39,7 @@ class Command(BaseCommand):
                 out, per_grade=per_grade, size=size, seed=seed, progress=bar.update
             )
         self.stdout.write(
-            f"Wrote {len(paths)} phantoms ({per_grade} per KL grade 0-4, "
+            f"Wrote {len(paths)} phantoms ({per_grade} per {KL.short_label} "
+            f"{KL.range_text('-')}, "
             f"{size}x{size}, seed {seed}) to {out}"
         )

@@ -1,0 +1,102 @@
+"""Protocols: the phases of a study, each an ordered list of questions on scales.
+
+The reference study's protocol (Prezja et al. 2022) is :data:`REFERENCE`:
+a grading phase that asks only the Kellgren–Lawrence grade, then a detection
+phase that asks real or synthetic on the 6-point confidence scale. What
+``create_study --phases grading,detection`` makes is this preset.
+
+Pure Python, no Django.
+
+References
+----------
+Prezja F, Paloneva J, Pölönen I, Niinimäki E, Äyrämö S. DeepFake knee
+osteoarthritis X-rays from generative adversarial neural networks deceive
+medical experts and offer augmentation potential to automatic classification.
+Sci Rep 2022;12:18573. doi:10.1038/s41598-022-23081-4
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from turingtest.domain.scales import DETECTION, KL, Scale
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question of a phase.
+
+    ``field`` names the answer field it fills; ``prompt`` is what the reader
+    reads (the scale's title where empty). ``compact``: the buttons show the
+    codes alone, with the labels as tooltips and the short forms as a hint
+    line (the KL grades), rather than a labelled list (the detection scale).
+    """
+
+    field: str
+    scale: Scale
+    prompt: str = ""
+    required: bool = True
+    compact: bool = False
+
+    @property
+    def title(self) -> str:
+        return self.prompt or self.scale.title
+
+
+GRADE = Question("kl_grade", KL, compact=True)
+REALNESS = Question("confidence", DETECTION)
+
+
+class PhaseKind:
+    GRADING = "grading"
+    DETECTION = "detection"
+    COMBINED = "combined"
+
+
+@dataclass(frozen=True)
+class PhasePreset:
+    kind: str
+    questions: tuple[Question, ...]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    phases: tuple[PhasePreset, ...]
+
+
+def phase_questions(
+    kind: str, *, grade_in_detection: bool = False
+) -> tuple[Question, ...]:
+    """The questions a phase of ``kind`` asks, in the order the reader sees them.
+
+    Grading asks the grade only; detection asks real or synthetic, and the
+    grade too where ``grade_in_detection``; combined asks both.
+    """
+    if kind == PhaseKind.GRADING:
+        return (GRADE,)
+    if kind == PhaseKind.DETECTION:
+        return (REALNESS, GRADE) if grade_in_detection else (REALNESS,)
+    if kind == PhaseKind.COMBINED:
+        return (REALNESS, GRADE)
+    raise ValueError(f"No phase kind {kind!r}.")
+
+
+REFERENCE = Protocol(
+    "reference",
+    (
+        PhasePreset(PhaseKind.GRADING, phase_questions(PhaseKind.GRADING)),
+        PhasePreset(PhaseKind.DETECTION, phase_questions(PhaseKind.DETECTION)),
+    ),
+)
+
+PROTOCOLS: dict[str, Protocol] = {REFERENCE.name: REFERENCE}
+
+
+def protocol_named(name: str) -> Protocol:
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise LookupError(
+            f"No protocol is named {name!r} (known: {', '.join(sorted(PROTOCOLS))})."
+        ) from None
