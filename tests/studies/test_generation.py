@@ -498,3 +498,14 @@ def test_a_bad_request_in_the_admin_queues_nothing(staff_client, tiny, monkeypat
     )
     assert response.status_code in (200, 302)
     assert not GenerationJob.objects.exists() and not queued
+
+
+def test_a_job_stores_its_images_at_the_size_it_was_given(tiny, media, monkeypatch):
+    monkeypatch.setattr(generation, "_queue", lambda pk: None)
+    job = generation.generation_job_create(
+        generator=tiny, per_grade={2: 2}, image_size=96
+    )
+    job = generation.generation_job_execute(job_id=job.pk)
+    assert job.status == "done"
+    sizes = set(Image.objects.filter(job=job).values_list("width", "height"))
+    assert sizes == {(96, 96)}

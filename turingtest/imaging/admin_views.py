@@ -46,6 +46,7 @@ from turingtest.imaging.selectors import (
     pool_page_images,
 )
 from turingtest.imaging.services import (
+    MIN_IMAGE_SIZE,
     ImportRefused,
     ImportResult,
     archive_check,
@@ -119,6 +120,13 @@ class UploadForm(forms.Form):
         required=False,
         max_length=500,
         help_text="Comma-separated tags for every uploaded image.",
+    )
+    size = forms.IntegerField(
+        label="Image size (px)",
+        required=False,
+        min_value=MIN_IMAGE_SIZE,
+        help_text="Side length the images are stored at (default "
+        "TURINGTEST_IMAGE_SIZE). A study draws the pool's images of its own size.",
     )
 
     def clean_tags(self):
@@ -322,6 +330,7 @@ def _import_all(
         "grade": data["grade"],
         "origin_prefix": origin_prefix,
         "all_or_nothing": True,
+        "size": data.get("size"),
     }
     try:
         for archive in archives:

@@ -13,6 +13,7 @@ same content at the same moment are settled by the unique ``sha256``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import os
@@ -45,6 +46,7 @@ from turingtest.studies.models import (
 )
 
 POOL_DIR = "pool"
+MIN_IMAGE_SIZE = 8  # px: the smallest canonical side a study or import may ask for
 _RANGE = KL.range_text("–")  # the grades in messages, with an en dash
 ORIGINALS_DIR = "originals"
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "DICOM": ".dcm"}
@@ -337,6 +339,18 @@ def _pending_save(pending: _Pending) -> tuple[Image, bool]:
         raise
 
 
+def canonical_spec(size: int | None = None) -> CanonicalSpec:
+    """The configured canonical form, at ``size`` px where given."""
+    spec = CanonicalSpec.from_settings()
+    if size is None:
+        return spec
+    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_IMAGE_SIZE:
+        raise ImportRefused(
+            f"the image size must be a whole number of at least {MIN_IMAGE_SIZE} px"
+        )
+    return dataclasses.replace(spec, size=size)
+
+
 @transaction.atomic
 def image_create(
     *,
@@ -351,15 +365,17 @@ def image_create(
     original_bytes: bytes | None = None,
     original_name: str = "",
     batch: ImportBatch | None = None,
+    size: int | None = None,
 ) -> Image:
-    """Put one image into the pool in canonical form.
+    """Put one image into the pool in canonical form (``size`` px square;
+    the configured size by default).
 
     ``pixels``: a 2-D uint8 (or uint16) array, or a PIL image. Returns the
     existing image when the same canonical content, or the same
     ``(job, job_index)``, is already in the pool, so a retried generation
     task does not duplicate.
     """
-    canon = canonicalise(pixels, CanonicalSpec.from_settings())
+    canon = canonicalise(pixels, canonical_spec(size))
     step = _image_prepare(
         stored=canon.png,
         sha256=canon.sha256,
@@ -645,6 +661,7 @@ def images_import(
     progress: Callable[[int, int], None] | None = None,
     batch: ImportBatch | None = None,
     tags: list[str] | tuple[str, ...] = (),
+    size: int | None = None,
 ) -> ImportResult:
     """Import a file, a ``{grade}/*`` folder, a ``{split}/{grade}/*`` dataset,
     a ZIP of either, or a CSV manifest (``path, kl_grade[, source, patient,
@@ -678,7 +695,7 @@ def images_import(
         raise ImportRefused(f"{root} does not exist")
     limits = ImportLimits.from_settings()
     canonical = _canonical_by_default() if canonical is None else canonical
-    spec = CanonicalSpec.from_settings()
+    spec = canonical_spec(size)
     pixel_limits = Limits.from_settings()
 
     result = ImportResult()

@@ -78,6 +78,7 @@ class StudyAdmin(admin.ModelAdmin):
                 "practice_count",
                 "repeat_cases",
                 "repeat_min_gap",
+                "image_size",
                 "instructions",
                 "consent_text",
             ]
@@ -337,7 +338,7 @@ class GeneratorAdmin(admin.ModelAdmin):
 class GenerationJobForm(forms.ModelForm):
     class Meta:
         model = GenerationJob
-        fields = ["generator", "per_grade"]
+        fields = ["generator", "per_grade", "image_size"]
 
     def clean_per_grade(self):
         from turingtest.studies.generation import per_grade_normalise
@@ -377,17 +378,23 @@ class GenerationJobAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["generator", "per_grade"]
-        return ["generator", "per_grade", *self.readonly_fields]
+            return ["generator", "per_grade", "image_size"]
+        return ["generator", "per_grade", "image_size", *self.readonly_fields]
 
     def get_readonly_fields(self, request, obj=None):
         # A job, once queued, is the worker's: staff watch it, never edit it.
-        return [] if obj is None else ["generator", "per_grade", *self.readonly_fields]
+        if obj is None:
+            return []
+        return ["generator", "per_grade", "image_size", *self.readonly_fields]
 
     def save_model(self, request, obj, form, change):
         if change:
             return
         from turingtest.studies.generation import generation_job_create
 
-        job = generation_job_create(generator=obj.generator, per_grade=obj.per_grade)
+        job = generation_job_create(
+            generator=obj.generator,
+            per_grade=obj.per_grade,
+            image_size=obj.image_size,
+        )
         obj.pk, obj.total, obj._state.adding = job.pk, job.total, False

@@ -190,9 +190,13 @@ def _queue(job_id: int) -> None:
 
 @transaction.atomic
 def generation_job_create(
-    *, generator: Generator, per_grade: Mapping[int | str, int]
+    *,
+    generator: Generator,
+    per_grade: Mapping[int | str, int],
+    image_size: int | None = None,
 ) -> GenerationJob:
-    """A job for ``per_grade`` images, queued on the "gpu" queue once committed."""
+    """A job for ``per_grade`` images, queued on the "gpu" queue once committed;
+    stored at ``image_size`` px (the configured size by default)."""
     per_grade = per_grade_normalise(per_grade)
     job = GenerationJob(
         generator=generator,
@@ -200,6 +204,8 @@ def generation_job_create(
         total=sum(per_grade.values()),
         heartbeat_at=timezone.now(),
     )
+    if image_size is not None:
+        job.image_size = image_size
     job.full_clean()
     job.save()
     transaction.on_commit(lambda: _queue(job.pk))
@@ -368,6 +374,7 @@ def generation_job_execute(*, job_id: int) -> GenerationJob | None:
                     seed = seeds[index]
                     image = image_create(
                         pixels=array,
+                        size=job.image_size,
                         source=Source.SYNTHETIC,
                         kl_grade=grade,
                         generator=gen,

@@ -24,6 +24,13 @@ def new_seed() -> int:
     return secrets.randbits(31)
 
 
+def default_image_size() -> int:
+    """The canonical side length new studies and imports use (TURINGTEST_IMAGE_SIZE)."""
+    from turingtest.conf import project_settings
+
+    return project_settings().image_size
+
+
 def new_reader_code() -> str:
     return "R" + secrets.token_hex(4).upper()
 
@@ -82,6 +89,11 @@ class GenerationJob(models.Model):
         f'e.g. {{"{KL.min}": 10, "{KL.max}": 10}}.'
     )
     status = models.CharField(max_length=10, choices=Status, default=Status.PENDING)
+    image_size = models.PositiveIntegerField(
+        default=default_image_size,
+        validators=[MinValueValidator(8)],
+        help_text="Side length the generated images are stored at, px.",
+    )
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
@@ -273,6 +285,15 @@ class Study(models.Model):
         validators=[MinValueValidator(1)],
         help_text="How many positions after its first showing a case is shown again, "
         "at least. The repeats plus this gap may not exceed the main cases.",
+    )
+    # Every case is a square image of this side: the pool's images of other
+    # sizes are not drawn, so one pool can serve knee studies at 224 px and
+    # chest or mammography studies at 1024 or 2048 px.
+    image_size = models.PositiveIntegerField(
+        default=default_image_size,
+        validators=[MinValueValidator(8)],
+        help_text="Side length of the study's images, px: its cases are drawn from "
+        "the pool's images of this size (import them with import_images --size).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     opened_at = models.DateTimeField(null=True, blank=True)

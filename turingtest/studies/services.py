@@ -71,6 +71,7 @@ def study_create(
     asks_grade_in_detection: bool = False,
     repeat_cases: int = 0,
     repeat_min_gap: int = 10,
+    image_size: int | None = None,
 ) -> Study:
     phases = tuple(phases)
     if phases not in PROTOCOLS:
@@ -98,6 +99,8 @@ def study_create(
     )
     if seed is not None:
         study.seed = seed
+    if image_size is not None:
+        study.image_size = image_size
     study.full_clean()
     study.save()
     for index, kind in enumerate(phases):
@@ -198,6 +201,19 @@ def study_open(
         .order_by("sha256")  # the order cases_build locks in: no deadlock
         .values_list("id", flat=True)
     )
+    size = study.image_size
+    off_size = sorted(
+        study.cases.exclude(image__width=size, image__height=size).values_list(
+            "number", flat=True
+        )
+    )
+    if off_size:
+        raise ValidationError(
+            f"Case{'s' if len(off_size) > 1 else ''} {', '.join(map(str, off_size))} "
+            f"{'are' if len(off_size) > 1 else 'is'} not {size}×{size} px, the "
+            "study's image size: a reader would tell the sources apart by size. Run "
+            "build_cases again."
+        )
     reserved, main_elsewhere = _pool_parts(study)
     clashes = sorted(
         c.number
@@ -366,8 +382,11 @@ def cases_build(
     rng = random.Random(seed)
     # The image rows are locked, so two studies built or opened at once
     # cannot put one image on both sides.
+    size = study.image_size
     images = list(
-        Image.objects.select_for_update().filter(kl_grade__in=grades).order_by("sha256")
+        Image.objects.select_for_update()
+        .filter(kl_grade__in=grades, width=size, height=size)
+        .order_by("sha256")
     )
     chosen_ids = {
         source: set(image_filter(filt).values_list("id", flat=True)) if filt else None
@@ -457,6 +476,17 @@ def cases_build(
                 "Choose more import batches, tags or generators, or fill the short "
                 "cells from the rest of the pool (--fill-from-pool), which says how "
                 "many came from where."
+            )
+        other_sizes = (
+            Image.objects.filter(kl_grade__in=grades)
+            .exclude(width=size, height=size)
+            .count()
+        )
+        if other_sizes:
+            advice.append(
+                f"The study's images are {size}×{size} px; {other_sizes} images of "
+                "other sizes in the pool were not considered (import images at this "
+                "size with import_images --size, or set the study's image size)."
             )
         raise ValidationError(
             "The image pool has too few images for this design: "

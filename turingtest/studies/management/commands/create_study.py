@@ -61,6 +61,14 @@ class Command(BaseCommand):
             default=10,
             help="Positions between a case's two showings, at least (default 10).",
         )
+        parser.add_argument(
+            "--image-size",
+            type=int,
+            default=None,
+            help="Side length of the study's images, px (default "
+            "TURINGTEST_IMAGE_SIZE): its cases are drawn from the pool's images of "
+            "this size.",
+        )
         parser.add_argument("--seed", type=int, default=None)
 
     def handle(self, *args, **opts):
@@ -82,10 +90,14 @@ class Command(BaseCommand):
                 asks_grade_in_detection=opts["grade_in_detection"],
                 repeat_cases=opts["repeats"],
                 repeat_min_gap=opts["repeat_gap"],
+                image_size=opts["image_size"],
             )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
         phases = " → ".join(
             study.phases.order_by("index").values_list("kind", flat=True)
         )
-        self.stdout.write(f"Created study {study.slug!r} ({phases}), status draft.")
+        self.stdout.write(
+            f"Created study {study.slug!r} ({phases}, {study.image_size} px images), "
+            "status draft."
+        )

@@ -3,20 +3,29 @@ import time
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from turingtest.domain.scales import KL
 from turingtest.studies.generation import generation_job_create
 from turingtest.studies.models import GenerationJob, Generator
 
 
 class Command(BaseCommand):
     help = (
-        "Queue a generation job on the 'gpu' queue: N synthetic images per KL grade "
-        "into the pool. A worker must consume it: celery -A turingtest worker -Q gpu"
+        f"Queue a generation job on the 'gpu' queue: N synthetic images per "
+        f"{KL.short_label} into the pool. A worker must consume it: "
+        "celery -A turingtest worker -Q gpu"
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--generator", required=True, help="registered name")
         parser.add_argument("--per-grade", type=int, required=True)
-        parser.add_argument("--grades", default="0,1,2,3,4")
+        parser.add_argument("--grades", default=",".join(map(str, KL.codes)))
+        parser.add_argument(
+            "--size",
+            type=int,
+            default=None,
+            help="side length the images are stored at, px "
+            "(default TURINGTEST_IMAGE_SIZE); a study draws images of its own size",
+        )
         parser.add_argument(
             "--wait", action="store_true", help="follow progress to the end"
         )
@@ -33,11 +42,16 @@ class Command(BaseCommand):
         try:
             grades = [int(g) for g in opts["grades"].split(",") if g.strip()]
             job = generation_job_create(
-                generator=gen, per_grade={g: opts["per_grade"] for g in grades}
+                generator=gen,
+                per_grade={g: opts["per_grade"] for g in grades},
+                image_size=opts["size"],
             )
         except (ValidationError, ValueError) as exc:
             raise CommandError(" ".join(getattr(exc, "messages", [str(exc)]))) from exc
-        self.stdout.write(f"job {job.pk}: {job.total} images from {gen.name}, queued")
+        self.stdout.write(
+            f"job {job.pk}: {job.total} images of {job.image_size} px from "
+            f"{gen.name}, queued"
+        )
         if not opts["wait"]:
             return
         started, last = time.monotonic(), None

@@ -46,6 +46,14 @@ class Command(BaseCommand):
             help="Tag every image of the import (repeatable, or comma-separated).",
         )
         parser.add_argument(
+            "--size",
+            type=int,
+            default=None,
+            help="Side length of the stored square images, px (default "
+            "TURINGTEST_IMAGE_SIZE). A study draws the pool's images of its own "
+            "size: import chest or mammography images at, say, 1024.",
+        )
+        parser.add_argument(
             "--no-progress", action="store_true", help="No progress bar."
         )
 
@@ -97,6 +105,7 @@ class Command(BaseCommand):
                 progress=None if opts["no_progress"] else progress,
                 batch=batch,
                 tags=tags,
+                size=opts["size"],
             )
         except ImportRefused as exc:
             raise CommandError(str(exc)) from None
