@@ -312,13 +312,14 @@ def reading_run(
     *,
     think: tuple[float, float],
     arrive_over: float,
+    run: Run | None = None,
 ) -> tuple[Run, float]:
     """Every reader of ``info`` reads until done or ``limit`` seconds have passed.
 
     Readers arrive evenly over ``arrive_over`` seconds and pause ``think``
     seconds (uniform) on each case before answering.
     """
-    run = Run()
+    run = run or Run()
     rng = random.Random(seed)
     readers = info["readers"]
     deadline = time.monotonic() + limit
@@ -766,18 +767,24 @@ def main() -> None:
             # neither the password hashing nor the ramp is in the figure.
             arrive = min(10.0, args.saturation_seconds / 6)
             window = {}
+            run = Run()
 
             def sample() -> None:
-                time.sleep(arrive + 5)
+                stop = time.monotonic() + args.saturation_seconds - 2
+                while (
+                    len(run.latencies["sign-in"]) < args.fast_readers
+                    and time.monotonic() < stop - 5
+                ):
+                    time.sleep(0.1)
                 window["start"], window["before"] = time.monotonic(), server_cpu(stack)
-                time.sleep(max(1.0, args.saturation_seconds - arrive - 8))
+                time.sleep(max(1.0, stop - time.monotonic()))
                 window["end"], window["after"] = time.monotonic(), server_cpu(stack)
 
             sampler = threading.Thread(target=sample)
             sampler.start()
             run, seconds = reading_run(
                 stack, studies["fast"], args.saturation_seconds, args.seed + 1,
-                think=(0.0, 0.3), arrive_over=arrive,
+                think=(0.0, 0.3), arrive_over=arrive, run=run,
             )  # fmt: skip
             sampler.join()
             fast = report_run(stack, studies["fast"], run, seconds)
