@@ -29,7 +29,7 @@ from PIL import Image
 from turingtest.domain.scales import KL
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
-GRADES = KL.codes
+GRADES = tuple(int(c) for c in KL.codes)  # KL is ordinal: whole numbers
 
 
 @dataclass(frozen=True)

@@ -578,12 +578,13 @@ def evaluate(options: EvalOptions) -> dict:
 
     # Real test images split in two: the reference, and the floor's stand-in
     # for synthetic images, stratified by grade.
-    half_a, half_b = [], []
+    taken_a: list[int] = []
+    taken_b: list[int] = []
     for g in KL.codes:
         idx = rng.permutation(np.flatnonzero(real.labels == g))
-        half_a += idx[: (len(idx) + 1) // 2].tolist()
-        half_b += idx[(len(idx) + 1) // 2 :].tolist()
-    half_a, half_b = np.array(sorted(half_a)), np.array(sorted(half_b))
+        taken_a += idx[: (len(idx) + 1) // 2].tolist()
+        taken_b += idx[(len(idx) + 1) // 2 :].tolist()
+    half_a, half_b = np.array(sorted(taken_a)), np.array(sorted(taken_b))
 
     if train is not None:
         clf_x, clf_y = train.images, train.labels
@@ -854,8 +855,9 @@ def plots(report, real, synthetic, f_real, f_syn, p_real, p_syn, out: Path) -> N
         nn_ = mem["nearest"]
         fig, ax = plt.subplots(figsize=(6, 4))
         bins = np.linspace(min(min(nn_["corr_syn"]), min(nn_["corr_real"])), 1.0, 50)
-        ax.hist(nn_["corr_real"], bins, alpha=0.6, density=True, label="real test")
-        ax.hist(nn_["corr_syn"], bins, alpha=0.6, density=True, label="synthetic")
+        # matplotlib's stub types bins as a Sequence; it takes any array.
+        ax.hist(nn_["corr_real"], bins, alpha=0.6, density=True, label="real test")  # type: ignore[arg-type]
+        ax.hist(nn_["corr_syn"], bins, alpha=0.6, density=True, label="synthetic")  # type: ignore[arg-type]
         ax.axvline(
             mem["correlation_threshold"],
             color="k",

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
@@ -287,7 +288,7 @@ class Generator(nn.Module):
     def forward(self, z, y=None):
         # z: (B, z_dim); y: (B,) long, only when conditional
         cond = y if self.embed is not None else None
-        if cond is not None:
+        if self.embed is not None and cond is not None:
             z = torch.cat([z, self.embed(cond)], dim=1)  # (B, 2 z_dim)
         x = self.fc(z).view(z.shape[0], -1, self.base, self.base)  # (B, C0, b, b)
         x = F.relu(self.norm0(x, cond) if cond is not None else self.norm0(x))
@@ -449,7 +450,7 @@ class LiteGenerator(nn.Module):
     def forward(self, z, y=None):
         # z: (B, z_dim); y: (B,) long, only when conditional
         cond = y if self.embed is not None else None
-        if cond is not None:
+        if self.embed is not None and cond is not None:
             z = torch.cat([z, self.embed(cond)], dim=1)  # (B, 2 z_dim)
         x = self.fc(z).view(z.shape[0], -1, self.base, self.base)  # (B, 2 C0, b, b)
         x = F.glu(self.norm0(x, cond) if cond is not None else self.norm0(x), dim=1)
@@ -526,7 +527,7 @@ class LiteCritic(nn.Module):
             if cfg.conditional
             else None
         )
-        self.decoder = None
+        self.decoder: nn.Module | None = None
         if cfg.recon > 0:
             c_mid = channels_at(cfg, 2 * base)
             self.decoder = nn.Sequential(  # (B, C, 2b, 2b) -> (B, 1, 8b, 8b)
@@ -548,6 +549,7 @@ class LiteCritic(nn.Module):
         if self.embed is not None:
             out = out + (self.embed(y) * phi).sum(dim=1)
         if decode:
+            assert self.decoder is not None, "decoding needs cfg.recon > 0"
             return out, self.decoder(mid[:decode])
         return out
 
@@ -591,13 +593,13 @@ class KneeGAN(nn.Module):
         self.g_ema.eval()  # sampling never depends on the rest of the batch
         return self
 
-    def pairs(self) -> list[tuple[int | None, Generator, Critic]]:
+    def pairs(self) -> list[tuple[int | None, nn.Module, nn.Module]]:
         """(grade the pair is for, or None for all grades; G; D)."""
         if self.cfg.conditional:
             return [(None, self.G[0], self.D[0])]
         return [(g, self.G[g], self.D[g]) for g in range(self.cfg.n_classes)]
 
-    def sampler(self, grade: int) -> Generator:
+    def sampler(self, grade: int) -> nn.Module:
         return self.g_ema[0 if self.cfg.conditional else grade]
 
     @torch.no_grad()
@@ -614,7 +616,8 @@ class KneeGAN(nn.Module):
             ramp = (1 + step) / (self.cfg.ema_rampup + step)
             decay = min(decay, ramp)
         for g, e in zip(self.G, self.g_ema, strict=True):
-            ps, pe = list(g.parameters()), list(e.parameters())
+            ps: list[torch.Tensor] = list(g.parameters())
+            pe: list[torch.Tensor] = list(e.parameters())
             if decay > 0:
                 torch._foreach_lerp_(pe, ps, 1.0 - decay)
             else:
@@ -716,7 +719,7 @@ def _cutout(x, ratio: float = 0.5):
 
 
 # "saturation" of the original policy has no meaning for one channel.
-_AUGMENTS = {
+_AUGMENTS: dict[str, list[Callable[[torch.Tensor], torch.Tensor]]] = {
     "color": [_brightness, _contrast],
     "translation": [_translation],
     "cutout": [_cutout],

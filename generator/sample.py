@@ -35,6 +35,7 @@ import types
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -201,7 +202,7 @@ def resolve_entry_point(spec: str):
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ValueError(f"{spec!r}: cannot import {module_name}: {exc}") from exc
-    function = module
+    function: Any = module
     for part in attr.split("."):
         function = getattr(function, part, None)
         if function is None:

@@ -343,8 +343,10 @@ def train(options: TrainOptions) -> Path:
         if world == 1 and "rng" in ckpt:
             set_rng_state(ckpt["rng"], batches)
     if world > 1:
-        ddp = {"device_ids": [device.index]} if device.type == "cuda" else {}
-        wrapped = [(g, DDP(G, **ddp), DDP(D, **ddp)) for g, G, D in pairs]
+        ids = [device.index] if device.type == "cuda" else None
+        wrapped: list[tuple[int | None, torch.nn.Module, torch.nn.Module]] = [
+            (g, DDP(G, device_ids=ids), DDP(D, device_ids=ids)) for g, G, D in pairs
+        ]
     else:
         wrapped = pairs
     use_amp = autocast_bf16(options.precision, device)
@@ -352,7 +354,8 @@ def train(options: TrainOptions) -> Path:
         # oneDNN's convolutions run fastest on NHWC; batch norm's backward does
         # not, so only the critic (no batch norm) changes layout.
         for D in model.D:
-            D.to(memory_format=torch.channels_last)
+            # Module.to takes memory_format; torch's stubs leave it out.
+            D.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def autocast():
         if use_amp:
@@ -489,7 +492,7 @@ def train(options: TrainOptions) -> Path:
             step += 1
             model.update_ema(step)
 
-            if rank == 0 and (step % cfg.log_every == 0):
+            if metrics is not None and (step % cfg.log_every == 0):  # rank 0
                 row = {k: float(np.mean(v)) for k, v in log.items()}
                 if not all(math.isfinite(v) for v in row.values()):
                     raise FloatingPointError(f"step {step}: non-finite losses {row}")

@@ -126,6 +126,8 @@ class ProjectSettings:
         kwargs = {}
         for field in dataclasses.fields(cls):
             value = values[field.name.upper()]
+            # Postponed annotations: every field's type is its source text.
+            assert isinstance(field.type, str)
             kwargs[field.name] = _typed(field.name.upper(), value, field.type)
         return cls(**kwargs)
 

@@ -141,7 +141,10 @@ class Scale:
             raise TypeError(
                 f"The nominal scale {self.name!r} has no minimum or maximum."
             )
-        return self.levels[0].code, self.levels[-1].code  # type: ignore[return-value]
+        first, last = self.levels[0].code, self.levels[-1].code
+        # _problems() made every code of an ordinal scale a whole number.
+        assert isinstance(first, int) and isinstance(last, int)
+        return first, last
 
     def __contains__(self, code: object) -> bool:
         # bool is an int to Python, never a value of a scale.
@@ -216,9 +219,10 @@ def _problems(scale: Scale) -> list[str]:
         if len(set(labels)) < len(labels):
             problems.append("two values have the same label")
     if scale.kind is Kind.ORDINAL and not problems:
-        if not all(isinstance(c, int) for c in codes):
+        whole = [c for c in codes if isinstance(c, int)]
+        if len(whole) < len(codes):
             problems.append("the codes of an ordinal scale are whole numbers")
-        elif any(b <= a for a, b in zip(codes, codes[1:], strict=False)):
+        elif any(b <= a for a, b in zip(whole, whole[1:], strict=False)):
             problems.append("the codes of an ordinal scale increase")
     return problems
 
@@ -304,7 +308,11 @@ def detection_answer(code: int) -> str:
 
 def detection_codes(answer: str) -> tuple[int, ...]:
     """The :data:`DETECTION` ratings that make the call ``answer``."""
-    return tuple(c for c in DETECTION.codes if detection_answer(c) == answer)  # type: ignore[arg-type]
+    return tuple(
+        c
+        for c in DETECTION.codes
+        if isinstance(c, int) and detection_answer(c) == answer
+    )
 
 
 # --- the registry -----------------------------------------------------------

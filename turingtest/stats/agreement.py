@@ -159,11 +159,11 @@ def _encode(
     Categories keep the given order; by default they are the sorted labels
     seen. Numeric labels take a vectorised path.
     """
-    floats = [_as_float(c) for c in columns]
+    cats: tuple[object, ...]
+    as_floats = [_as_float(c) for c in columns]
+    floats = [f for f in as_floats if f is not None]
     cats_float = None if categories is None else _as_float(list(categories))
-    if all(f is not None for f in floats) and (
-        categories is None or cats_float is not None
-    ):
+    if len(floats) == len(as_floats) and (categories is None or cats_float is not None):
         if categories is None:
             seen = np.concatenate([f[~np.isnan(f)] for f in floats] or [np.array([])])
             uniq = np.unique(seen)
@@ -171,13 +171,14 @@ def _encode(
             cats_float = uniq
         else:
             cats = tuple(categories)
+        assert cats_float is not None
         if len(np.unique(cats_float)) != len(cats_float):
             raise ValueError("categories must be distinct")
         order = np.argsort(cats_float)
         sorted_cats = cats_float[order]
         out = []
         for f in floats:
-            codes = np.full(f.shape, -1, dtype=np.int64)
+            codes: np.ndarray = np.full(f.shape, -1, dtype=np.int64)
             ok = ~np.isnan(f)
             pos = np.clip(np.searchsorted(sorted_cats, f[ok]), 0, len(cats) - 1)
             if len(cats) == 0 or not np.all(sorted_cats[pos] == f[ok]):
@@ -279,26 +280,27 @@ def cohen_kappa(
     n, k = len(ca), len(cats)
     wname = weights or "none"
     _disagreement_weights(max(k, 1), weights)
-    nan_result = dict(
-        estimate=math.nan,
-        se=math.nan,
-        ci=nan_ci(),
-        p_value=math.nan,
-        se0=math.nan,
-        z=math.nan,
-        n=n,
-        n_missing=n_missing,
-        weights=wname,
-        categories=cats,
-        level=level,
-    )
-    if n == 0:
+
+    def nan_result(observed: float, expected: float, note: str) -> KappaResult:
         return KappaResult(
-            **nan_result,
-            observed_agreement=math.nan,
-            expected_agreement=math.nan,
-            note="No items rated by both raters.",
+            estimate=math.nan,
+            se=math.nan,
+            ci=nan_ci(),
+            p_value=math.nan,
+            se0=math.nan,
+            z=math.nan,
+            n=n,
+            n_missing=n_missing,
+            weights=wname,
+            categories=cats,
+            observed_agreement=observed,
+            expected_agreement=expected,
+            level=level,
+            note=note,
         )
+
+    if n == 0:
+        return nan_result(math.nan, math.nan, "No items rated by both raters.")
     table = np.zeros((k, k))
     np.add.at(table, (ca, cb), 1)
     w = _disagreement_weights(k, weights)
@@ -307,14 +309,11 @@ def cohen_kappa(
     po = 1.0 - float((w * p).sum())
     pe = 1.0 - float((w * expected).sum())
     if 1.0 - pe <= 1e-15:
-        return KappaResult(
-            **nan_result,
-            observed_agreement=po,
-            expected_agreement=pe,
-            note=(
-                "Kappa is undefined: both raters gave every item the same single "
-                "category, so chance agreement is already perfect."
-            ),
+        return nan_result(
+            po,
+            pe,
+            "Kappa is undefined: both raters gave every item the same single "
+            "category, so chance agreement is already perfect.",
         )
     # Fleiss, Cohen & Everitt (1969) variances in the agreement-weight form of
     # statsmodels' cohens_kappa (SAS PROC FREQ); the tests check both against

@@ -249,7 +249,8 @@ def realism_histogram(report: Mapping[str, Any], phase: str | None = None) -> by
             continue
         ax.hist(
             values,
-            bins=bins,
+            # matplotlib's stub types bins as a Sequence; it takes any array.
+            bins=bins,  # type: ignore[arg-type]
             histtype="stepfilled" if fill else "step",
             color=colour,
             alpha=0.45 if fill else 1.0,

@@ -213,7 +213,7 @@ def power_simulation(
         b = rng.normal(0.0, reader_sd, size=(s, n_readers, 1))
         c = rng.normal(0.0, case_sd, size=(s, 1, n_cases))
         x = (rng.random((s, n_readers, n_cases)) < expit(mu + b + c)).astype(np.float64)
-        if method == "binomial":
+        if rejects_k is not None:  # method == "binomial"
             k = x.sum(axis=(1, 2)).astype(np.int64)
             rejected += int(rejects_k[k].sum())
             estimates.append(k / per_study)

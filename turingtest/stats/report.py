@@ -17,7 +17,7 @@ import math
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from scipy import stats
@@ -32,6 +32,7 @@ from turingtest.stats.accuracy import (
     tost,
 )
 from turingtest.stats.agreement import (
+    Weights,
     cohen_kappa,
     cohen_kappa_matrix,
     fleiss_kappa,
@@ -99,6 +100,14 @@ MACHINE = "machine"
 SIMULATED = "simulated"
 
 
+@overload
+def split_readers(
+    rows: AnswerColumns,
+) -> tuple[AnswerColumns, list[Mapping[str, Any]]]: ...
+@overload
+def split_readers(
+    rows: Iterable[Mapping[str, Any]],
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]: ...
 def split_readers(
     rows: Iterable[Mapping[str, Any]] | AnswerColumns,
 ) -> tuple[list[Mapping[str, Any]] | AnswerColumns, list[Mapping[str, Any]]]:
@@ -115,12 +124,21 @@ def split_readers(
     rows, _ = split_repeats(rows)
     if isinstance(rows, AnswerColumns):
         return _split_columns(rows)
-    human, machine = [], []
+    human: list[Mapping[str, Any]] = []
+    machine: list[Mapping[str, Any]] = []
     for r in rows:
         (machine if r.get("reader_kind") == MACHINE else human).append(r)
     return human, machine
 
 
+@overload
+def split_repeats(
+    rows: AnswerColumns,
+) -> tuple[AnswerColumns, list[dict[str, Any]]]: ...
+@overload
+def split_repeats(
+    rows: Iterable[Mapping[str, Any]],
+) -> tuple[list[Mapping[str, Any]], list[dict[str, Any]]]: ...
 def split_repeats(
     rows: Iterable[Mapping[str, Any]] | AnswerColumns,
 ) -> tuple[list[Mapping[str, Any]] | AnswerColumns, list[dict[str, Any]]]:
@@ -225,13 +243,15 @@ def _retest(pairs: list[dict[str, Any]], level: float) -> dict[str, Any]:
         if p["reader_kind"] == MACHINE or p["role"] not in (None, "main"):
             continue
         groups.setdefault((p["reader"], p["phase"]), []).append(p)
+    # (question, answer field, kappa weights, categories)
+    questions: list[tuple[str, str, Weights, tuple[object, ...]]] = [
+        ("kl_grade", "kl_grade", "quadratic", KL_GRADES),
+        ("real_synthetic", "answer", None, SOURCES),
+    ]
     out = []
     for reader, phase in sorted(groups, key=lambda k: (str(k[0]), str(k[1]))):
         group = groups[(reader, phase)]
-        for question, field, weights, categories in (
-            ("kl_grade", "kl_grade", "quadratic", KL_GRADES),
-            ("real_synthetic", "answer", None, SOURCES),
-        ):
+        for question, field, weights, categories in questions:
             both = [
                 (p["first"][field], p["second"][field])
                 for p in group
@@ -264,9 +284,15 @@ def _retest(pairs: list[dict[str, Any]], level: float) -> dict[str, Any]:
     return {"threshold": RETEST_KAPPA_MIN, "readers": out}
 
 
-def _split_columns(c: AnswerColumns) -> tuple[AnswerColumns, list[dict[str, Any]]]:
+def _split_columns(
+    c: AnswerColumns,
+) -> tuple[AnswerColumns, list[Mapping[str, Any]]]:
     is_machine = np.array([k == MACHINE for k in c.reader_kind] + [False])
-    at = is_machine[np.asarray(c.reader, np.int64)] if len(c.reader) else []
+    at = (
+        is_machine[np.asarray(c.reader, np.int64)]
+        if len(c.reader)
+        else np.zeros(0, bool)
+    )
     if not np.any(at):
         return c, []
     keep = ~at
@@ -281,7 +307,7 @@ def _split_columns(c: AnswerColumns) -> tuple[AnswerColumns, list[dict[str, Any]
     def number(x: float) -> float | None:
         return None if math.isnan(x) else x
 
-    machine = [
+    machine: list[Mapping[str, Any]] = [
         {
             "study": c.study,
             "reader": c.readers[r],
@@ -307,11 +333,11 @@ def _split_columns(c: AnswerColumns) -> tuple[AnswerColumns, list[dict[str, Any]
     return human, machine
 
 
-def experience_band(years: object) -> str:
+def experience_band(years: float | str | None) -> str:
     """The experience band a reader falls in ("unknown" when not given)."""
     if years is None or (isinstance(years, float) and math.isnan(years)):
         return "unknown"
-    y = float(years)  # type: ignore[arg-type]
+    y = float(years)
     for low, high, label in EXPERIENCE_BANDS:
         if low <= y <= high:
             return label
@@ -365,10 +391,14 @@ class _Table:
     the first row that has them, which keeps 800,000 rows fast.
     """
 
+    # One or the other: the rows it was built from, or the columns.
+    rows: list[Mapping[str, Any]] | None
+    columns: AnswerColumns | None
+
     def __init__(self, rows: list[Mapping[str, Any]], messages: list[str]) -> None:
         n = len(rows)
         self.n = n
-        self.rows = rows
+        self.rows, self.columns = rows, None
 
         def col(key: str) -> list[Any]:
             try:
@@ -419,13 +449,17 @@ class _Table:
         self.confidence = _floats(col("confidence"))
         self.kl = _floats(col("kl_grade"))
         # The reference grade belongs to the case: read it once per case.
-        case_first = np.unique(self.case, return_index=True)[1] if n else []
+        case_first = (
+            np.unique(self.case, return_index=True)[1] if n else np.zeros(0, np.int64)
+        )
         reference = _floats(self.field("reference_kl", case_first))
         self.reference_kl = reference[self.case] if n else np.array([])
         self.duration = _floats(col("duration_ms"))
         self.valid = (self.truth >= 0) & (self.phase != None) & (self.role != None)  # noqa: E711
 
-        first = np.unique(self.reader, return_index=True)[1] if n else []
+        first = (
+            np.unique(self.reader, return_index=True)[1] if n else np.zeros(0, np.int64)
+        )
         self.reader_info = {
             self.reader_ids[self.reader[i]]: (
                 rows[i].get("reader_profession") or "unknown",
@@ -477,9 +511,10 @@ class _Table:
         }
         return table
 
-    def field(self, key: str, index: np.ndarray) -> list[Any]:
+    def field(self, key: str, index: Iterable[int | np.integer]) -> list[Any]:
         """One field of the rows at ``index`` (case- or reader-level data)."""
         if self.rows is None:
+            assert self.columns is not None
             per_case = {
                 "image": self.columns.case_image,
                 "generator": self.columns.case_generator,
@@ -886,13 +921,13 @@ def _subgroups(
     level: float,
 ) -> list[dict[str, Any]]:
     out = []
-    labels = np.array([str(x) for x in labels], dtype=object)
+    names = np.array([str(x) for x in labels], dtype=object)
     n_c = correct.shape[1]
     band_order = [b[2] for b in EXPERIENCE_BANDS] + ["20+ years", "unknown"]
     for g in sorted(
-        set(labels), key=lambda x: (band_order.index(x) if x in band_order else -1, x)
+        set(names), key=lambda x: (band_order.index(x) if x in band_order else -1, x)
     ):
-        rows = np.nonzero(labels == g)[0]
+        rows = np.nonzero(names == g)[0]
         sub = correct[rows]
         pooled = pooled_accuracy_gee(
             sub.reshape(-1),
@@ -1035,7 +1070,7 @@ def _grading(ph: _Phase, *, level: float, n_boot: int, seed: int) -> dict[str, A
     )
     summary["kappa_difference"] = kdiff
 
-    confusion = {"grades": list(KL_GRADES)}
+    confusion: dict[str, Any] = {"grades": list(KL_GRADES)}
     for source in SOURCES:
         cols = masks[source]
         g = kl[:, cols]
@@ -1190,7 +1225,7 @@ def _machine_readers(
     if not rows:
         return []
     table = _Table(rows, messages)
-    models = {}
+    models: dict[Any, str] = {}
     for r in rows:
         models.setdefault(r["reader"], r.get("reader_model") or "")
     label_of = np.array([None, REAL, SYNTHETIC], dtype=object)
@@ -1231,7 +1266,7 @@ def _machine_readers(
 
 
 def build_report(
-    rows: Iterable[Mapping[str, Any]],
+    rows: Iterable[Mapping[str, Any]] | AnswerColumns,
     *,
     study: str | None = None,
     margin: float = 0.1,
