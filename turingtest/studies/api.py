@@ -385,8 +385,10 @@ def _image_storage():
 def image_response(name: str) -> HttpResponse:
     """The stored file ``name`` with the headers every image gets.
 
-    Served by Django (``FileResponse``), or, behind nginx or Apache, handed to
-    the front server (``TURINGTEST_IMAGE_SERVING``): the reply names the file
+    Served by Django (``FileResponse``), streamed from the media storage (the
+    disk, or an S3 bucket: nothing of the object's own metadata or key goes
+    out), or, behind nginx or Apache, handed to the front server
+    (``TURINGTEST_IMAGE_SERVING``, local disk only): the reply names the file
     under an internal location the front server maps to the media folder,
     and the front server sends it with these headers, which it must not add
     to (docs/deploy.md).
@@ -394,8 +396,11 @@ def image_response(name: str) -> HttpResponse:
     conf = project_settings()
     serving = conf.image_serving
     storage = _image_storage()
+    size = None
     if serving == "django":
-        response = FileResponse(storage.open(name, "rb"))
+        file = storage.open(name, "rb")
+        size = file.size  # known from opening it: no second request to a bucket
+        response = FileResponse(file)
     else:
         response = HttpResponse()
         location = conf.image_internal_prefix.rstrip("/") + "/"
@@ -405,8 +410,8 @@ def image_response(name: str) -> HttpResponse:
             response["X-Sendfile"] = storage.path(name)
     for header, value in IMAGE_HEADERS.items():
         response[header] = value
-    if serving == "django":
-        response["Content-Length"] = str(storage.size(name))
+    if size is not None:
+        response["Content-Length"] = str(size)
     # else the front server sends the file's own length: this reply has no body
     return response
 
