@@ -16,6 +16,8 @@ Imported by settings.py, so nothing here may need Django set up.
 from __future__ import annotations
 
 import re
+import sys
+from typing import IO
 from urllib.parse import parse_qs, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -115,6 +117,34 @@ def storage_from_url(url: str) -> dict:
 def is_local(storage: dict) -> bool:
     """Whether a ``STORAGES`` entry keeps files on this machine's disk."""
     return storage["BACKEND"] == FILESYSTEM
+
+
+def open_stream(storage, name: str) -> tuple[IO[bytes], int]:
+    """The stored file ``name``, open for reading from its start, and its length.
+
+    From a bucket this is one GET whose body is read as it arrives (opening
+    it through the storage API would cost HEADs and download it whole first);
+    from a disk, the open file. A missing file raises ``FileNotFoundError``
+    either way.
+    """
+    backend = storage.__class__  # sets up a lazy default_storage
+    s3 = sys.modules.get("storages.backends.s3")
+    if s3 is not None and issubclass(backend, s3.S3Storage):
+        from botocore.exceptions import ClientError
+        from storages.utils import clean_name, safe_join
+
+        key = safe_join(storage.location, clean_name(name))
+        try:
+            reply = storage.connection.meta.client.get_object(
+                Bucket=storage.bucket_name, Key=key
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise FileNotFoundError(f"No stored file {name!r}.") from None
+            raise
+        return reply["Body"], int(reply["ContentLength"])
+    file = storage.open(name, "rb")
+    return file, file.size
 
 
 def _storage_errors() -> tuple[type[BaseException], ...]:

@@ -295,6 +295,24 @@ def test_pool_check_and_orphan_sweep_read_the_bucket(db, s3_media):
     assert s3_media.keys() == {f"{PREFIX}/{kept.file.name}"}
 
 
+def test_an_image_is_one_request_to_the_bucket_streamed_as_it_arrives(db, s3_media):
+    from django.core.files.storage import default_storage
+
+    from turingtest.studies.api import image_response
+
+    image = image_create(pixels=builders.picture(3), source="real", kl_grade=3)
+    calls = []
+    events = default_storage.connection.meta.client.meta.events
+    events.register("before-call.s3", lambda model, **kw: calls.append(model.name))
+    response = image_response(image.file.name)
+    body = b"".join(response.streaming_content)
+    assert calls == ["GetObject"]
+    assert body == s3_media.read(f"{PREFIX}/{image.file.name}")
+    assert response["Content-Length"] == str(len(body))
+    with pytest.raises(FileNotFoundError):
+        image_response("pool/gone.png")
+
+
 def test_images_from_the_bucket_reach_readers_as_from_the_disk(
     s3_media, reader_api, study, settings, tmp_path
 ):

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from turingtest.conf import project_settings
 from turingtest.domain import protocols, scoring
 from turingtest.domain.scales import KL
+from turingtest.media_storage import open_stream
 from turingtest.studies import selectors, services
 from turingtest.studies.models import (
     Enrollment,
@@ -398,8 +399,7 @@ def image_response(name: str) -> HttpResponse:
     storage = _image_storage()
     size = None
     if serving == "django":
-        file = storage.open(name, "rb")
-        size = file.size  # known from opening it: no second request to a bucket
+        file, size = open_stream(storage, name)
         response = FileResponse(file)
     else:
         response = HttpResponse()
