@@ -347,6 +347,30 @@ def test_images_from_the_bucket_reach_readers_as_from_the_disk(
         assert b"".join(response.streaming_content) == body
 
 
+def test_a_study_backed_up_from_the_bucket_restores_into_it(
+    s3_media, study, reader_api, tmp_path
+):
+    from turingtest.studies import backup
+
+    step = reader_api.next().json()
+    before = b"".join(reader_api.client.get(step["image"]).streaming_content)
+    stored = {k: s3_media.read(k) for k in s3_media.keys()}
+    archive = backup.study_backup(study=study, out=tmp_path / "knee.zip")
+    backup.study_delete(study=study, confirmation=study.slug)
+    Image.objects.all().delete()
+    s3_media.empty()
+
+    backup.study_restore(path=archive)
+    restored = {k: s3_media.read(k) for k in s3_media.keys()}
+    # The study's images come back under their own keys; the spare pool
+    # images, in no case of the study, were not in its archive.
+    assert restored and restored.items() <= stored.items()
+    assert len(restored) == Image.objects.count()
+    again = reader_api.client.get(step["image"])
+    assert again.status_code == 200
+    assert b"".join(again.streaming_content) == before
+
+
 # --------------------------------------------------------------------------
 # A GPU worker and a web server, each its own process, sharing the bucket
 # --------------------------------------------------------------------------
