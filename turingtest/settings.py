@@ -8,6 +8,9 @@ Production values come only from environment variables; see README.md.
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from turingtest.media_storage import is_local, storage_from_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -122,8 +125,12 @@ MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 # No route serves MEDIA_URL, and the web server must not either: reader
 # images go through an access-checked view with identical headers for all.
 MEDIA_URL = "/media/"
+# Pool images: under MEDIA_ROOT by default; MEDIA_STORAGE=s3://bucket/prefix?...
+# puts them in an S3-compatible bucket that web servers and GPU workers on other
+# machines share (turingtest/media_storage.py, docs/deploy.md).
+MEDIA_STORAGE = env.str("MEDIA_STORAGE", default="")
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": storage_from_url(MEDIA_STORAGE),
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
@@ -266,4 +273,13 @@ LOGGING = {
 # Checked here so that a bad value stops the app at start, naming the variable.
 from turingtest.conf import ProjectSettings  # noqa: E402
 
-ProjectSettings.from_mapping(TURINGTEST)
+_project = ProjectSettings.from_mapping(TURINGTEST)
+if _project.image_serving != "django" and not is_local(STORAGES["default"]):
+    # The front server sends a file from its own disk; a bucket is not one.
+    raise ImproperlyConfigured(
+        f"TURINGTEST_IMAGE_SERVING={_project.image_serving} needs the images on a "
+        "local disk (MEDIA_ROOT), but MEDIA_STORAGE puts them in object storage. "
+        "Unset TURINGTEST_IMAGE_SERVING (images are then streamed from the bucket "
+        "by the access-checked view) or unset MEDIA_STORAGE."
+    )
+del _project

@@ -36,6 +36,7 @@ from turingtest.conf import project_settings
 from turingtest.domain.scales import KL
 from turingtest.imaging.canonical import CanonicalSpec, canonicalise
 from turingtest.imaging.decode import ImageRejected, Limits, decode, sniff
+from turingtest.media_storage import STORAGE_ERRORS
 from turingtest.studies.models import (
     GenerationJob,
     Generator,
@@ -242,7 +243,7 @@ def _discard(names: list[str]) -> None:
             pass  # the database is gone: our rows cannot have been committed
         try:
             storage.delete(name)
-        except OSError:
+        except STORAGE_ERRORS:
             pass
 
 
@@ -1042,6 +1043,6 @@ def pool_orphans_remove(*, older_than: timedelta = timedelta(hours=1)) -> list[s
             if storage.get_modified_time(name) <= cutoff:
                 storage.delete(name)
                 removed.append(name)
-        except OSError:
+        except STORAGE_ERRORS:  # gone meanwhile, or the store is unreachable
             continue
     return removed

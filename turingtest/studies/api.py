@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from turingtest.conf import project_settings
 from turingtest.domain import protocols, scoring
 from turingtest.domain.scales import KL
+from turingtest.media_storage import open_stream
 from turingtest.studies import selectors, services
 from turingtest.studies.models import (
     Enrollment,
@@ -385,8 +386,10 @@ def _image_storage():
 def image_response(name: str) -> HttpResponse:
     """The stored file ``name`` with the headers every image gets.
 
-    Served by Django (``FileResponse``), or, behind nginx or Apache, handed to
-    the front server (``TURINGTEST_IMAGE_SERVING``): the reply names the file
+    Served by Django (``FileResponse``), streamed from the media storage (the
+    disk, or an S3 bucket: nothing of the object's own metadata or key goes
+    out), or, behind nginx or Apache, handed to the front server
+    (``TURINGTEST_IMAGE_SERVING``, local disk only): the reply names the file
     under an internal location the front server maps to the media folder,
     and the front server sends it with these headers, which it must not add
     to (docs/deploy.md).
@@ -394,8 +397,10 @@ def image_response(name: str) -> HttpResponse:
     conf = project_settings()
     serving = conf.image_serving
     storage = _image_storage()
+    size = None
     if serving == "django":
-        response = FileResponse(storage.open(name, "rb"))
+        file, size = open_stream(storage, name)
+        response = FileResponse(file)
     else:
         response = HttpResponse()
         location = conf.image_internal_prefix.rstrip("/") + "/"
@@ -405,8 +410,8 @@ def image_response(name: str) -> HttpResponse:
             response["X-Sendfile"] = storage.path(name)
     for header, value in IMAGE_HEADERS.items():
         response[header] = value
-    if serving == "django":
-        response["Content-Length"] = str(storage.size(name))
+    if size is not None:
+        response["Content-Length"] = str(size)
     # else the front server sends the file's own length: this reply has no body
     return response
 

@@ -46,6 +46,7 @@ from django.db import connection, models, transaction
 from django.db.models.functions import Coalesce
 
 from turingtest.conf import project_settings
+from turingtest.media_storage import STORAGE_ERRORS
 from turingtest.studies.exports import RESULT_FILES, result_file_chunks
 from turingtest.studies.models import (
     Case,
@@ -321,7 +322,7 @@ def _discard(names: list[str]) -> None:
     for name in names:
         try:
             storage.delete(name)
-        except OSError:
+        except STORAGE_ERRORS:
             pass
 
 
