@@ -18,7 +18,10 @@ production settings:
    sends the file from an internal location (the configuration of
    docs/deploy.md);
 3. the image view sending the file itself (``FileResponse``, the embedded
-   default), gunicorn behind the same nginx.
+   default), gunicorn behind the same nginx;
+4. signed URLs served by nginx alone (``TURINGTEST_IMAGE_SERVING=nginx-signed``):
+   the URLs the reader API hands out, checked by nginx's ``secure_link`` and
+   sent from the per-case links, with the location of docs/deploy.md.
 
 It prints images/s, MiB/s, median latency and each one's throughput as a
 share of (1), and checks that every image of (2) came with the same headers
@@ -34,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,6 +102,7 @@ http {{
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         }}
 {internal}
+{signed}
     }}
 }}
 """
@@ -115,6 +120,27 @@ INTERNAL = """
             add_header X-Content-Type-Options "nosniff";
         }}
 """
+
+
+# The signed-URL location of docs/deploy.md, with this run's folder and key.
+SIGNED = """
+        location /signed-images/ {{
+            secure_link $arg_s,$arg_e;
+            secure_link_md5 "$secure_link_expires$uri {key}";
+            if ($secure_link = "")  {{ return 403; }}
+            if ($secure_link = "0") {{ return 410; }}
+            alias {media}/cases/;
+            types {{ }}
+            default_type image/png;
+            etag off;
+            if_modified_since off;
+            add_header Last-Modified "";
+            add_header Cache-Control "private, max-age=3600";
+            add_header Content-Disposition "inline";
+            add_header X-Content-Type-Options "nosniff";
+        }}
+"""
+SIGNING_KEY = "bench-signing-key-0123456789abcdef0123"
 
 
 def headers_seen(port: int, paths: list[str], headers: dict) -> set[frozenset]:
@@ -203,6 +229,14 @@ def main() -> None:
         stack.setup()
         info = stack.seed(slug="images", readers=1, per_grade=6, practice=4, size=224)
         media = Path(stack.env["MEDIA_ROOT"])
+        signed_env = {
+            "TURINGTEST_IMAGE_SERVING": "nginx-signed",
+            "TURINGTEST_IMAGE_SIGNING_KEY": SIGNING_KEY,
+        }
+        stack.env.update(signed_env)
+        stack.manage("signed_image_links")
+        for key in signed_env:
+            del stack.env[key]
         for path in [media, *media.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         rows = stack.query(
@@ -230,6 +264,7 @@ def main() -> None:
                 before_port=before_port,
                 media=media,
                 internal=INTERNAL.format(media=media),
+                signed=SIGNED.format(media=media, key=SIGNING_KEY),
             )
         )
         procs.append(
@@ -251,6 +286,17 @@ def main() -> None:
             "view + X-Accel-Redirect": (views, headers),
             "view + FileResponse": (["/file" + v for v in views], headers),
         }
+        from turingtest.studies.signed_images import signature
+
+        expires = int(time.time()) + 3600
+        paths["signed URL, nginx alone"] = (
+            [
+                f"/signed-images/{t}?e={expires}&s="
+                + signature(f"/signed-images/{t}", expires, SIGNING_KEY)
+                for t, _ in rows
+            ],
+            {"Host": "127.0.0.1"},
+        )
         if args.before:
             paths["before: view + FileResponse"] = (
                 ["/before" + v for v in views],

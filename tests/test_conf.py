@@ -57,7 +57,12 @@ def test_code_reads_project_settings_only_through_the_accessor():
 @pytest.mark.parametrize(
     "variable, value, message",
     [
-        ("TURINGTEST_IMAGE_SERVING", "lighttpd", "django, nginx or apache"),
+        (
+            "TURINGTEST_IMAGE_SERVING",
+            "lighttpd",
+            "django, nginx, apache or nginx-signed",
+        ),
+        ("TURINGTEST_IMAGE_SERVING", "nginx-signed", "TURINGTEST_IMAGE_SIGNING_KEY"),
         ("TURINGTEST_IMAGE_SIZE", "big", "a whole number"),
         ("TURINGTEST_CANONICALISE", "perhaps", "a bool"),
         ("TURINGTEST_IMAGE_FIT", "stretch", "('crop', 'pad')"),
@@ -107,6 +112,9 @@ def test_values_from_the_environment_are_typed():
         "MAX_ASPECT_RATIO": "3",
         "IMAGE_SERVING": "nginx",
         "IMAGE_INTERNAL_PREFIX": "/internal/",
+        "IMAGE_SIGNED_PREFIX": "/signed/",
+        "IMAGE_SIGNING_KEY": "k" * 40,
+        "IMAGE_URL_SECONDS": "600",
         "INVITATION_DAYS": "7",
         "INVITATION_GUESSES_FREE": "3",
         "INVITATION_GUESS_BACKOFF_SECONDS": "0.5",

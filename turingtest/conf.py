@@ -26,7 +26,7 @@ from django.core.signals import setting_changed
 
 IMAGE_FITS = ("crop", "pad")
 IMAGE_NORMALISATIONS = ("none", "percentile")
-IMAGE_SERVERS = ("django", "nginx", "apache")
+IMAGE_SERVERS = ("django", "nginx", "apache", "nginx-signed")
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,13 @@ class ProjectSettings:
     min_image_side: int
     max_aspect_ratio: float
     # --- serving images to readers ---
-    image_serving: str  # "django", "nginx" or "apache"
+    image_serving: str  # "django", "nginx", "apache" or "nginx-signed"
     image_internal_prefix: str  # nginx's internal location for them
+    # "nginx-signed": the API hands readers short-lived signed URLs under this
+    # location, and nginx checks them (secure_link) with this key.
+    image_signed_prefix: str
+    image_signing_key: str
+    image_url_seconds: int
     # --- invitations ---
     invitation_days: int
     invitation_guesses_free: int
@@ -80,8 +85,22 @@ class ProjectSettings:
             (
                 self.image_serving in IMAGE_SERVERS,
                 "IMAGE_SERVING",
-                "django, nginx or apache",
+                "django, nginx, apache or nginx-signed",
             ),
+            (
+                self.image_serving != "nginx-signed"
+                or len(self.image_signing_key) >= 32,
+                "IMAGE_SIGNING_KEY",
+                "a random string of at least 32 characters with "
+                "TURINGTEST_IMAGE_SERVING=nginx-signed (the same in nginx.conf)",
+            ),
+            (
+                self.image_signed_prefix.startswith("/")
+                and self.image_signed_prefix.endswith("/"),
+                "IMAGE_SIGNED_PREFIX",
+                "a path that starts and ends with /",
+            ),
+            (self.image_url_seconds >= 60, "IMAGE_URL_SECONDS", "at least 60"),
             (self.image_size >= 8, "IMAGE_SIZE", "at least 8"),
             (0 <= self.png_compress_level <= 9, "PNG_COMPRESS_LEVEL", "0 to 9"),
             (self.generation_batch_size >= 1, "GENERATION_BATCH_SIZE", "at least 1"),
@@ -90,8 +109,11 @@ class ProjectSettings:
         for ok, name, expected in checks:
             if not ok:
                 value = getattr(self, name.lower())
+                shown = (
+                    f"{len(value)} characters" if name.endswith("_KEY") else repr(value)
+                )
                 raise ImproperlyConfigured(
-                    f"TURINGTEST_{name} must be {expected}, not {value!r}."
+                    f"TURINGTEST_{name} must be {expected}, not {shown}."
                 )
 
     @property
@@ -136,7 +158,7 @@ def _typed(name: str, value: Any, kind: str) -> Any:
     """``value`` as the field's type (annotations are strings here)."""
     optional = kind.endswith(" | None")
     base = kind.removesuffix(" | None")
-    if value is None or value == "":
+    if value is None or (value == "" and base != "str"):
         if optional:
             return None
         raise ImproperlyConfigured(f"TURINGTEST_{name} must be set.")

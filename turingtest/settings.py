@@ -211,6 +211,12 @@ TURINGTEST = {
         # (X-Sendfile, mod_xsendfile); see docs/deploy.md.
         "IMAGE_SERVING": "django",
         "IMAGE_INTERNAL_PREFIX": "/protected-media/",
+        # "nginx-signed": readers get image URLs under IMAGE_SIGNED_PREFIX,
+        # signed with IMAGE_SIGNING_KEY and good for IMAGE_URL_SECONDS, which
+        # nginx checks and serves without asking the app (docs/deploy.md).
+        "IMAGE_SIGNED_PREFIX": "/signed-images/",
+        "IMAGE_SIGNING_KEY": "",
+        "IMAGE_URL_SECONDS": 900,
         "INVITATION_DAYS": 30,
         # Guessing invitation links: free tries per client address, then a
         # wait that doubles with each wrong link (turingtest/studies/throttle.py).

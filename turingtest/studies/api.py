@@ -22,7 +22,7 @@ from turingtest.conf import project_settings
 from turingtest.domain import protocols, scoring
 from turingtest.domain.scales import KL
 from turingtest.media_storage import open_stream
-from turingtest.studies import selectors, services
+from turingtest.studies import selectors, services, signed_images
 from turingtest.studies.models import (
     Enrollment,
     Phase,
@@ -197,7 +197,9 @@ def _phase_payload(phase: Phase, number: int, count: int, practice: bool) -> dic
 
 def _image_url(token: str) -> str:
     # The case's token, not the image's: one image in two studies has two
-    # unrelated URLs.
+    # unrelated URLs. Behind nginx with signed URLs, nginx checks and sends it.
+    if signed_images.signing_enabled():
+        return signed_images.signed_url(token)
     return reverse("api-image", args=[token])
 
 

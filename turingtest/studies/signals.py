@@ -10,9 +10,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_delete
 
 from turingtest.middleware import USER_CACHE_SECONDS, user_cache_key
+from turingtest.studies import signed_images
 from turingtest.studies.models import Case, Enrollment, Study
 from turingtest.studies.selectors import image_access_revoke
 
@@ -39,6 +40,18 @@ def _access_may_shrink(sender, instance, **kwargs) -> None:
     transaction.on_commit(image_access_revoke)
 
 
+def _study_links(sender, instance, **kwargs) -> None:
+    # Signed image URLs work through a link per case while the study is open.
+    if signed_images.signing_enabled():
+        transaction.on_commit(lambda: signed_images.case_links_sync(instance))
+
+
+def _study_deleting(sender, instance, **kwargs) -> None:
+    if signed_images.signing_enabled():
+        tokens = list(instance.cases.values_list("token", flat=True))
+        transaction.on_commit(lambda: signed_images.case_links_remove(tokens))
+
+
 def connect() -> None:
     user = get_user_model()
     post_save.connect(_user_changed, sender=user, dispatch_uid="tt-user-saved")
@@ -46,6 +59,8 @@ def connect() -> None:
     user_logged_in.connect(_user_signed_in, dispatch_uid="tt-user-signed-in")
     # A study closed (any save of a study), or a study, enrollment or case gone.
     post_save.connect(_access_may_shrink, sender=Study, dispatch_uid="tt-study-saved")
+    post_save.connect(_study_links, sender=Study, dispatch_uid="tt-study-links")
+    pre_delete.connect(_study_deleting, sender=Study, dispatch_uid="tt-study-unlinks")
     for model in (Study, Enrollment, Case):
         post_delete.connect(
             _access_may_shrink, sender=model, dispatch_uid=f"tt-{model.__name__}-gone"
