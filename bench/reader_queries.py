@@ -11,7 +11,10 @@ reader walks through it with Django's test client; every request is counted
 with ``CaptureQueriesContext`` (savepoints included), as a production request
 runs: no transaction around it. It prints, per endpoint, the fewest, the
 median and the most queries seen, the same for the submits that end a stage,
-and the image view with a cold and a warm cache.
+and the image view with a cold and a warm cache; then the CPU time of each
+request the reader's walk made, and of the three queries every reader request
+makes, compiled once (``turingtest.studies.prepared``) beside the same
+querysets compiled on each call, in turn in one run.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -144,8 +148,119 @@ def main() -> None:
                     f"  {name:<22} {min(values):>3} / {statistics.median(values):>4g} / "
                     f"{max(values):>3}   ({len(values)})"
                 )
+        cpu_per_request(study, enrollment)
+        prepared_beside_orm(study, enrollment)
     finally:
         teardown_databases(old, verbosity=0)
+
+
+def _cpu_ms(call, repeat: int = 300) -> float:
+    call()
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        for _ in range(repeat):
+            call()
+        best = min(best, (time.process_time() - started) / repeat * 1000)
+    return best
+
+
+def cpu_per_request(study, enrollment) -> None:
+    """CPU of each request of a second reader's walk through the study."""
+    from turingtest.studies import services
+
+    ((_, token),) = services.invitations_create(study=study, count=1)
+    other = services.reader_signup(
+        token=token,
+        email="second@example.org",
+        password="correct-horse-battery-staple",
+        name="Second",
+        profession="radiologist",
+        experience_years=5,
+    )
+    services.enrollment_consent(enrollment=other)
+    client = Client()
+    client.force_login(other.reader.user)
+    base = f"/api/v1/studies/{study.slug}"
+    times = defaultdict(list)
+
+    def timed(name, call):
+        started = time.process_time()
+        response = call()
+        times[name].append((time.process_time() - started) * 1000)
+        return response
+
+    step = timed("next", lambda: client.get(f"{base}/next")).json()
+    while "redirect" not in step:
+        timed("image", lambda url=step["image"]: client.get(url))
+        timed("next", lambda: client.get(f"{base}/next"))
+        asked = {q["field"] for q in step["phase"]["questions"]}
+        body = {"stage": step["stage"], "position": step["position"]}
+        body |= {"confidence": 2} if "confidence" in asked else {}
+        body |= {"kl_grade": 1} if "kl_grade" in asked else {}
+        response = timed(
+            "submit",
+            lambda body=body: client.post(
+                f"{base}/answers", json.dumps(body), content_type="application/json"
+            ),
+        )
+        step = response.json()["next"]
+    print("CPU per request through Django's test client, ms (median of the walk)")
+    for name in ("next", "submit", "image"):
+        print(
+            f"  {name:<8} {statistics.median(times[name]):6.2f}   ({len(times[name])})"
+        )
+
+
+def prepared_beside_orm(study, enrollment) -> None:
+    """The reader path's three queries: compiled once beside compiled per call."""
+    from django.db import transaction
+
+    from turingtest.studies import selectors, services
+    from turingtest.studies.models import Enrollment, ReadingSession
+
+    user = enrollment.reader.user
+    ref = services.SessionRef(user.pk, study.slug, 0)
+
+    def orm_enrollment():
+        return (
+            Enrollment.objects.select_related("study", "reader")
+            .filter(reader__user=user, study__slug=study.slug)
+            .first()
+        )
+
+    def orm_lock():
+        with transaction.atomic():
+            return (
+                ReadingSession.objects.select_for_update(of=("self",))
+                .select_related("enrollment__study", "enrollment__reader", "phase")
+                .filter(
+                    enrollment__reader__user_id=user.pk,
+                    enrollment__study__slug=study.slug,
+                    phase__index=0,
+                )
+                .first()
+            )
+
+    def prepared_lock():
+        with transaction.atomic():
+            return services._session_lock(ref)
+
+    pairs = {
+        "enrollment with study and reader": (
+            orm_enrollment,
+            lambda: selectors.enrollment_for(user=user, study_slug=study.slug),
+        ),
+        "reader's sessions": (
+            lambda: list(ReadingSession.objects.filter(enrollment=enrollment)),
+            lambda: selectors._SESSIONS(enrollment_id=enrollment.pk),
+        ),
+        "session locked with the rest (submit)": (orm_lock, prepared_lock),
+    }
+    print("CPU per query, ms: compiled on each call / compiled once, ratio")
+    for name, (orm, prepared) in pairs.items():
+        a, b = _cpu_ms(orm), _cpu_ms(prepared)
+        print(f"  {name:<40} {a:6.3f} / {b:6.3f}   {a / b:4.1f}x")
 
 
 if __name__ == "__main__":

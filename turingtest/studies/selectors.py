@@ -19,17 +19,30 @@ from turingtest.studies.models import (
     ReadingSession,
     Study,
 )
+from turingtest.studies.prepared import PreparedQuery
+
+# Every reader request reads these: compiled to SQL once (see prepared.py).
+_ENROLLMENT = PreparedQuery(
+    lambda user_id, slug: (
+        Enrollment.objects.select_related("study", "reader")
+        .filter(reader__user_id=user_id, study__slug=slug)
+        .order_by("pk")[:1]
+    ),
+    user_id=int,
+    slug=str,
+)
+_SESSIONS = PreparedQuery(
+    lambda enrollment_id: ReadingSession.objects.filter(enrollment_id=enrollment_id),
+    enrollment_id=int,
+)
 
 
 def enrollment_for(*, user, study_slug: str) -> Enrollment | None:
     """The user's enrollment in the study, or None (also for staff and anonymous users)."""
     if not user.is_authenticated:
         return None
-    return (
-        Enrollment.objects.select_related("study", "reader")
-        .filter(reader__user=user, study__slug=study_slug)
-        .first()
-    )
+    found = _ENROLLMENT(user_id=user.pk, slug=study_slug)
+    return found[0] if found else None
 
 
 def reader_enrollments(*, user) -> list[Enrollment]:
@@ -141,9 +154,7 @@ def reader_stage(*, enrollment: Enrollment) -> Stage:
         return Stage("closed", phase_count=len(phases))
     if enrollment.consented_at is None:
         return Stage("consent", phase_count=len(phases))
-    sessions = {
-        s.phase_id: s for s in ReadingSession.objects.filter(enrollment=enrollment)
-    }
+    sessions = {s.phase_id: s for s in _SESSIONS(enrollment_id=enrollment.pk)}
     practice = sessions.get(None)
     if definition.has_practice and (practice is None or practice.completed_at is None):
         return Stage("practice", phases[0], 0, len(phases), practice)

@@ -17,6 +17,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core import mail, signing
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -40,6 +41,7 @@ from turingtest.studies.models import (
     Source,
     Study,
 )
+from turingtest.studies.prepared import PreparedQuery
 
 PROTOCOLS = {
     ("grading", "detection"),
@@ -969,23 +971,50 @@ def _session_lock(session: ReadingSession | SessionRef) -> ReadingSession:
     """The session row, locked until the transaction ends: one writer per reader
     and phase. Only its own row: PostgreSQL refuses FOR UPDATE across the
     nullable phase join."""
-    sessions = ReadingSession.objects.select_for_update(of=("self",)).select_related(
-        "enrollment__study", "enrollment__reader", "phase"
-    )
     if isinstance(session, ReadingSession):
-        return sessions.get(pk=session.pk)
-    sessions = sessions.filter(
-        enrollment__reader__user_id=session.user_id,
-        enrollment__study__slug=session.study_slug,
-    )
+        return _sessions_locked().get(pk=session.pk)
     if session.phase_index is None:
-        sessions = sessions.filter(phase__isnull=True)
+        found = _PRACTICE_LOCKED(user_id=session.user_id, slug=session.study_slug)
     else:
-        sessions = sessions.filter(phase__index=session.phase_index)
-    found = sessions.first()
-    if found is None:
+        found = _PHASE_LOCKED(
+            user_id=session.user_id,
+            slug=session.study_slug,
+            index=session.phase_index,
+        )
+    if not found:
         raise ValidationError({"stage": "That stage has not started for you."})
-    return found
+    return found[0]
+
+
+def _sessions_locked(**where) -> QuerySet:
+    return (
+        ReadingSession.objects.select_for_update(of=("self",))
+        .select_related("enrollment__study", "enrollment__reader", "phase")
+        .filter(**where)
+    )
+
+
+# Every submit locks its session: compiled to SQL once (see prepared.py), one
+# shape for practice (no phase) and one for the phases.
+_PRACTICE_LOCKED = PreparedQuery(
+    lambda user_id, slug: _sessions_locked(
+        enrollment__reader__user_id=user_id,
+        enrollment__study__slug=slug,
+        phase__isnull=True,
+    ).order_by("pk")[:1],
+    user_id=int,
+    slug=str,
+)
+_PHASE_LOCKED = PreparedQuery(
+    lambda user_id, slug, index: _sessions_locked(
+        enrollment__reader__user_id=user_id,
+        enrollment__study__slug=slug,
+        phase__index=index,
+    ).order_by("pk")[:1],
+    user_id=int,
+    slug=str,
+    index=int,
+)
 
 
 def reading_session_serve(

@@ -1,0 +1,78 @@
+"""Querysets compiled once (turingtest.studies.prepared) give what the ORM gives."""
+
+import pytest
+from django.db import transaction
+from django.db.models import Count
+
+from turingtest.studies.models import Enrollment, ReadingSession, Study
+from turingtest.studies.prepared import PreparedQuery
+
+ENROLLMENT = PreparedQuery(
+    lambda user_id, slug: (
+        Enrollment.objects.select_related("study", "reader")
+        .filter(reader__user_id=user_id, study__slug=slug)
+        .order_by("pk")[:1]
+    ),
+    user_id=int,
+    slug=str,
+)
+
+
+@pytest.fixture
+def two_studies(make_study, make_reader):
+    first, second = make_study(slug="first"), make_study(slug="second", seed=8)
+    return [make_reader(first), make_reader(second), make_reader(first)]
+
+
+def test_rows_and_related_objects_are_the_orms(two_studies, django_assert_num_queries):
+    for enrollment in two_studies:
+        user = enrollment.reader.user
+        expected = (
+            Enrollment.objects.select_related("study", "reader")
+            .filter(reader__user=user, study__slug=enrollment.study.slug)
+            .get()
+        )
+        with django_assert_num_queries(1):  # related objects come with the row
+            (found,) = ENROLLMENT(user_id=user.pk, slug=enrollment.study.slug)
+            assert found.study.status == Study.Status.OPEN and found.reader.code
+        assert found == expected
+        for a, b in ((found, expected), (found.study, expected.study)):
+            fields = [f.attname for f in type(a)._meta.concrete_fields]
+            assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
+        assert found.reader == expected.reader
+        # another study's slug finds nothing for this reader
+        other = "second" if enrollment.study.slug == "first" else "first"
+        assert ENROLLMENT(user_id=user.pk, slug=other) == []
+
+
+def test_locking_queries_compile_and_run_in_a_transaction(two_studies):
+    locked = PreparedQuery(
+        lambda enrollment_id: (
+            ReadingSession.objects.select_for_update(of=("self",))
+            .select_related("enrollment__study", "phase")
+            .filter(enrollment_id=enrollment_id)
+        ),
+        enrollment_id=int,
+    )
+    enrollment = two_studies[0]
+    ReadingSession.objects.create(enrollment=enrollment, phase=None, seed=1, order=[3])
+    with transaction.atomic():
+        (session,) = locked(enrollment_id=enrollment.pk)
+    assert session.order == [3] and session.phase is None  # JSON decoded, null FK
+    assert session.enrollment.study == enrollment.study
+
+
+def test_shapes_it_cannot_prepare_are_refused(db):
+    twice = PreparedQuery(
+        lambda n: Study.objects.filter(practice_count=n, repeat_cases=n), n=int
+    )
+    with pytest.raises(ValueError, match="2 times"):
+        twice(n=1)
+    annotated = PreparedQuery(
+        lambda n: Study.objects.annotate(k=Count("cases")).filter(practice_count=n),
+        n=int,
+    )
+    with pytest.raises(ValueError, match="annotations"):
+        annotated(n=1)
+    with pytest.raises(TypeError):
+        ENROLLMENT(user_id=1)

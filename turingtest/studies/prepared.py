@@ -1,0 +1,125 @@
+"""Querysets of a fixed shape, compiled to SQL once per process.
+
+Django compiles a queryset to SQL each time it runs it. For the few queries
+every reader request makes (the enrollment with its study and reader, the
+locked reading session with everything a submit needs), compiling took more
+CPU than sending the query and reading its row: a third of a reader
+request's time in the app (cProfile of bench/reader_queries.py's walk; see
+bench/RESULTS.md). A :class:`PreparedQuery` builds its queryset once with
+placeholder values, keeps the SQL and the compiler's plan of the row, and
+afterwards binds each call's values into that SQL and builds the rows into
+model instances, ``select_related`` objects included, as Django's
+``ModelIterable`` does.
+
+Written by hand: Django has no cache of compiled queries, and no maintained
+package adds one. Only for querysets whose SQL does not depend on the values
+(no ``__in`` lists, no ``None`` that turns ``=`` into ``IS NULL``): each
+variant of a shape is its own PreparedQuery.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models import Model, QuerySet
+from django.db.models.query import get_related_populators
+
+_placeholder_numbers = itertools.count(1)
+
+
+class _Placeholder:
+    """Stand-in values, each a different one, found again in the compiled
+    parameters by equality (a clash is caught there). Integers stay within
+    every integer field's range, smallint and positive ones included: Django
+    compiles an out-of-range value to "matches nothing"."""
+
+    @staticmethod
+    def integer() -> int:
+        return 32_000 + next(_placeholder_numbers) % 700
+
+    @staticmethod
+    def text() -> str:
+        return f"\x00tt-placeholder-{next(_placeholder_numbers)}"
+
+
+class PreparedQuery:
+    """``build(**values)`` -> a queryset; ``PreparedQuery(build, user_id=int,
+    slug=str)(user_id=1, slug="knee")`` -> its model instances.
+
+    The first call on a database compiles ``build`` with placeholder values
+    (inside a transaction where the queryset locks rows, as Django requires
+    of ``select_for_update``); the SQL must contain each value exactly once.
+    """
+
+    def __init__(self, build: Callable[..., QuerySet], **kinds: type) -> None:
+        self._build = build
+        self._kinds = kinds
+        self._compiled: dict[str, tuple[Any, ...]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, *, using: str = "default", **values: Any) -> list[Model]:
+        if set(values) != set(self._kinds):
+            raise TypeError(f"expected values for {sorted(self._kinds)}")
+        compiled = self._compiled.get(using) or self._compile(using)
+        sql, params, slots, compiler, plan = compiled
+        bound = list(params)
+        for name, index in slots:
+            bound[index] = values[name]
+        with connections[using].cursor() as cursor:
+            cursor.execute(sql, bound)
+            rows = cursor.fetchall()
+        return [plan(row) for row in compiler.results_iter([rows])]
+
+    def _compile(self, using: str) -> tuple[Any, ...]:
+        with self._lock:
+            if using in self._compiled:
+                return self._compiled[using]
+            placeholders = {
+                name: _Placeholder.integer() if kind is int else _Placeholder.text()
+                for name, kind in self._kinds.items()
+            }
+            queryset = self._build(**placeholders).using(using)
+            compiler = queryset.query.get_compiler(using=using)
+            if (
+                queryset.query.select_for_update
+                and not connections[using].in_atomic_block
+            ):
+                with transaction.atomic(using=using):
+                    sql, params = compiler.as_sql()
+            else:
+                sql, params = compiler.as_sql()
+            slots = []
+            for name, value in placeholders.items():
+                where = [i for i, p in enumerate(params) if p == value]
+                if len(where) != 1:
+                    raise ValueError(
+                        f"{name!r} is in the SQL {len(where)} times, not once"
+                    )
+                slots.append((name, where[0]))
+            plan = _row_plan(compiler, using)
+            self._compiled[using] = (sql, tuple(params), slots, compiler, plan)
+            return self._compiled[using]
+
+
+def _row_plan(compiler, db: str) -> Callable[[tuple], Model]:
+    """The row -> instance step of Django's ModelIterable, for this compiler."""
+    select, klass_info = compiler.select, compiler.klass_info
+    if compiler.annotation_col_map:
+        raise ValueError("a prepared query cannot have annotations")
+    model_cls = klass_info["model"]
+    select_fields = klass_info["select_fields"]
+    start, end = select_fields[0], select_fields[-1] + 1
+    init_list = [f[0].target.attname for f in select[start:end]]
+    related_populators = get_related_populators(klass_info, select, db)
+
+    def plan(row: tuple) -> Model:
+        obj = model_cls.from_db(db, init_list, row[start:end])
+        for populator in related_populators:
+            populator.populate(row, obj)
+        return obj
+
+    return plan
