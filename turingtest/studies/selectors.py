@@ -6,7 +6,7 @@ from datetime import timedelta
 from django.core.cache import cache
 from django.db.models import Count, Max, Min, Q, Sum
 
-from turingtest.domain import scoring
+from turingtest.domain import protocols, scoring
 from turingtest.domain.wording import revealing_words
 from turingtest.studies.models import (
     Case,
@@ -15,6 +15,7 @@ from turingtest.studies.models import (
     Invitation,
     Judgment,
     Phase,
+    PhaseQuestion,
     Reader,
     ReadingSession,
     Study,
@@ -62,10 +63,25 @@ class StudyDefinition:
     # Main cases only (not attention checks), by case number: those a phase
     # may show a second time (Study.repeat_cases).
     repeatable_ids: tuple[int, ...] = ()
+    # Each phase's extra questions (PhaseQuestion), in order: (phase id, questions).
+    extra_questions: tuple[tuple[int, tuple[protocols.Question, ...]], ...] = ()
 
     @property
     def has_practice(self) -> bool:
         return bool(self.practice_ids)
+
+    def extras(self, phase: Phase) -> tuple[protocols.Question, ...]:
+        """The extra questions ``phase`` asks, in the order the reader sees them."""
+        for phase_id, questions in self.extra_questions:
+            if phase_id == phase.id:
+                return questions
+        return ()
+
+    def questions(self, phase: Phase) -> tuple[protocols.Question, ...]:
+        """Everything ``phase`` asks: its built-in questions, then its extras."""
+        return protocols.phase_questions(
+            phase.kind, grade_in_detection=phase.asks_grade_in_detection
+        ) + self.extras(phase)
 
 
 _DEFINITIONS: dict[str, StudyDefinition] = {}  # this process's, by cache key
@@ -94,8 +110,19 @@ def _definition_build(study: Study) -> StudyDefinition:
             main.append(pk)
             if role == Case.Role.MAIN:
                 repeatable.append(pk)
+    extras: dict[int, list[protocols.Question]] = {}
+    for question in PhaseQuestion.objects.filter(phase__study=study).order_by(
+        "phase__index", "order", "id"
+    ):
+        extras.setdefault(question.phase_id, []).append(question.as_question())
     return StudyDefinition(
-        phases, tuple(practice), tuple(main), tokens, truth, tuple(repeatable)
+        phases,
+        tuple(practice),
+        tuple(main),
+        tokens,
+        truth,
+        tuple(repeatable),
+        tuple((pk, tuple(qs)) for pk, qs in extras.items()),
     )
 
 

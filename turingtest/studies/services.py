@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from turingtest.conf import project_settings
+from turingtest.domain.questions import QuestionError
 from turingtest.domain.scales import DETECTION, KL, detection_answer
 from turingtest.domain.wording import REVEALING_WORDS
 from turingtest.imaging.selectors import ImageFilter, image_filter
@@ -35,6 +36,7 @@ from turingtest.studies.models import (
     Judgment,
     JudgmentRevision,
     Phase,
+    PhaseQuestion,
     Reader,
     ReadingSession,
     Source,
@@ -56,6 +58,25 @@ DEFAULT_READER_TITLE = "Knee radiograph reading study"
 # --- studies -----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class QuestionSpec:
+    """An extra question to put on a phase (see ``PhaseQuestion``).
+
+    ``phase``: the phase's number, from 1, in the order the reader meets them.
+    ``scale``: a registered scale's name, or empty with ``levels``
+    (``[[code, label], ...]``); free text has neither.
+    """
+
+    phase: int
+    key: str
+    type: str
+    scale: str = ""
+    levels: list | None = None
+    required: bool = True
+    prompt: str = ""
+    keys: dict | None = None
+
+
 @transaction.atomic
 def study_create(
     *,
@@ -71,6 +92,7 @@ def study_create(
     asks_grade_in_detection: bool = False,
     repeat_cases: int = 0,
     repeat_min_gap: int = 10,
+    questions: Sequence[QuestionSpec] = (),
 ) -> Study:
     phases = tuple(phases)
     if phases not in PROTOCOLS:
@@ -110,7 +132,45 @@ def study_create(
         )
         phase.full_clean()
         phase.save()
+    for spec in questions:
+        phase_question_add(study=study, spec=spec)
     return study
+
+
+@transaction.atomic
+def phase_question_add(*, study: Study, spec: QuestionSpec) -> PhaseQuestion:
+    """Add an extra question to a phase of a draft study, after its others."""
+    _require_draft(study, "questions")
+    phases = list(study.phases.order_by("index"))
+    if not 1 <= spec.phase <= len(phases):
+        raise ValidationError(
+            f"Question {spec.key!r}: the study has phases 1 to {len(phases)}, "
+            f"not {spec.phase}."
+        )
+    phase = phases[spec.phase - 1]
+    last = phase.questions.order_by("-order").values_list("order", flat=True).first()
+    question = PhaseQuestion(
+        phase=phase,
+        order=0 if last is None else last + 1,
+        key=spec.key,
+        type=spec.type,
+        scale=spec.scale,
+        levels=spec.levels,
+        required=spec.required,
+        prompt=spec.prompt,
+        keys=spec.keys,
+    )
+    try:
+        question.full_clean()
+    except ValidationError as exc:
+        message = (
+            "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+            if hasattr(exc, "error_dict")
+            else " ".join(exc.messages)
+        )
+        raise ValidationError(f"Question {spec.key!r}: {message}") from None
+    question.save()
+    return question
 
 
 def repeats_check(*, study: Study, main_cases: int) -> None:
@@ -990,15 +1050,35 @@ _CHOOSE_RATING = (
 )
 
 
+def _extra_answers(questions, answers) -> tuple[dict, dict]:
+    """The answers to a phase's extra questions as stored, and the errors by key."""
+    if answers is None:
+        answers = {}
+    if not isinstance(answers, dict):
+        return {}, {"answers": "'answers' must be an object of question -> answer."}
+    errors, stored = {}, {}
+    asked = {q.field for q in questions}
+    for key in answers:
+        if key not in asked:
+            errors[str(key)[:40]] = f"This phase does not ask for '{str(key)[:40]}'."
+    for question in questions:
+        try:
+            value = question.clean(answers.get(question.field))
+        except QuestionError as exc:
+            errors[question.field] = str(exc)
+            continue
+        if value is not None:
+            stored[question.field] = value
+    return stored, errors
+
+
 def _answer_fields(
-    session: ReadingSession, confidence, kl_grade
-) -> tuple[str | None, int | None, int | None]:
+    session: ReadingSession, confidence, kl_grade, answers=None
+) -> tuple[str | None, int | None, int | None, dict]:
     # Practice asks what the first phase asks.
-    phase = (
-        session.phase
-        or selectors.study_definition(study=session.enrollment.study).phases[0]
-    )
-    errors = {}
+    definition = selectors.study_definition(study=session.enrollment.study)
+    phase = session.phase or definition.phases[0]
+    stored, errors = _extra_answers(definition.extras(phase), answers)
     answer = None
     if phase.asks_realism:
         if confidence is None:
@@ -1024,7 +1104,7 @@ def _answer_fields(
         errors["kl_grade"] = f"This phase does not ask for a {KL.short_label}."
     if errors:
         raise AnswerInvalid(errors)
-    return answer, confidence, kl_grade
+    return answer, confidence, kl_grade, stored
 
 
 @dataclass(frozen=True)
@@ -1057,6 +1137,7 @@ def judgment_record(
     position: int,
     confidence: int | None = None,
     kl_grade: int | None = None,
+    answers: dict | None = None,
     now: datetime | None = None,
     interaction: dict | None = None,
     serve_next: bool = False,
@@ -1088,7 +1169,9 @@ def judgment_record(
         raise AnswerInvalid(
             f"Position {position} is not the current case; the current case is {answered}."
         )
-    answer, confidence, kl_grade = _answer_fields(session, confidence, kl_grade)
+    answer, confidence, kl_grade, answers = _answer_fields(
+        session, confidence, kl_grade, answers
+    )
     served_at = (
         session.served_at
         if session.served_position == position and session.served_at
@@ -1103,6 +1186,7 @@ def judgment_record(
         answer=answer,
         confidence=confidence,
         kl_grade=kl_grade,
+        answers=answers,
         served_at=served_at,
         answered_at=now,
         duration_ms=max(0, int((now - served_at).total_seconds() * 1000)),
@@ -1158,6 +1242,7 @@ def judgment_revise(
     position: int,
     confidence: int | None = None,
     kl_grade: int | None = None,
+    answers: dict | None = None,
     now: datetime | None = None,
 ) -> JudgmentRevision:
     """Change an answer where the study allows it; the first answer stays as it was."""
@@ -1171,7 +1256,9 @@ def judgment_revise(
     judgment = session.judgments.filter(position=position).first()
     if judgment is None:
         raise AnswerInvalid(f"Position {position} has no answer to change.")
-    answer, confidence, kl_grade = _answer_fields(session, confidence, kl_grade)
+    answer, confidence, kl_grade, answers = _answer_fields(
+        session, confidence, kl_grade, answers
+    )
     last = judgment.revisions.order_by("-revision").first()
     revision = JudgmentRevision(
         judgment=judgment,
@@ -1179,6 +1266,7 @@ def judgment_revise(
         answer=answer,
         confidence=confidence,
         kl_grade=kl_grade,
+        answers=answers,
         answered_at=now,
     )
     revision.full_clean(exclude=["judgment"])
