@@ -250,6 +250,124 @@ def test_revisions_carry_the_extra_answers(make_study, make_reader, client):
     assert judgment.revisions.get().answers == {"birads": 5}
 
 
+# --- results ----------------------------------------------------------------------
+
+
+def _zip_csv(staff_client, study, name):
+    import csv
+    import zipfile
+
+    response = staff_client.get(f"/staff/studies/{study.slug}/results.zip")
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    text = archive.read(f"{study.slug}/{name}").decode()
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_simulated_readers_answer_the_extra_questions(make_study):
+    from turingtest.studies.report import study_report
+    from turingtest.studies.simulation import readers_simulate
+
+    study = _study(make_study)
+    readers_simulate(study=study, readers=3, accuracy=0.7, seed=1)
+    graded = Judgment.objects.filter(session__phase__index=0)
+    assert all(set(j.answers) == {"birads"} for j in graded)
+    report = study_report(study)
+    by_key = {q["key"]: q for q in report["questions"]}
+    assert set(by_key) == {"birads", "realism"}  # free text has no agreement
+    birads = by_key["birads"]
+    assert birads["weights"] == "quadratic" and birads["phase"] == "grading"
+    assert birads["n_readers"] == 3 and birads["n_pairs"] == 3
+    assert birads["kappa"] is not None
+    real, synthetic = birads["by_source"]
+    assert real["n"] + synthetic["n"] == 3 * 10  # main cases, first showings
+
+
+def test_reference_study_report_has_no_question_section(study, reader_api):
+    from turingtest.studies.report import study_report
+
+    reader_api.answer_all()
+    assert "questions" not in study_report(study)
+
+
+def test_exports_hold_one_column_per_question_and_the_free_text(
+    mammo_api, staff_client
+):
+    study = Study.objects.get(slug="mammo")
+    step = mammo_api.next().json()
+    while step["stage"] != 2:
+        step = _answer(mammo_api, step, birads=2).json()["next"]
+    step = _answer(mammo_api, step, realism=1, why="=SUM(A1) halo").json()["next"]
+    _answer(mammo_api, step, realism=5)
+    rows = _zip_csv(staff_client, study, "judgments.csv")
+    assert list(rows[0])[-3:] == ["birads", "realism", "why"]
+    graded = [r for r in rows if r["phase"] == "grading"]
+    assert {r["birads"] for r in graded} == {"2"}
+    assert {r["realism"] for r in graded} == {""}
+    detected = [r for r in rows if r["phase"] == "detection"]
+    assert [(r["realism"], r["why"]) for r in detected] == [
+        ("1", "'=SUM(A1) halo"),  # a formula-like cell carries its quote
+        ("5", ""),
+    ]
+    (free,) = _zip_csv(staff_client, study, "free_text.csv")
+    assert free["question"] == "why" and free["text"] == "'=SUM(A1) halo"
+    assert free["phase"] == "detection" and free["truth"] in ("real", "synthetic")
+    page = staff_client.get(f"/staff/studies/{study.slug}/")
+    assert b'id="free-text"' in page.content
+    assert b"=SUM(A1) halo" in page.content
+    assert b'id="report-questions-table"' in page.content
+
+
+def test_phase_admin_adds_questions_while_the_study_is_a_draft(
+    make_study, staff_client
+):
+    study = make_study(slug="adm", open=False)
+    phase = study.phases.get(index=1)
+    url = f"/admin/studies/phase/{phase.pk}/change/"
+    page = staff_client.get(url)
+    assert page.status_code == 200
+    form = {
+        "study": study.pk,
+        "index": 1,
+        "kind": "detection",
+        "questions-TOTAL_FORMS": 2,
+        "questions-INITIAL_FORMS": 0,
+        "questions-MIN_NUM_FORMS": 0,
+        "questions-MAX_NUM_FORMS": 1000,
+        "questions-0-order": 0,
+        "questions-0-key": "realism",
+        "questions-0-type": "ordinal",
+        "questions-0-scale": "realism-5",
+        "questions-0-levels": "null",
+        "questions-0-required": "on",
+        "questions-0-keys": "null",
+        "questions-1-order": 1,
+        "questions-1-key": "why",
+        "questions-1-type": "free_text",
+        "questions-1-levels": "null",
+        "questions-1-keys": "null",
+        "questions-1-prompt": "What gave it away?",
+    }
+    response = staff_client.post(url, form)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert list(phase.questions.values_list("key", flat=True)) == ["realism", "why"]
+    grading = study.phases.get(index=0)
+    bad = form | {
+        "index": 0,
+        "kind": "grading",
+        "questions-TOTAL_FORMS": 1,
+        "questions-0-key": "why",
+        "questions-0-type": "free_text",
+        "questions-0-scale": "",
+    }
+    response = staff_client.post(f"/admin/studies/phase/{grading.pk}/change/", bad)
+    assert response.status_code == 200
+    assert b"realism" in response.content  # the error says where free text goes
+    assert not grading.questions.exists()
+    services.study_open(study=study)
+    page = staff_client.get(url)
+    assert b'name="questions-0-key"' not in page.content  # shown, not editable
+
+
 def test_a_backup_restores_the_questions_and_their_answers(
     mammo_api, tmp_path, settings
 ):

@@ -8,7 +8,7 @@ import hashlib
 import random
 import secrets
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
@@ -1050,8 +1050,12 @@ _CHOOSE_RATING = (
 )
 
 
-def _extra_answers(questions, answers) -> tuple[dict, dict]:
-    """The answers to a phase's extra questions as stored, and the errors by key."""
+def _extra_answers(questions, answers, *, machine: bool = False) -> tuple[dict, dict]:
+    """The answers to a phase's extra questions as stored, and the errors by key.
+
+    ``machine``: a classifier answers (add_machine_reader); it answers real or
+    synthetic only, so the extra questions are optional to it.
+    """
     if answers is None:
         answers = {}
     if not isinstance(answers, dict):
@@ -1062,6 +1066,8 @@ def _extra_answers(questions, answers) -> tuple[dict, dict]:
         if key not in asked:
             errors[str(key)[:40]] = f"This phase does not ask for '{str(key)[:40]}'."
     for question in questions:
+        if machine and question.required:
+            question = replace(question, required=False)
         try:
             value = question.clean(answers.get(question.field))
         except QuestionError as exc:
@@ -1078,7 +1084,11 @@ def _answer_fields(
     # Practice asks what the first phase asks.
     definition = selectors.study_definition(study=session.enrollment.study)
     phase = session.phase or definition.phases[0]
-    stored, errors = _extra_answers(definition.extras(phase), answers)
+    stored, errors = _extra_answers(
+        definition.extras(phase),
+        answers,
+        machine=session.enrollment.reader.kind == Reader.Kind.MACHINE,
+    )
     answer = None
     if phase.asks_realism:
         if confidence is None:
