@@ -404,3 +404,22 @@ def test_an_open_studys_phase_is_not_deleted_on_its_own(make_study, staff_client
     )
     assert response.status_code == 403
     assert study.phases.count() == 2
+
+
+def test_a_blind_grading_question_may_not_name_the_design(make_study):
+    spec = QuestionSpec(
+        1, "origin", "nominal", levels=[["h", "Human"], ["g", "GAN-made"]]
+    )
+    study = make_study(slug="blind", open=False, questions=[spec])
+    with pytest.raises(ValidationError, match="question origin: GAN"):
+        services.study_open(study=study)
+    assert services.study_open(study=study, allow_revealing_words=True).opened_at
+
+
+def test_opening_checks_the_questions_against_the_phases_as_they_are(make_study):
+    why = QuestionSpec(1, "why", "free_text", required=False)
+    study = make_study(slug="moved", phases=("detection",), open=False, questions=[why])
+    Phase = study.phases.model
+    Phase.objects.filter(study=study).update(kind="grading")
+    with pytest.raises(ValidationError, match="Phase 1, question 'why'.*realism"):
+        services.study_open(study=study)

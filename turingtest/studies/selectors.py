@@ -377,6 +377,13 @@ def study_revealing_texts(*, study: Study) -> dict[str, list[str]]:
         "instructions": study.instructions,
         "consent text": study.consent_text,
     }
+    # The first phase's own questions are read while grading blind too.
+    for question in first.questions.all():
+        levels = question.levels if isinstance(question.levels, list) else []
+        shown = [question.prompt] + [
+            str(level[1]) for level in levels if isinstance(level, list | tuple)
+        ]
+        texts[f"question {question.key}"] = " ".join(shown)
     found = {where: revealing_words(text) for where, text in texts.items()}
     return {where: words for where, words in found.items() if words}
 

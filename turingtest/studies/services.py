@@ -252,6 +252,17 @@ def study_open(
         )
     cases = list(study.cases.all())
     repeats_check(study=study, main_cases=sum(c.role == Case.Role.MAIN for c in cases))
+    # Checked again: a phase's kind may have changed since its questions were set.
+    for question in PhaseQuestion.objects.filter(phase__study=study).select_related(
+        "phase"
+    ):
+        try:
+            question.full_clean()
+        except ValidationError as exc:
+            raise ValidationError(
+                f"Phase {question.phase.index + 1}, question {question.key!r}: "
+                + " ".join(exc.messages)
+            ) from None
     list(  # locked like cases_build locks them, so neither races the other
         Image.objects.select_for_update()
         .filter(pk__in=[c.image_id for c in cases])
