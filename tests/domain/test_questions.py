@@ -86,6 +86,8 @@ def test_keyboard_maps_are_checked_against_the_scale():
         keys_check({"f": "yes"}, YES_NO)
     with pytest.raises(QuestionError, match="single character"):
         keys_check({"yes": "yes"}, YES_NO)
+    with pytest.raises(QuestionError, match="letter or digit"):
+        keys_check({"!": "yes"}, YES_NO)
 
 
 def test_keys_name_answers_and_may_not_take_a_built_in_field():

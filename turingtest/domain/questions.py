@@ -94,8 +94,12 @@ def keys_check(keys: Mapping[str, object], scale: Scale) -> dict[str, Code]:
         raise QuestionError("The keyboard map is an object of key -> code.")
     out: dict[str, Code] = {}
     for key, code in keys.items():
-        if not isinstance(key, str) or len(key) != 1:
+        # Letters and digits only: shifted symbols differ between keyboard
+        # layouts, and Shift+1-4 choose the viewer's window presets.
+        if not isinstance(key, str) or len(key) != 1 or not key.isascii():
             raise QuestionError(f"The keyboard key {key!r} is not a single character.")
+        if not key.isalnum():
+            raise QuestionError(f"The keyboard key {key!r} is not a letter or digit.")
         key = key.lower()
         if key in RESERVED_KEYS:
             raise QuestionError(
