@@ -262,11 +262,13 @@
 
   function showFeedback(fb, next) {
     const box = $("feedback");
-    const parts = [fb.correct ? "Correct." : "Not quite."];
+    // A phase graded only by its own questions has no reference to show.
+    const scored = fb.correct === true || fb.correct === false;
+    const parts = scored ? [fb.correct ? "Correct." : "Not quite."] : ["Answer saved."];
     if (fb.truth) parts.push(`This image is ${fb.truth}.`);
-    parts.push(`${fb.reference_label}: ${fb.reference_kl}.`);
+    if (fb.reference_label) parts.push(`${fb.reference_label}: ${fb.reference_kl}.`);
     box.textContent = parts.join(" ") + " Press Enter to continue.";
-    box.className = "feedback " + (fb.correct ? "ok" : "miss");
+    box.className = "feedback" + (scored ? (fb.correct ? " ok" : " miss") : "");
     box.hidden = false;
     pendingFeedback = next;
   }

@@ -112,3 +112,13 @@ def test_an_extra_question_reads_as_the_built_in_ones_do():
     assert why.title == "What gave it away?"
     assert why.clean("  the edges ") == "the edges"
     assert why.keymap() == {}
+
+
+def test_without_the_kl_grade_a_phase_asks_only_the_rest():
+    from turingtest.domain.protocols import REALNESS, phase_questions
+
+    assert phase_questions("grading", kl_grade=False) == ()
+    assert phase_questions("combined", kl_grade=False) == (REALNESS,)
+    assert phase_questions("detection", grade_in_detection=True, kl_grade=False) == (
+        REALNESS,
+    )

@@ -423,3 +423,51 @@ def test_opening_checks_the_questions_against_the_phases_as_they_are(make_study)
     Phase.objects.filter(study=study).update(kind="grading")
     with pytest.raises(ValidationError, match="Phase 1, question 'why'.*realism"):
         services.study_open(study=study)
+
+
+# --- a phase graded by its own questions only ----------------------------------
+
+
+def test_birads_may_grade_in_place_of_the_kl_grade(make_study, make_reader, client):
+    study = make_study(slug="birads", questions=[BIRADS_Q], asks_kl_grade=False)
+    enrollment = services.enrollment_consent(enrollment=make_reader(study))
+    client.force_login(enrollment.reader.user)
+    api = ReaderAPI(client, study.slug)
+    step = api.next().json()
+    assert [q["field"] for q in step["phase"]["questions"]] == ["birads"]
+    assert "Kellgren" not in step["phase"]["intro"]
+    refused = api.post(
+        "answers", {"stage": "practice", "position": 0, "kl_grade": 2}
+    ).json()
+    assert set(refused["fields"]) == {"kl_grade", "birads"}
+    practice = _answer(api, step, birads=4).json()
+    assert practice["feedback"] == {}  # no reference BI-RADS to show
+    step = practice["next"]
+    while step["stage"] != 2:
+        step = _answer(api, step, birads=1).json()["next"]
+    assert [q["field"] for q in step["phase"]["questions"]] == ["confidence"]
+    graded = Judgment.objects.filter(session__phase__index=0)
+    assert graded.exists()
+    assert all((j.kl_grade, j.answers) == (None, {"birads": 1}) for j in graded)
+
+
+def test_a_phase_without_the_kl_grade_needs_a_required_question(pool):
+    with pytest.raises(ValidationError, match="Phase 1 \\(grading\\) asks no KL"):
+        services.study_create(slug="empty", name="Empty", asks_kl_grade=False)
+    optional = QuestionSpec(1, "birads", "ordinal", scale="birads", required=False)
+    with pytest.raises(ValidationError, match="asks no KL"):
+        services.study_create(
+            slug="empty", name="Empty", asks_kl_grade=False, questions=[optional]
+        )
+    assert not Study.objects.filter(slug="empty").exists()
+    call_command(
+        "create_study",
+        "mammo",
+        "--name",
+        "Mammo",
+        "--no-kl-grade",
+        "--question",
+        "1:birads:ordinal:birads",
+        stdout=io.StringIO(),
+    )
+    assert not Study.objects.get(slug="mammo").phases.filter(asks_kl_grade=True)

@@ -1,7 +1,7 @@
 """A study of its own questions, set up by command, read in Chromium, reported.
 
-BI-RADS beside the KL grade in the grading phase; a realism Likert and an
-optional "What gave it away?" in the detection phase; 10 cases shown twice.
+BI-RADS in place of the KL grade in the grading phase; a realism Likert and
+an optional "What gave it away?" in the detection phase; 10 cases shown twice.
 """
 
 import csv
@@ -38,6 +38,7 @@ def _setup() -> Study:
         "10",
         "--repeat-gap",
         "5",
+        "--no-kl-grade",
         "--question",
         "1:birads:ordinal:birads",
         "--question",
@@ -88,27 +89,24 @@ def test_own_questions_are_read_by_keyboard_and_mouse_then_exported_and_reported
             checked_labels.add(kind)
             fields = page.locator("#questions .question")
             if kind == "grading":
-                expect(fields).to_have_count(2)
-                expect(fields.nth(1)).to_contain_text("BI-RADS assessment category")
-                expect(fields.nth(1)).to_contain_text("Highly suggestive of malignancy")
+                expect(fields).to_have_count(1)
+                expect(fields.nth(0)).to_contain_text("BI-RADS assessment category")
+                expect(fields.nth(0)).to_contain_text("Highly suggestive of malignancy")
             else:
                 expect(fields).to_have_count(3)
                 expect(fields.nth(1)).to_contain_text("How realistic")
                 expect(fields.nth(2)).to_contain_text("What gave it away? (optional)")
         if kind == "grading":
-            grade, birads = position % 5, position % 7
+            birads = position % 7
+            expect(page.locator("#confirm")).to_be_disabled()  # BI-RADS is required
             if mouse:
-                _choice(page, "kl_grade", grade)
-                expect(page.locator("#confirm")).to_be_disabled()  # BI-RADS is required
                 _choice(page, "birads", birads)
                 page.click("#confirm")
             else:
-                page.keyboard.press(str(grade))
-                expect(page.locator("#confirm")).to_be_disabled()
                 page.keyboard.press(str(birads))
                 page.keyboard.press("Enter")
             given[(kind, position)] = {
-                "kl_grade": str(grade),
+                "kl_grade": "",
                 "birads": str(birads),
                 "realism": "",
                 "why": "",

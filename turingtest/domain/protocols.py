@@ -95,20 +95,24 @@ class Protocol:
 
 
 def phase_questions(
-    kind: str, *, grade_in_detection: bool = False
+    kind: str, *, grade_in_detection: bool = False, kl_grade: bool = True
 ) -> tuple[Question, ...]:
-    """The questions a phase of ``kind`` asks, in the order the reader sees them.
+    """The built-in questions a phase of ``kind`` asks, in the order the reader
+    sees them.
 
     Grading asks the grade only; detection asks real or synthetic, and the
-    grade too where ``grade_in_detection``; combined asks both.
+    grade too where ``grade_in_detection``; combined asks both. Without
+    ``kl_grade`` no phase asks the grade: the phase's own questions grade.
     """
     if kind == PhaseKind.GRADING:
-        return (GRADE,)
-    if kind == PhaseKind.DETECTION:
-        return (REALNESS, GRADE) if grade_in_detection else (REALNESS,)
-    if kind == PhaseKind.COMBINED:
-        return (REALNESS, GRADE)
-    raise ValueError(f"No phase kind {kind!r}.")
+        asked: tuple[Question, ...] = (GRADE,)
+    elif kind == PhaseKind.DETECTION:
+        asked = (REALNESS, GRADE) if grade_in_detection else (REALNESS,)
+    elif kind == PhaseKind.COMBINED:
+        asked = (REALNESS, GRADE)
+    else:
+        raise ValueError(f"No phase kind {kind!r}.")
+    return asked if kl_grade else tuple(q for q in asked if q is not GRADE)
 
 
 REFERENCE = Protocol(

@@ -74,7 +74,13 @@ class PhaseAdmin(admin.ModelAdmin):
         return (
             []
             if self._draft(obj)
-            else ["study", "index", "kind", "asks_grade_in_detection"]
+            else [
+                "study",
+                "index",
+                "kind",
+                "asks_grade_in_detection",
+                "asks_kl_grade",
+            ]
         )
 
     # A phase goes with its study (whose deletion asks for this permission

@@ -193,6 +193,18 @@ def _questions(phase: Phase, definition: selectors.StudyDefinition) -> list[dict
     return [_question_payload(q) for q in definition.questions(phase)]
 
 
+# A phase whose own questions grade in place of the KL grade.
+OWN_QUESTIONS_INTRO = "Read each image and answer the questions beside it."
+
+
+def _intro(phase: Phase) -> str:
+    if phase.asks_kl_grade:
+        return PHASE_INTROS[phase.kind]
+    if phase.kind == Phase.Kind.GRADING:
+        return OWN_QUESTIONS_INTRO
+    return PHASE_INTROS[Phase.Kind.DETECTION]
+
+
 def _phase_payload(
     phase: Phase,
     number: int,
@@ -204,7 +216,7 @@ def _phase_payload(
         "number": number,
         "count": count,
         "practice": practice,
-        "intro": PHASE_INTROS[phase.kind],
+        "intro": _intro(phase),
         "questions": _questions(phase, definition),
     }
 
@@ -283,6 +295,8 @@ def _practice_feedback(judgment, definition: selectors.StudyDefinition) -> dict:
     """The reference for a practice answer: practice images are reserved, so
     what it tells the reader is about no main case of any study."""
     source, grade = definition.practice_truth[judgment.case_id]
+    if judgment.answer is None and judgment.kl_grade is None:
+        return {}  # the phase's own questions have no reference to show
     feedback = {
         "reference_kl": grade,
         "reference_label": f"Reference {KL.short_label}",

@@ -343,6 +343,14 @@ class Phase(models.Model):
         default=False,
         help_text=f"In a detection phase, also ask for the {KL.short_label}.",
     )
+    # Off where the phase's own questions (PhaseQuestion) take the grade's
+    # place, e.g. a BI-RADS category for mammograms.
+    asks_kl_grade = models.BooleanField(
+        "asks the KL grade",
+        default=True,
+        help_text=f"Ask the built-in {KL.short_label} where the phase grades. Off: "
+        "the phase's own questions (e.g. BI-RADS) grade instead.",
+    )
 
     class Meta:
         ordering = ["study", "index"]
@@ -362,7 +370,9 @@ class Phase(models.Model):
 
     @property
     def asks_grade(self) -> bool:
-        return self.kind != self.Kind.DETECTION or self.asks_grade_in_detection
+        return self.asks_kl_grade and (
+            self.kind != self.Kind.DETECTION or self.asks_grade_in_detection
+        )
 
 
 class PhaseQuestion(models.Model):
@@ -770,8 +780,11 @@ class Judgment(models.Model):
             models.CheckConstraint(
                 condition=_ANSWER_FIELDS_VALID, name="judgment_answer_valid"
             ),
+            # A phase without the built-in questions answers its own.
             models.CheckConstraint(
-                condition=Q(answer__isnull=False) | Q(kl_grade__isnull=False),
+                condition=Q(answer__isnull=False)
+                | Q(kl_grade__isnull=False)
+                | ~Q(answers={}),
                 name="judgment_not_empty",
             ),
         ]

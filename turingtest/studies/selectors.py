@@ -80,7 +80,9 @@ class StudyDefinition:
     def questions(self, phase: Phase) -> tuple[protocols.Question, ...]:
         """Everything ``phase`` asks: its built-in questions, then its extras."""
         return protocols.phase_questions(
-            phase.kind, grade_in_detection=phase.asks_grade_in_detection
+            phase.kind,
+            grade_in_detection=phase.asks_grade_in_detection,
+            kl_grade=phase.asks_kl_grade,
         ) + self.extras(phase)
 
 

@@ -90,6 +90,7 @@ def study_create(
     practice_count: int = 4,
     seed: int | None = None,
     asks_grade_in_detection: bool = False,
+    asks_kl_grade: bool = True,
     repeat_cases: int = 0,
     repeat_min_gap: int = 10,
     questions: Sequence[QuestionSpec] = (),
@@ -129,12 +130,31 @@ def study_create(
             kind=kind,
             asks_grade_in_detection=asks_grade_in_detection
             and kind == Phase.Kind.DETECTION,
+            asks_kl_grade=asks_kl_grade,
         )
         phase.full_clean()
         phase.save()
     for spec in questions:
         phase_question_add(study=study, spec=spec)
+    phases_answerable_check(study=study)
     return study
+
+
+def phases_answerable_check(*, study: Study) -> None:
+    """Refuse a phase that asks nothing: one without the built-in questions
+    (no KL grade, no real or synthetic) needs a required question of its own."""
+    required = set(
+        PhaseQuestion.objects.filter(phase__study=study, required=True)
+        .exclude(type=PhaseQuestion.Type.FREE_TEXT)
+        .values_list("phase_id", flat=True)
+    )
+    for phase in study.phases.order_by("index"):
+        if not (phase.asks_grade or phase.asks_realism or phase.id in required):
+            raise ValidationError(
+                f"Phase {phase.index + 1} ({phase.kind}) asks no {KL.short_label}: "
+                "give it a required question of its own to grade with (e.g. "
+                "--question 1:birads:ordinal:birads)."
+            )
 
 
 @transaction.atomic
@@ -252,6 +272,7 @@ def study_open(
         )
     cases = list(study.cases.all())
     repeats_check(study=study, main_cases=sum(c.role == Case.Role.MAIN for c in cases))
+    phases_answerable_check(study=study)
     # Checked again: a phase's kind may have changed since its questions were set.
     for question in PhaseQuestion.objects.filter(phase__study=study).select_related(
         "phase"

@@ -120,6 +120,13 @@ class Command(BaseCommand):
             help="Also ask the KL grade when detecting.",
         )
         parser.add_argument(
+            "--no-kl-grade",
+            action="store_true",
+            help="Ask no KL grade: the phases' own questions grade instead "
+            "(e.g. --question 1:birads:ordinal:birads); a grading phase then "
+            "needs a required one.",
+        )
+        parser.add_argument(
             "--repeats",
             type=int,
             default=0,
@@ -168,6 +175,7 @@ class Command(BaseCommand):
                 practice_count=opts["practice"],
                 seed=opts["seed"],
                 asks_grade_in_detection=opts["grade_in_detection"],
+                asks_kl_grade=not opts["no_kl_grade"],
                 repeat_cases=opts["repeats"],
                 repeat_min_gap=opts["repeat_gap"],
                 questions=questions,
