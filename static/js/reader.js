@@ -57,6 +57,12 @@
   }
 
   // --- rendering a step -----------------------------------------------------
+  // The key a value is typed with, from the question's keyboard map.
+  function keyFor(q, value) {
+    for (const [key, v] of Object.entries(q.keys || {})) if (v === value) return key;
+    return null;
+  }
+
   function buildQuestions(phase) {
     const box = $("questions");
     box.replaceChildren();
@@ -66,7 +72,22 @@
       section.className = "question";
       section.dataset.field = q.field;
       const h = document.createElement("h3");
-      h.textContent = q.title;
+      h.textContent = q.title + (q.required === false ? " (optional)" : "");
+      section.append(h);
+      if (q.type === "free_text") {
+        const text = document.createElement("textarea");
+        text.rows = 2;
+        text.maxLength = q.max_length || 2000;
+        text.setAttribute("aria-label", q.title);
+        text.addEventListener("input", () => {
+          chosen[q.field] = text.value;
+          refreshChoices();
+        });
+        text.addEventListener("focus", () => { focus = index; refreshChoices(); });
+        section.append(text);
+        box.append(section);
+        return;
+      }
       const list = document.createElement("div");
       // Labelled choices stack; bare digits sit in a row.
       const labelled = q.choices.some(([, label]) => label);
@@ -76,14 +97,18 @@
         b.type = "button";
         b.dataset.value = String(value);
         if (description) b.title = description;
-        const k = document.createElement("kbd");
-        k.textContent = String(value);
-        b.append(k);
+        const key = keyFor(q, value);
+        if (key !== null) {
+          const k = document.createElement("kbd");
+          k.textContent = key;
+          b.append(k);
+        }
         if (label) b.append(" " + label);
+        else if (key === null) b.append(String(value));
         b.addEventListener("click", () => choose(index, value));
         list.append(b);
       }
-      section.append(h, list);
+      section.append(list);
       if (q.hint) {
         const hint = document.createElement("p");
         hint.className = "hint";
@@ -133,8 +158,7 @@
     if (s.preload && !review) { const p = new Image(); p.src = s.preload; }
     chosen = {};
     if (review) for (const q of questions) chosen[q.field] = review[q.field];
-    focus = 0;
-    refreshChoices();
+    focusQuestion(0);
   }
 
   function showInterstitial(s) {
@@ -156,16 +180,26 @@
   }
   $("inter-go").addEventListener("click", closeInterstitial);
 
+  function answered(q) {
+    const value = chosen[q.field];
+    if (value === undefined || value === null) return false;
+    return typeof value !== "string" || value.trim() !== "";
+  }
+
+  // Optional questions may stay unanswered; the others hold the submit back.
   function complete() {
-    return questions.every((q) => chosen[q.field] !== undefined && chosen[q.field] !== null);
+    return questions.every((q) => q.required === false || answered(q));
   }
 
   function refreshChoices() {
     document.querySelectorAll("#questions .question").forEach((section, index) => {
       const value = chosen[section.dataset.field];
       section.querySelectorAll("[data-value]").forEach((b) => {
-        b.classList.toggle("chosen", Number(b.dataset.value) === value);
+        b.classList.toggle("chosen", value !== undefined && value !== null
+          && b.dataset.value === String(value));
       });
+      const text = section.querySelector("textarea");
+      if (text && text.value !== (value || "")) text.value = value || "";
       section.classList.toggle("active", questions.length > 1 && focus === index);
     });
     $("confirm").disabled = busy || !step || !complete();
@@ -174,8 +208,9 @@
   function choose(index, value) {
     if (busy || pendingFeedback || interstitial) return;
     chosen[questions[index].field] = value;
-    if (index + 1 < questions.length) focus = index + 1;
-    refreshChoices();
+    // On to the next question; into its box where it asks for text.
+    if (index + 1 < questions.length) focusQuestion(index + 1);
+    else refreshChoices();
   }
 
   // --- answering ------------------------------------------------------------
@@ -188,7 +223,13 @@
       stage: step.stage,
       position: review ? review.position : step.position,
     };
-    for (const q of questions) body[q.field] = chosen[q.field];
+    // Extra questions go in "answers"; an optional one left empty is left out.
+    const extras = {};
+    for (const q of questions) {
+      if (!q.extra) body[q.field] = chosen[q.field];
+      else if (answered(q)) extras[q.field] = chosen[q.field];
+    }
+    if (questions.some((q) => q.extra)) body.answers = extras;
     try {
       if (review) {
         await call("POST", "/revisions", body);
@@ -221,11 +262,13 @@
 
   function showFeedback(fb, next) {
     const box = $("feedback");
-    const parts = [fb.correct ? "Correct." : "Not quite."];
+    // A phase graded only by its own questions has no reference to show.
+    const scored = fb.correct === true || fb.correct === false;
+    const parts = scored ? [fb.correct ? "Correct." : "Not quite."] : ["Answer saved."];
     if (fb.truth) parts.push(`This image is ${fb.truth}.`);
-    parts.push(`${fb.reference_label}: ${fb.reference_kl}.`);
+    if (fb.reference_label) parts.push(`${fb.reference_label}: ${fb.reference_kl}.`);
     box.textContent = parts.join(" ") + " Press Enter to continue.";
-    box.className = "feedback " + (fb.correct ? "ok" : "miss");
+    box.className = "feedback" + (scored ? (fb.correct ? " ok" : " miss") : "");
     box.hidden = false;
     pendingFeedback = next;
   }
@@ -264,9 +307,36 @@
   });
 
   // --- keyboard -------------------------------------------------------------
+  function focusQuestion(index) {
+    focus = index;
+    const q = questions[focus];
+    const text = q && q.type === "free_text"
+      ? document.querySelector(`#questions .question:nth-child(${focus + 1}) textarea`)
+      : null;
+    if (text) text.focus();
+    else if (document.activeElement && document.activeElement.tagName === "TEXTAREA") {
+      document.activeElement.blur();
+    }
+    refreshChoices();
+  }
+
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     const k = e.key;
+    // In a free-text answer the keys type text: Enter submits (Shift+Enter
+    // breaks the line), Tab moves to the next question, Escape leaves the box.
+    if (e.target && e.target.tagName === "TEXTAREA") {
+      if (k === "Enter" && !e.shiftKey) {
+        e.preventDefault();
+        if (pendingFeedback) continueAfterFeedback();
+        else confirm();
+      }
+      else if (k === "Tab") {
+        e.preventDefault();
+        focusQuestion((focus + 1) % questions.length);
+      } else if (k === "Escape") e.target.blur();
+      return;
+    }
     if (k === "Enter") {
       e.preventDefault();
       if (interstitial) closeInterstitial();
@@ -275,19 +345,23 @@
       return;
     }
     if (interstitial || pendingFeedback || !step) return;
-    if (/^[0-9]$/.test(k)) {
-      const n = Number(k);
-      const q = questions[focus];
-      if (q && q.choices.some(([value]) => value === n)) choose(focus, n);
+    // The focused question's keyboard map: digits for the scales of this
+    // study's own questions, first letters for some nominal ones.
+    const q = questions[focus];
+    const keys = (q && q.keys) || {};
+    const mapped = Object.prototype.hasOwnProperty.call(keys, k) ? k
+      : Object.prototype.hasOwnProperty.call(keys, k.toLowerCase()) ? k.toLowerCase() : null;
+    if (mapped !== null) {
+      choose(focus, keys[mapped]);
       e.preventDefault();
       return;
     }
+    if (/^[0-9]$/.test(k)) { e.preventDefault(); return; }
     switch (k.toLowerCase()) {
       case "tab":
         if (questions.length > 1) {
           e.preventDefault();
-          focus = (focus + 1) % questions.length;
-          refreshChoices();
+          focusQuestion((focus + 1) % questions.length);
         }
         break;
       case "b": if (step.can_revise) $("back").click(); break;

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from turingtest.domain.scales import DETECTION, KL, Scale
+from turingtest.domain.questions import QuestionType, answer_clean, default_keys
+from turingtest.domain.scales import DETECTION, KL, Code, Scale
 
 
 @dataclass(frozen=True)
@@ -30,17 +31,45 @@ class Question:
     reads (the scale's title where empty). ``compact``: the buttons show the
     codes alone, with the labels as tooltips and the short forms as a hint
     line (the KL grades), rather than a labelled list (the detection scale).
+
+    ``extra``: a question the study admin added (a ``PhaseQuestion``), whose
+    answer is stored under ``field`` in the judgment's ``answers``; its
+    ``type`` may be free text, which has no scale. ``keys`` maps keyboard
+    keys to codes, the scale's default map where empty.
     """
 
     field: str
-    scale: Scale
+    scale: Scale | None
     prompt: str = ""
     required: bool = True
     compact: bool = False
+    extra: bool = False
+    type: QuestionType | None = None
+    keys: tuple[tuple[str, Code], ...] = ()
 
     @property
     def title(self) -> str:
-        return self.prompt or self.scale.title
+        if self.prompt or self.scale is None:
+            return self.prompt or self.field
+        return self.scale.title
+
+    @property
+    def kind(self) -> QuestionType:
+        if self.type is not None:
+            return self.type
+        assert self.scale is not None
+        return QuestionType(self.scale.kind.value)
+
+    def keymap(self) -> dict[str, Code]:
+        if self.keys:
+            return dict(self.keys)
+        return {} if self.scale is None else default_keys(self.scale)
+
+    def clean(self, value: object) -> Code | str | None:
+        """The answer as stored; raises ``QuestionError`` saying what is wrong."""
+        return answer_clean(
+            value, type=self.kind, scale=self.scale, required=self.required
+        )
 
 
 GRADE = Question("kl_grade", KL, compact=True)
@@ -66,20 +95,24 @@ class Protocol:
 
 
 def phase_questions(
-    kind: str, *, grade_in_detection: bool = False
+    kind: str, *, grade_in_detection: bool = False, kl_grade: bool = True
 ) -> tuple[Question, ...]:
-    """The questions a phase of ``kind`` asks, in the order the reader sees them.
+    """The built-in questions a phase of ``kind`` asks, in the order the reader
+    sees them.
 
     Grading asks the grade only; detection asks real or synthetic, and the
-    grade too where ``grade_in_detection``; combined asks both.
+    grade too where ``grade_in_detection``; combined asks both. Without
+    ``kl_grade`` no phase asks the grade: the phase's own questions grade.
     """
     if kind == PhaseKind.GRADING:
-        return (GRADE,)
-    if kind == PhaseKind.DETECTION:
-        return (REALNESS, GRADE) if grade_in_detection else (REALNESS,)
-    if kind == PhaseKind.COMBINED:
-        return (REALNESS, GRADE)
-    raise ValueError(f"No phase kind {kind!r}.")
+        asked: tuple[Question, ...] = (GRADE,)
+    elif kind == PhaseKind.DETECTION:
+        asked = (REALNESS, GRADE) if grade_in_detection else (REALNESS,)
+    elif kind == PhaseKind.COMBINED:
+        asked = (REALNESS, GRADE)
+    else:
+        raise ValueError(f"No phase kind {kind!r}.")
+    return asked if kl_grade else tuple(q for q in asked if q is not GRADE)
 
 
 REFERENCE = Protocol(

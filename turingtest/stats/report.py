@@ -45,6 +45,7 @@ from turingtest.stats.proportions import (
     detection_summary,
     proportion_ci,
 )
+from turingtest.stats.questions import questions_markdown
 from turingtest.stats.roc import roc_points
 
 __all__ = [
@@ -1597,6 +1598,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         out += _markdown_grading(phase, g)
     out += _markdown_machines(report)
     out += _markdown_retest(report)
+    out += questions_markdown(report.get("questions") or [])
     a = report["attention"]
     out += ["## Attention checks", ""]
     if a["readers"]:

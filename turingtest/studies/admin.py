@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import NestedObjects, unquote
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import router
 from django.http import HttpResponseRedirect
 from django.urls import reverse
@@ -20,6 +20,7 @@ from turingtest.studies.models import (
     Judgment,
     JudgmentRevision,
     Phase,
+    PhaseQuestion,
     Reader,
     ReadingSession,
     Study,
@@ -30,6 +31,67 @@ from turingtest.studies.models import (
 class PhaseInline(admin.TabularInline):
     model = Phase
     extra = 0
+    # A phase's extra questions are set on the phase's own page.
+    show_change_link = True
+
+
+class PhaseQuestionInline(admin.StackedInline):
+    model = PhaseQuestion
+    extra = 0
+    fields = ["order", "key", "type", "scale", "levels", "required", "prompt", "keys"]
+
+    # obj is the phase: its questions change only while its study is a draft.
+    def _draft(self, obj) -> bool:
+        return obj is None or obj.study.status == Study.Status.DRAFT
+
+    def has_add_permission(self, request, obj=None):
+        return self._draft(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self._draft(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._draft(obj) and super().has_delete_permission(request, obj)
+
+
+@admin.register(Phase)
+class PhaseAdmin(admin.ModelAdmin):
+    """A phase and the questions it asks beyond its own; these change only
+    while the study is a draft, so no reader sees a question change."""
+
+    list_display = ["__str__", "study", "kind", "questions_asked"]
+    list_filter = ["study"]
+    inlines = [PhaseQuestionInline]
+
+    @admin.display(description="Extra questions")
+    def questions_asked(self, obj: Phase) -> str:
+        return ", ".join(obj.questions.values_list("key", flat=True)) or "—"
+
+    def _draft(self, obj) -> bool:
+        return obj is None or obj.study.status == Study.Status.DRAFT
+
+    def get_readonly_fields(self, request, obj=None):
+        return (
+            []
+            if self._draft(obj)
+            else [
+                "study",
+                "index",
+                "kind",
+                "asks_grade_in_detection",
+                "asks_kl_grade",
+            ]
+        )
+
+    # A phase goes with its study (whose deletion asks for this permission
+    # too, so it is not withheld here); on its own, only while a draft.
+    actions = None
+
+    def delete_view(self, request, object_id, extra_context=None):
+        phase = self.get_object(request, unquote(object_id))
+        if phase is not None and not self._draft(phase):
+            raise PermissionDenied("Readers are mid-study: its phases stay.")
+        return super().delete_view(request, object_id, extra_context)
 
 
 @admin.register(Study)
@@ -311,6 +373,7 @@ class JudgmentAdmin(ReadOnlyAdmin):
         "answer",
         "confidence",
         "kl_grade",
+        "answers",
         "answered_at",
         "duration_ms",
     ]

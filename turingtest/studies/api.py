@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from turingtest.conf import project_settings
 from turingtest.domain import protocols, scoring
+from turingtest.domain.questions import FREE_TEXT_MAX
 from turingtest.domain.scales import KL
 from turingtest.media_storage import open_stream
 from turingtest.studies import selectors, services, signed_images
@@ -159,39 +160,65 @@ def _question_payload(question: protocols.Question) -> dict:
 
     A compact question shows bare codes in a row, each with its label as a
     tooltip, and the short forms as a hint line; others a labelled list.
+    ``keys`` maps keyboard keys to values; ``extra`` questions are answered
+    in the request's ``answers`` object; free text has no choices.
     """
     scale = question.scale
-    payload: dict = {"field": question.field, "title": question.title}
-    if question.compact:
+    payload: dict = {
+        "field": question.field,
+        "title": question.title,
+        "type": question.kind.value,
+        "required": question.required,
+    }
+    if question.extra:
+        payload["extra"] = True
+    if scale is None:
+        payload["choices"] = []
+        payload["max_length"] = FREE_TEXT_MAX
+    elif question.compact:
         payload["choices"] = [(lv.code, "", lv.label) for lv in scale.levels]
         payload["hint"] = scale.hint()
     else:
         payload["choices"] = [(lv.code, lv.label, "") for lv in scale.levels]
+    payload["keys"] = question.keymap()
     return payload
 
 
-def _questions(phase: Phase) -> list[dict]:
+def _questions(phase: Phase, definition: selectors.StudyDefinition) -> list[dict]:
     """The questions a phase asks, each naming the answer field it fills.
 
     A phase's payload describes only its own questions, in words and field
     names of their own: a grading phase says nothing of any other question,
     not even that it is not asked.
     """
-    return [
-        _question_payload(q)
-        for q in protocols.phase_questions(
-            phase.kind, grade_in_detection=phase.asks_grade_in_detection
-        )
-    ]
+    return [_question_payload(q) for q in definition.questions(phase)]
 
 
-def _phase_payload(phase: Phase, number: int, count: int, practice: bool) -> dict:
+# A phase whose own questions grade in place of the KL grade.
+OWN_QUESTIONS_INTRO = "Read each image and answer the questions beside it."
+
+
+def _intro(phase: Phase) -> str:
+    if phase.asks_kl_grade:
+        return PHASE_INTROS[phase.kind]
+    if phase.kind == Phase.Kind.GRADING:
+        return OWN_QUESTIONS_INTRO
+    return PHASE_INTROS[Phase.Kind.DETECTION]
+
+
+def _phase_payload(
+    phase: Phase,
+    number: int,
+    count: int,
+    practice: bool,
+    definition: selectors.StudyDefinition,
+) -> dict:
     return {
         "number": number,
         "count": count,
         "practice": practice,
-        "intro": PHASE_INTROS[phase.kind],
-        "questions": _questions(phase),
+        "intro": _intro(phase),
+        "questions": _questions(phase, definition),
     }
 
 
@@ -239,10 +266,11 @@ def next_payload(enrollment: Enrollment, stage: selectors.Stage | None = None) -
     )
     answered = session.answered
     total = len(session.order)
+    definition = selectors.study_definition(study=study)
     payload = {
         "stage": "practice" if practice else stage.phase_number,
         "phase": _phase_payload(
-            stage.phase, stage.phase_number, stage.phase_count, practice
+            stage.phase, stage.phase_number, stage.phase_count, practice, definition
         ),
         "position": answered,
         "total": total,
@@ -253,7 +281,7 @@ def next_payload(enrollment: Enrollment, stage: selectors.Stage | None = None) -
         payload["review"] = True  # all answered; the reader may revise, then finish
         return payload
     services.reading_session_serve(session=session, position=answered, now=now)
-    tokens = selectors.study_definition(study=study).tokens
+    tokens = definition.tokens
     payload["image"] = _image_url(tokens[session.order[answered]])
     if answered + 1 < total:
         payload["preload"] = _image_url(tokens[session.order[answered + 1]])
@@ -270,6 +298,8 @@ def _practice_feedback(judgment, definition: selectors.StudyDefinition) -> dict:
     """The reference for a practice answer: practice images are reserved, so
     what it tells the reader is about no main case of any study."""
     source, grade = definition.practice_truth[judgment.case_id]
+    if judgment.answer is None and judgment.kl_grade is None:
+        return {}  # the phase's own questions have no reference to show
     feedback = {
         "reference_kl": grade,
         "reference_label": f"Reference {KL.short_label}",
@@ -307,6 +337,7 @@ def answer_create(request: HttpRequest, slug: str) -> JsonResponse:
         position=position,
         confidence=_int_field(body, "confidence", required=False),
         kl_grade=_int_field(body, "kl_grade", required=False),
+        answers=body.get("answers"),
         interaction=body.get("interaction"),
         serve_next=True,
     )
@@ -339,11 +370,18 @@ def answer_detail(
     if judgment is None:
         return error("No answer at that position.", status=404)
     latest = judgment.revisions.order_by("-revision").first() or judgment
+    study = session.enrollment.study
+    definition = selectors.study_definition(study=study)
     phase = _phase_payload(
-        session.phase, stage, session.enrollment.study.phases.count(), False
+        session.phase, stage, len(definition.phases), False, definition
     )
     # Only the fields this phase asks for, as its questions name them.
-    answers = {q["field"]: getattr(latest, q["field"]) for q in phase["questions"]}
+    answers = {
+        q["field"]: latest.answers.get(q["field"])
+        if q.get("extra")
+        else getattr(latest, q["field"])
+        for q in phase["questions"]
+    }
     return JsonResponse(
         {
             "stage": stage,
@@ -366,6 +404,7 @@ def revision_create(request: HttpRequest, enrollment: Enrollment) -> JsonRespons
         position=_int_field(body, "position", required=True),
         confidence=_int_field(body, "confidence", required=False),
         kl_grade=_int_field(body, "kl_grade", required=False),
+        answers=body.get("answers"),
     )
     return JsonResponse({"stored": True, "revision": revision.revision}, status=201)
 

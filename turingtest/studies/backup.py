@@ -59,6 +59,7 @@ from turingtest.studies.models import (
     JudgmentRevision,
     MachineScore,
     Phase,
+    PhaseQuestion,
     Reader,
     ReadingSession,
     Study,
@@ -85,6 +86,7 @@ MODELS: list[tuple[str, type[models.Model]]] = [
     ("image", Image),
     ("study", Study),
     ("phase", Phase),
+    ("phase_question", PhaseQuestion),
     ("case", Case),
     ("invitation", Invitation),
     ("enrollment", Enrollment),
@@ -134,6 +136,7 @@ def _study_rows(study: Study) -> dict[str, models.QuerySet]:
         "image": images,
         "study": Study.objects.filter(pk=study.pk),
         "phase": Phase.objects.filter(study=study),
+        "phase_question": PhaseQuestion.objects.filter(phase__study=study),
         "case": cases,
         "invitation": invitations,
         "enrollment": enrollments,
@@ -415,6 +418,12 @@ def _restore_rows(data: dict) -> tuple[Study, dict[str, int], dict[str, int]]:
 
     insert_all("study", lambda obj: None)
     insert_all("phase", study_of)
+
+    def phase_question(obj):
+        obj.phase_id = ids["phase"][obj.phase_id]
+
+    # Archives written before phases had questions of their own hold none.
+    insert_all("phase_question", phase_question)
 
     def case(obj):
         study_of(obj)

@@ -18,7 +18,13 @@ from django.utils import timezone
 from turingtest.domain.scoring import is_correct
 from turingtest.stats import report as stats_report
 from turingtest.studies.interactions import INTERACTION_COLUMNS, interaction_rows
-from turingtest.studies.models import Case, Judgment, ReadingSession, Study
+from turingtest.studies.models import (
+    Case,
+    Judgment,
+    PhaseQuestion,
+    ReadingSession,
+    Study,
+)
 
 JUDGMENT_COLUMNS = [
     "study",
@@ -68,6 +74,20 @@ IMAGE_COLUMNS = [
 ORDER_COLUMNS = ["reader", "reader_kind", "phase", "position", "case"]
 
 
+def question_keys(study: Study) -> list[str]:
+    """The keys of the study's extra questions, in the order readers meet them;
+    a key asked in two phases is one column."""
+    keys = PhaseQuestion.objects.filter(phase__study=study).order_by(
+        "phase__index", "order", "id"
+    )
+    return list(dict.fromkeys(keys.values_list("key", flat=True)))
+
+
+def judgment_columns(study: Study) -> list[str]:
+    """The columns of ``judgments.csv``: the fixed ones, then one per extra question."""
+    return JUDGMENT_COLUMNS + question_keys(study)
+
+
 def iso(value: datetime | None) -> str:
     return value.isoformat().replace("+00:00", "Z") if value else ""
 
@@ -99,6 +119,7 @@ def judgment_rows(study: Study, *, with_role: bool = False) -> Iterator[dict]:
             "position",
         )
     )
+    keys = question_keys(study)
     for j in judgments.iterator(chunk_size=2000):
         reader = j.session.enrollment.reader
         image = j.case.image
@@ -120,24 +141,34 @@ def judgment_rows(study: Study, *, with_role: bool = False) -> Iterator[dict]:
         }
         if with_role:
             base["role"] = j.case.role
-        answers = [(0, j.answer, j.confidence, j.kl_grade, j.answered_at)] + [
-            (r.revision, r.answer, r.confidence, r.kl_grade, r.answered_at)
+        answers = [(0, j.answer, j.confidence, j.kl_grade, j.answers, j.answered_at)]
+        answers += [
+            (r.revision, r.answer, r.confidence, r.kl_grade, r.answers, r.answered_at)
             for r in j.revisions.all()
         ]
-        for revision, answer, confidence, kl_grade, answered_at in answers:
-            yield base | {
-                "answer": answer or "",
-                "confidence": "" if confidence is None else confidence,
-                "kl_grade": "" if kl_grade is None else kl_grade,
-                "correct": _bool(
-                    is_correct(
-                        base["phase"], image.source, image.kl_grade, answer, kl_grade
-                    )
-                ),
-                "answered_at": iso(answered_at),
-                "duration_ms": j.duration_ms if revision == 0 else "",
-                "revision": revision,
-            }
+        for revision, answer, confidence, kl_grade, extra, answered_at in answers:
+            extra = extra or {}
+            yield (
+                base
+                | {key: extra.get(key, "") for key in keys}
+                | {
+                    "answer": answer or "",
+                    "confidence": "" if confidence is None else confidence,
+                    "kl_grade": "" if kl_grade is None else kl_grade,
+                    "correct": _bool(
+                        is_correct(
+                            base["phase"],
+                            image.source,
+                            image.kl_grade,
+                            answer,
+                            kl_grade,
+                        )
+                    ),
+                    "answered_at": iso(answered_at),
+                    "duration_ms": j.duration_ms if revision == 0 else "",
+                    "revision": revision,
+                }
+            )
 
 
 def reader_rows(study: Study) -> Iterator[dict]:
@@ -246,8 +277,10 @@ def csv_lines(columns: list[str], rows: Iterable[dict]) -> Iterator[str]:
 
 
 # (file name, columns, row source). Later parts of the product append to it.
-RESULT_FILES: list[tuple[str, list[str] | None, Callable[[Study], Iterable]]] = [
-    ("judgments.csv", JUDGMENT_COLUMNS, judgment_rows),
+# Columns that depend on the study are a function of it.
+Columns = list[str] | Callable[[Study], list[str]] | None
+RESULT_FILES: list[tuple[str, Columns, Callable[[Study], Iterable]]] = [
+    ("judgments.csv", judgment_columns, judgment_rows),
     ("readers.csv", READER_COLUMNS, reader_rows),
     ("images.csv", IMAGE_COLUMNS, image_rows),
     ("orders.csv", ORDER_COLUMNS, order_rows),
@@ -318,10 +351,26 @@ def report_html_chunks(study: Study) -> Iterator[str]:
 RESULT_FILES.append(("report.html", None, report_html_chunks))
 
 
-def result_file_chunks(
-    study: Study, columns: list[str] | None, source
-) -> Iterator[bytes]:
+def free_text_rows(study: Study) -> Iterable[dict]:
+    from turingtest.studies.report import free_text_rows as rows
+
+    return rows(study)
+
+
+def free_text_columns(study: Study) -> list[str]:
+    from turingtest.studies.report import FREE_TEXT_COLUMNS
+
+    return list(FREE_TEXT_COLUMNS)
+
+
+# What readers wrote to the study's free-text questions, per image.
+RESULT_FILES.append(("free_text.csv", free_text_columns, free_text_rows))
+
+
+def result_file_chunks(study: Study, columns: Columns, source) -> Iterator[bytes]:
     """A result file's bytes in chunks: CSV rows when ``columns`` is set, else raw text."""
+    if callable(columns):
+        columns = columns(study)
     if columns is None:
         for text in source(study):
             yield text.encode()

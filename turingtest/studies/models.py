@@ -7,12 +7,26 @@ through ``services.py``; reads through ``selectors.py``.
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from turingtest.domain.protocols import PhaseKind
-from turingtest.domain.scales import DETECTION, KL, detection_codes
+from turingtest.domain.protocols import PhaseKind, Question
+from turingtest.domain.questions import (
+    QuestionError,
+    QuestionType,
+    key_problem,
+    keys_check,
+)
+from turingtest.domain.scales import (
+    DETECTION,
+    KL,
+    Scale,
+    ScaleError,
+    detection_codes,
+    scale_named,
+)
 
 
 def new_token() -> str:
@@ -350,6 +364,14 @@ class Phase(models.Model):
         default=False,
         help_text=f"In a detection phase, also ask for the {KL.short_label}.",
     )
+    # Off where the phase's own questions (PhaseQuestion) take the grade's
+    # place, e.g. a BI-RADS category for mammograms.
+    asks_kl_grade = models.BooleanField(
+        "asks the KL grade",
+        default=True,
+        help_text=f"Ask the built-in {KL.short_label} where the phase grades. Off: "
+        "the phase's own questions (e.g. BI-RADS) grade instead.",
+    )
 
     class Meta:
         ordering = ["study", "index"]
@@ -369,7 +391,155 @@ class Phase(models.Model):
 
     @property
     def asks_grade(self) -> bool:
-        return self.kind != self.Kind.DETECTION or self.asks_grade_in_detection
+        return self.asks_kl_grade and (
+            self.kind != self.Kind.DETECTION or self.asks_grade_in_detection
+        )
+
+
+class PhaseQuestion(models.Model):
+    """A question a phase asks beside its built-in ones (set while a draft).
+
+    Its answers are stored in ``Judgment.answers`` under ``key``. A choice
+    question reads its values from a registered scale (``scale``, e.g.
+    "birads") or from ``levels`` of its own; free text has neither and is
+    asked only in a phase that asks about realism (it would tell a blinded
+    grader what the study is about).
+    """
+
+    class Type(models.TextChoices):
+        ORDINAL = QuestionType.ORDINAL, "Ordinal scale"
+        NOMINAL = QuestionType.NOMINAL, "Nominal choice"
+        FREE_TEXT = QuestionType.FREE_TEXT, "Free text"
+
+    phase = models.ForeignKey(Phase, on_delete=models.CASCADE, related_name="questions")
+    order = models.PositiveSmallIntegerField(default=0)
+    key = models.CharField(
+        max_length=40,
+        help_text="The answer's name in exports: lowercase letters, digits, "
+        "underscores (e.g. birads, realism, why).",
+    )
+    type = models.CharField(max_length=10, choices=Type)
+    scale = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="A built-in scale (e.g. birads, realism-5), or empty with levels.",
+    )
+    levels = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='A scale of its own: [[code, "label"], ...] in order.',
+    )
+    prompt = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="What the reader reads; the scale's title where empty.",
+    )
+    required = models.BooleanField(default=True)
+    keys = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='Keyboard map {"key": code}; digits or first letters where empty.',
+    )
+
+    class Meta:
+        ordering = ["phase", "order", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["phase", "key"], name="phase_question_unique_key"
+            ),
+            models.CheckConstraint(
+                condition=(Q(type="free_text") & Q(scale="") & Q(levels__isnull=True))
+                | (~Q(type="free_text") & ~Q(scale="") & Q(levels__isnull=True))
+                | (~Q(type="free_text") & Q(scale="") & Q(levels__isnull=False)),
+                name="phase_question_scale_or_levels",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.type})"
+
+    def scale_obj(self) -> Scale | None:
+        """The scale the question answers on; raises ValidationError where bad."""
+        if self.type == self.Type.FREE_TEXT:
+            if self.scale or self.levels is not None:
+                raise ValidationError(
+                    {"scale": "A free-text question has no scale or levels."}
+                )
+            return None
+        if self.scale and self.levels is not None:
+            raise ValidationError(
+                {"levels": "Give a built-in scale or levels of its own, not both."}
+            )
+        if self.scale:
+            try:
+                scale = scale_named(self.scale)
+            except LookupError as exc:
+                raise ValidationError({"scale": str(exc)}) from None
+        elif self.levels is not None:
+            try:
+                scale = Scale.custom(
+                    name=(self.key or "custom").replace("_", "-")[:40],
+                    title=self.prompt or self.key or "Custom scale",
+                    kind=self.type,
+                    levels=self.levels
+                    if isinstance(self.levels, list)
+                    else [self.levels],
+                )
+            except ScaleError as exc:
+                raise ValidationError({"levels": str(exc)}) from None
+        else:
+            raise ValidationError(
+                {"scale": "Name a built-in scale or give levels of its own."}
+            )
+        if scale.kind.value != self.type:
+            raise ValidationError(
+                {
+                    "type": f"The scale {scale.name!r} is {scale.kind.value}, "
+                    f"not {self.type}."
+                }
+            )
+        return scale
+
+    def clean(self) -> None:
+        problem = key_problem(self.key)
+        if problem:
+            raise ValidationError({"key": problem})
+        scale = self.scale_obj()
+        if self.keys is not None:
+            if scale is None:
+                raise ValidationError({"keys": "Free text takes no keyboard map."})
+            try:
+                keys_check(self.keys, scale)
+            except QuestionError as exc:
+                raise ValidationError({"keys": str(exc)}) from None
+        phase = getattr(self, "phase", None) if self.phase_id else None
+        if (
+            self.type == self.Type.FREE_TEXT
+            and phase is not None
+            and not phase.asks_realism
+        ):
+            raise ValidationError(
+                {
+                    "type": "Free text is asked only in a phase that asks about "
+                    "realism (detection or combined)."
+                }
+            )
+
+    def as_question(self) -> Question:
+        """The question as the domain, the reader's API and the checks read it."""
+        scale = self.scale_obj()
+        keys = ()
+        if self.keys and scale is not None:
+            keys = tuple(keys_check(self.keys, scale).items())
+        return Question(
+            field=self.key,
+            scale=scale,
+            prompt=self.prompt,
+            required=self.required,
+            extra=True,
+            type=QuestionType(self.type),
+            keys=keys,
+        )
 
 
 class Case(models.Model):
@@ -610,6 +780,9 @@ class Judgment(models.Model):
     served_at = models.DateTimeField()
     answered_at = models.DateTimeField()
     duration_ms = models.PositiveIntegerField()
+    # Answers to the phase's extra questions (PhaseQuestion), by key: a code
+    # of the question's scale, or text. Only answered questions appear.
+    answers = models.JSONField(default=dict, blank=True)
     # What the reader did with the image before answering, as the viewer
     # logged it: zooms, pans, window/level changes and viewport rectangles
     # over time (see turingtest.studies.interactions). NULL where the answer
@@ -628,8 +801,11 @@ class Judgment(models.Model):
             models.CheckConstraint(
                 condition=_ANSWER_FIELDS_VALID, name="judgment_answer_valid"
             ),
+            # A phase without the built-in questions answers its own.
             models.CheckConstraint(
-                condition=Q(answer__isnull=False) | Q(kl_grade__isnull=False),
+                condition=Q(answer__isnull=False)
+                | Q(kl_grade__isnull=False)
+                | ~Q(answers={}),
                 name="judgment_not_empty",
             ),
         ]
@@ -676,6 +852,7 @@ class JudgmentRevision(models.Model):
         choices=DETECTION_SCALE, null=True, blank=True
     )
     kl_grade = models.PositiveSmallIntegerField(null=True, blank=True)
+    answers = models.JSONField(default=dict, blank=True)
     answered_at = models.DateTimeField()
 
     class Meta:

@@ -4,6 +4,7 @@ It names every question of every phase, so readers never get it: a reader in
 a grading phase must not learn what a later phase asks.
 """
 
+from turingtest.domain.questions import FREE_TEXT_MAX
 from turingtest.domain.scales import DETECTION, KL
 
 _error = {
@@ -173,6 +174,14 @@ OPENAPI = {
                         "minimum": KL.min,
                         "maximum": KL.max,
                     },
+                    "answers": {
+                        "type": ["object", "null"],
+                        "description": "Answers to the phase's extra questions "
+                        "(those with extra: true), by field: a value of the "
+                        "question's choices, or text of up to "
+                        f"{FREE_TEXT_MAX} characters for free text. Optional "
+                        "questions may be left out.",
+                    },
                     "interaction": {
                         "type": ["object", "null"],
                         "description": "The viewer's log of what the reader did with "
@@ -223,14 +232,28 @@ OPENAPI = {
                             "type": "object",
                             "properties": {
                                 "field": {
-                                    "enum": ["confidence", "kl_grade"],
-                                    "description": "The answer field it fills",
+                                    "type": "string",
+                                    "description": "The answer field it fills: "
+                                    "confidence or kl_grade, or for an extra "
+                                    "question its key in answers",
                                 },
                                 "title": {"type": "string"},
+                                "type": {"enum": ["ordinal", "nominal", "free_text"]},
+                                "required": {"type": "boolean"},
+                                "extra": {
+                                    "type": "boolean",
+                                    "description": "Answered in the answers object",
+                                },
                                 "choices": {
                                     "type": "array",
-                                    "description": "[value, label, description]",
+                                    "description": "[value, label, description]; "
+                                    "empty for free text",
                                 },
+                                "keys": {
+                                    "type": "object",
+                                    "description": "Keyboard key -> value",
+                                },
+                                "max_length": {"type": "integer"},
                                 "hint": {"type": "string"},
                             },
                         },

@@ -32,6 +32,7 @@ from django.utils.safestring import mark_safe
 
 from turingtest.domain.scoring import is_correct
 from turingtest.stats import plots as report_plots
+from turingtest.stats.questions import question_summary
 from turingtest.stats.report import (
     QUESTION_LABELS,
     REPORT_VERSION,
@@ -51,6 +52,7 @@ from turingtest.studies.models import (
     Enrollment,
     Judgment,
     JudgmentRevision,
+    PhaseQuestion,
     Reader,
     ReadingSession,
     Study,
@@ -326,9 +328,169 @@ def report_columns(study: Study) -> AnswerColumns:
     )
 
 
+def _extra_final_answers(study: Study):
+    """Each main, first-showing answer of a human (or simulated) reader to the
+    study's extra questions, as the reader last left it:
+    ``(enrollment id, phase id, case id, answers)``."""
+    latest = dict(
+        JudgmentRevision.objects.filter(
+            judgment__session__enrollment__study=study,
+            judgment__session__phase__isnull=False,
+        )
+        .order_by("judgment_id", "revision")
+        .values_list("judgment_id", "answers")
+    )
+    rows = (
+        _judgments(study)
+        .filter(case__role=Case.Role.MAIN, repeat=False)
+        .exclude(session__enrollment__reader__kind=Reader.Kind.MACHINE)
+        .values_list(
+            "id", "session__enrollment_id", "session__phase_id", "case_id", "answers"
+        )
+    )
+    for pk, enrollment, phase, case, answers in rows.iterator(chunk_size=5000):
+        yield enrollment, phase, case, latest.get(pk, answers) or {}
+
+
+def question_report(study: Study) -> list[dict[str, Any]]:
+    """Agreement and spread of each choice question the study added to a phase
+    (:func:`turingtest.stats.questions.question_summary`), JSON-ready; empty
+    where it added none."""
+    asked = [
+        (phase, q)
+        for phase in study.phases.order_by("index")
+        for q in (pq.as_question() for pq in phase.questions.order_by("order", "id"))
+        if q.scale is not None
+    ]
+    if not asked:
+        return []
+    cases = dict(
+        Case.objects.filter(study=study, role=Case.Role.MAIN).values_list(
+            "id", "image__source"
+        )
+    )
+    case_ids = sorted(cases)
+    at_case = {pk: i for i, pk in enumerate(case_ids)}
+    readers = sorted(
+        Enrollment.objects.filter(study=study).values_list("id", flat=True)
+    )
+    at_reader = {pk: i for i, pk in enumerate(readers)}
+    grids = {
+        (phase.id, q.field): np.full((len(readers), len(case_ids)), None, object)
+        for phase, q in asked
+    }
+    for enrollment, phase, case, answers in _extra_final_answers(study):
+        for key, value in answers.items():
+            grid = grids.get((phase, key))
+            if grid is not None:
+                grid[at_reader[enrollment], at_case[case]] = value
+    sources = [cases[pk] for pk in case_ids]
+    return [
+        question_summary(
+            key=q.field,
+            kind=q.kind.value,
+            codes=q.scale.codes,
+            labels=q.scale.labels,
+            ratings=grids[(phase.id, q.field)],
+            sources=sources,
+        ).to_dict()
+        | {"phase": phase.kind, "title": q.title}
+        for phase, q in asked
+    ]
+
+
+FREE_TEXT_COLUMNS = (
+    "case",
+    "image",
+    "truth",
+    "reader",
+    "phase",
+    "repeat",
+    "question",
+    "text",
+)
+
+
+def free_text_rows(study: Study) -> list[dict[str, Any]]:
+    """Every free-text answer to the study's questions, as the reader last left
+    it, by case, phase and reader: ``free_text.csv`` and the staff page."""
+    keys = set(
+        PhaseQuestion.objects.filter(
+            phase__study=study, type=PhaseQuestion.Type.FREE_TEXT
+        ).values_list("key", flat=True)
+    )
+    if not keys:
+        return []
+    latest = dict(
+        JudgmentRevision.objects.filter(
+            judgment__session__enrollment__study=study,
+            judgment__session__phase__isnull=False,
+        )
+        .order_by("judgment_id", "revision")
+        .values_list("judgment_id", "answers")
+    )
+    judgments = (
+        _judgments(study)
+        .filter(
+            Q(answers__has_any_keys=sorted(keys))
+            | Q(revisions__answers__has_any_keys=sorted(keys))
+        )
+        .distinct()
+        .order_by(
+            "case__number",
+            "session__phase__index",
+            "session__enrollment__reader__code",
+            "repeat",
+        )
+        .values_list(
+            "id",
+            "case__number",
+            "case__token",
+            "case__image__source",
+            "session__enrollment__reader__code",
+            "session__phase__kind",
+            "repeat",
+            "answers",
+        )
+    )
+    rows = []
+    for pk, number, token, source, reader, phase, repeat, answers in judgments:
+        answers = latest.get(pk, answers) or {}
+        for key in sorted(keys & set(answers)):
+            rows.append(
+                {
+                    "case": number,
+                    "image": token,
+                    "truth": source,
+                    "reader": reader,
+                    "phase": phase,
+                    "repeat": str(repeat).lower(),
+                    "question": key,
+                    "text": answers[key],
+                }
+            )
+    return rows
+
+
+def free_text_by_image(study: Study) -> list[dict[str, Any]]:
+    """The free-text answers grouped per image, for the staff page."""
+    images: dict[int, dict[str, Any]] = {}
+    for row in free_text_rows(study):
+        image = images.setdefault(
+            row["case"],
+            {"case": row["case"], "truth": row["truth"], "answers": []},
+        )
+        image["answers"].append(row)
+    return list(images.values())
+
+
 def study_report(study: Study) -> dict[str, Any]:
     """The full report of the study's answers as they are now (JSON-ready)."""
-    return build_report(report_columns(study), study=study.slug)
+    report = build_report(report_columns(study), study=study.slug)
+    questions = question_report(study)
+    if questions:  # a study of the reference protocol reports as it always did
+        report["questions"] = questions
+    return report
 
 
 # ---------------------------------------------------------------- storing
@@ -732,6 +894,43 @@ def _retest_view(data: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"threshold": retest["threshold"], "rows": rows}
 
 
+def _questions_view(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The study's own choice questions: agreement and spread, for display."""
+    out = []
+    for q in data.get("questions") or []:
+        spread = {s["source"]: s for s in q["by_source"]}
+        kappa = _fixed(q["kappa"])
+        if q["n_pairs"]:
+            kappa += f" ({_fixed(q['kappa_min'])} to {_fixed(q['kappa_max'])})"
+        out.append(
+            {
+                "phase": q["phase"],
+                "key": q["key"],
+                "title": q["title"],
+                "kind": q["kind"],
+                "weights": q["weights"],
+                "n_readers": q["n_readers"],
+                "n_images": q["n_images"],
+                "kappa": kappa,
+                "note": q.get("note") or "",
+                "real_mean": _fixed(spread["real"]["mean"]),
+                "synthetic_mean": _fixed(spread["synthetic"]["mean"]),
+                "values": [
+                    {
+                        "code": code,
+                        "label": label,
+                        "real": spread["real"]["counts"][i],
+                        "synthetic": spread["synthetic"]["counts"][i],
+                    }
+                    for i, (code, label) in enumerate(
+                        zip(q["codes"], q["labels"], strict=True)
+                    )
+                ],
+            }
+        )
+    return out
+
+
 def _full_html(stored: StudyReport) -> str:
     # Rendering a large study's Markdown takes 0.3-0.5 s, which every view of
     # the page would pay again; a rebuilt report has a new key.
@@ -813,6 +1012,7 @@ def report_page(*, study: Study) -> dict[str, Any] | None:
         "thumbnails": _thumbnails(detection),
         "machines": _machines_view(data),
         "retest": _retest_view(data),
+        "questions": _questions_view(data),
         "humans": humans_label(data["readers"]),
         "n_simulated": sum(r.get("kind") == "simulated" for r in data["readers"]),
         "plots": [(name, title) for name, (title, _) in PLOTS.items()],

@@ -6,7 +6,7 @@ from datetime import timedelta
 from django.core.cache import cache
 from django.db.models import Count, Max, Min, Q, Sum
 
-from turingtest.domain import scoring
+from turingtest.domain import protocols, scoring
 from turingtest.domain.wording import revealing_words
 from turingtest.studies.models import (
     Case,
@@ -15,6 +15,7 @@ from turingtest.studies.models import (
     Invitation,
     Judgment,
     Phase,
+    PhaseQuestion,
     Reader,
     ReadingSession,
     Study,
@@ -75,10 +76,27 @@ class StudyDefinition:
     # Main cases only (not attention checks), by case number: those a phase
     # may show a second time (Study.repeat_cases).
     repeatable_ids: tuple[int, ...] = ()
+    # Each phase's extra questions (PhaseQuestion), in order: (phase id, questions).
+    extra_questions: tuple[tuple[int, tuple[protocols.Question, ...]], ...] = ()
 
     @property
     def has_practice(self) -> bool:
         return bool(self.practice_ids)
+
+    def extras(self, phase: Phase) -> tuple[protocols.Question, ...]:
+        """The extra questions ``phase`` asks, in the order the reader sees them."""
+        for phase_id, questions in self.extra_questions:
+            if phase_id == phase.id:
+                return questions
+        return ()
+
+    def questions(self, phase: Phase) -> tuple[protocols.Question, ...]:
+        """Everything ``phase`` asks: its built-in questions, then its extras."""
+        return protocols.phase_questions(
+            phase.kind,
+            grade_in_detection=phase.asks_grade_in_detection,
+            kl_grade=phase.asks_kl_grade,
+        ) + self.extras(phase)
 
 
 _DEFINITIONS: dict[str, StudyDefinition] = {}  # this process's, by cache key
@@ -107,8 +125,19 @@ def _definition_build(study: Study) -> StudyDefinition:
             main.append(pk)
             if role == Case.Role.MAIN:
                 repeatable.append(pk)
+    extras: dict[int, list[protocols.Question]] = {}
+    for question in PhaseQuestion.objects.filter(phase__study=study).order_by(
+        "phase__index", "order", "id"
+    ):
+        extras.setdefault(question.phase_id, []).append(question.as_question())
     return StudyDefinition(
-        phases, tuple(practice), tuple(main), tokens, truth, tuple(repeatable)
+        phases,
+        tuple(practice),
+        tuple(main),
+        tokens,
+        truth,
+        tuple(repeatable),
+        tuple((pk, tuple(qs)) for pk, qs in extras.items()),
     )
 
 
@@ -361,6 +390,13 @@ def study_revealing_texts(*, study: Study) -> dict[str, list[str]]:
         "instructions": study.instructions,
         "consent text": study.consent_text,
     }
+    # The first phase's own questions are read while grading blind too.
+    for question in first.questions.all():
+        levels = question.levels if isinstance(question.levels, list) else []
+        shown = [question.prompt] + [
+            str(level[1]) for level in levels if isinstance(level, list | tuple)
+        ]
+        texts[f"question {question.key}"] = " ".join(shown)
     found = {where: revealing_words(text) for where, text in texts.items()}
     return {where: words for where, words in found.items() if words}
 

@@ -8,7 +8,7 @@ import hashlib
 import random
 import secrets
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from turingtest.conf import project_settings
+from turingtest.domain.questions import QuestionError
 from turingtest.domain.scales import DETECTION, KL, detection_answer
 from turingtest.domain.wording import REVEALING_WORDS
 from turingtest.imaging.selectors import ImageFilter, image_filter
@@ -36,6 +37,7 @@ from turingtest.studies.models import (
     Judgment,
     JudgmentRevision,
     Phase,
+    PhaseQuestion,
     Reader,
     ReadingSession,
     Source,
@@ -58,6 +60,25 @@ DEFAULT_READER_TITLE = "Knee radiograph reading study"
 # --- studies -----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class QuestionSpec:
+    """An extra question to put on a phase (see ``PhaseQuestion``).
+
+    ``phase``: the phase's number, from 1, in the order the reader meets them.
+    ``scale``: a registered scale's name, or empty with ``levels``
+    (``[[code, label], ...]``); free text has neither.
+    """
+
+    phase: int
+    key: str
+    type: str
+    scale: str = ""
+    levels: list | None = None
+    required: bool = True
+    prompt: str = ""
+    keys: dict | None = None
+
+
 @transaction.atomic
 def study_create(
     *,
@@ -71,9 +92,11 @@ def study_create(
     practice_count: int = 4,
     seed: int | None = None,
     asks_grade_in_detection: bool = False,
+    asks_kl_grade: bool = True,
     repeat_cases: int = 0,
     repeat_min_gap: int = 10,
     image_size: int | None = None,
+    questions: Sequence[QuestionSpec] = (),
 ) -> Study:
     phases = tuple(phases)
     if phases not in PROTOCOLS:
@@ -112,10 +135,67 @@ def study_create(
             kind=kind,
             asks_grade_in_detection=asks_grade_in_detection
             and kind == Phase.Kind.DETECTION,
+            asks_kl_grade=asks_kl_grade,
         )
         phase.full_clean()
         phase.save()
+    for spec in questions:
+        phase_question_add(study=study, spec=spec)
+    phases_answerable_check(study=study)
     return study
+
+
+def phases_answerable_check(*, study: Study) -> None:
+    """Refuse a phase that asks nothing: one without the built-in questions
+    (no KL grade, no real or synthetic) needs a required question of its own."""
+    required = set(
+        PhaseQuestion.objects.filter(phase__study=study, required=True)
+        .exclude(type=PhaseQuestion.Type.FREE_TEXT)
+        .values_list("phase_id", flat=True)
+    )
+    for phase in study.phases.order_by("index"):
+        if not (phase.asks_grade or phase.asks_realism or phase.id in required):
+            raise ValidationError(
+                f"Phase {phase.index + 1} ({phase.kind}) asks no {KL.short_label}: "
+                "give it a required question of its own to grade with (e.g. "
+                "--question 1:birads:ordinal:birads)."
+            )
+
+
+@transaction.atomic
+def phase_question_add(*, study: Study, spec: QuestionSpec) -> PhaseQuestion:
+    """Add an extra question to a phase of a draft study, after its others."""
+    _require_draft(study, "questions")
+    phases = list(study.phases.order_by("index"))
+    if not 1 <= spec.phase <= len(phases):
+        raise ValidationError(
+            f"Question {spec.key!r}: the study has phases 1 to {len(phases)}, "
+            f"not {spec.phase}."
+        )
+    phase = phases[spec.phase - 1]
+    last = phase.questions.order_by("-order").values_list("order", flat=True).first()
+    question = PhaseQuestion(
+        phase=phase,
+        order=0 if last is None else last + 1,
+        key=spec.key,
+        type=spec.type,
+        scale=spec.scale,
+        levels=spec.levels,
+        required=spec.required,
+        prompt=spec.prompt,
+        keys=spec.keys,
+    )
+    try:
+        question.full_clean()
+    except ValidationError as exc:
+        message = (
+            "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+            if hasattr(exc, "error_dict")
+            else " ".join(exc.messages)
+        )
+        raise ValidationError(f"Question {spec.key!r}: {message}") from None
+    question.save()
+    return question
 
 
 def repeats_check(*, study: Study, main_cases: int) -> None:
@@ -197,6 +277,18 @@ def study_open(
         )
     cases = list(study.cases.all())
     repeats_check(study=study, main_cases=sum(c.role == Case.Role.MAIN for c in cases))
+    phases_answerable_check(study=study)
+    # Checked again: a phase's kind may have changed since its questions were set.
+    for question in PhaseQuestion.objects.filter(phase__study=study).select_related(
+        "phase"
+    ):
+        try:
+            question.full_clean()
+        except ValidationError as exc:
+            raise ValidationError(
+                f"Phase {question.phase.index + 1}, question {question.key!r}: "
+                + " ".join(exc.messages)
+            ) from None
     list(  # locked like cases_build locks them, so neither races the other
         Image.objects.select_for_update()
         .filter(pk__in=[c.image_id for c in cases])
@@ -1049,15 +1141,45 @@ _CHOOSE_RATING = (
 )
 
 
+def _extra_answers(questions, answers, *, machine: bool = False) -> tuple[dict, dict]:
+    """The answers to a phase's extra questions as stored, and the errors by key.
+
+    ``machine``: a classifier answers (add_machine_reader); it answers real or
+    synthetic only, so the extra questions are optional to it.
+    """
+    if answers is None:
+        answers = {}
+    if not isinstance(answers, dict):
+        return {}, {"answers": "'answers' must be an object of question -> answer."}
+    errors, stored = {}, {}
+    asked = {q.field for q in questions}
+    for key in answers:
+        if key not in asked:
+            errors[str(key)[:40]] = f"This phase does not ask for '{str(key)[:40]}'."
+    for question in questions:
+        if machine and question.required:
+            question = replace(question, required=False)
+        try:
+            value = question.clean(answers.get(question.field))
+        except QuestionError as exc:
+            errors[question.field] = str(exc)
+            continue
+        if value is not None:
+            stored[question.field] = value
+    return stored, errors
+
+
 def _answer_fields(
-    session: ReadingSession, confidence, kl_grade
-) -> tuple[str | None, int | None, int | None]:
+    session: ReadingSession, confidence, kl_grade, answers=None
+) -> tuple[str | None, int | None, int | None, dict]:
     # Practice asks what the first phase asks.
-    phase = (
-        session.phase
-        or selectors.study_definition(study=session.enrollment.study).phases[0]
+    definition = selectors.study_definition(study=session.enrollment.study)
+    phase = session.phase or definition.phases[0]
+    stored, errors = _extra_answers(
+        definition.extras(phase),
+        answers,
+        machine=session.enrollment.reader.kind == Reader.Kind.MACHINE,
     )
-    errors = {}
     answer = None
     if phase.asks_realism:
         if confidence is None:
@@ -1083,7 +1205,7 @@ def _answer_fields(
         errors["kl_grade"] = f"This phase does not ask for a {KL.short_label}."
     if errors:
         raise AnswerInvalid(errors)
-    return answer, confidence, kl_grade
+    return answer, confidence, kl_grade, stored
 
 
 @dataclass(frozen=True)
@@ -1116,6 +1238,7 @@ def judgment_record(
     position: int,
     confidence: int | None = None,
     kl_grade: int | None = None,
+    answers: dict | None = None,
     now: datetime | None = None,
     interaction: dict | None = None,
     serve_next: bool = False,
@@ -1147,7 +1270,9 @@ def judgment_record(
         raise AnswerInvalid(
             f"Position {position} is not the current case; the current case is {answered}."
         )
-    answer, confidence, kl_grade = _answer_fields(session, confidence, kl_grade)
+    answer, confidence, kl_grade, answers = _answer_fields(
+        session, confidence, kl_grade, answers
+    )
     served_at = (
         session.served_at
         if session.served_position == position and session.served_at
@@ -1162,6 +1287,7 @@ def judgment_record(
         answer=answer,
         confidence=confidence,
         kl_grade=kl_grade,
+        answers=answers,
         served_at=served_at,
         answered_at=now,
         duration_ms=max(0, int((now - served_at).total_seconds() * 1000)),
@@ -1217,6 +1343,7 @@ def judgment_revise(
     position: int,
     confidence: int | None = None,
     kl_grade: int | None = None,
+    answers: dict | None = None,
     now: datetime | None = None,
 ) -> JudgmentRevision:
     """Change an answer where the study allows it; the first answer stays as it was."""
@@ -1230,7 +1357,9 @@ def judgment_revise(
     judgment = session.judgments.filter(position=position).first()
     if judgment is None:
         raise AnswerInvalid(f"Position {position} has no answer to change.")
-    answer, confidence, kl_grade = _answer_fields(session, confidence, kl_grade)
+    answer, confidence, kl_grade, answers = _answer_fields(
+        session, confidence, kl_grade, answers
+    )
     last = judgment.revisions.order_by("-revision").first()
     revision = JudgmentRevision(
         judgment=judgment,
@@ -1238,6 +1367,7 @@ def judgment_revise(
         answer=answer,
         confidence=confidence,
         kl_grade=kl_grade,
+        answers=answers,
         answered_at=now,
     )
     revision.full_clean(exclude=["judgment"])

@@ -54,6 +54,22 @@ def _latent_dprime(accuracy: float) -> float:
     return 2.0 * float(norm.ppf(np.clip(accuracy, 0.01, 0.99)))
 
 
+def _extra_answers(questions, effect: float, rng: np.random.Generator) -> dict:
+    """Answers to a phase's extra questions: near a value each image has for
+    every reader (its effect), so readers agree more than by chance."""
+    answers = {}
+    for q in questions:
+        if q.scale is None:
+            if q.required:
+                answers[q.field] = "simulated answer"
+            continue
+        codes = q.scale.codes
+        k = len(codes)
+        at = (k - 1) / 2 + effect * k / 2 + rng.normal(0, 0.6)
+        answers[q.field] = codes[int(np.clip(round(at), 0, k - 1))]
+    return answers
+
+
 def readers_simulate(
     *,
     study: Study,
@@ -94,6 +110,7 @@ def readers_simulate(
             np.array([cases[cid].image.source == "synthetic" for cid in scored]),
         )
         looks.update(zip(scored, effects.tolist(), strict=True))
+    definition = selectors.study_definition(study=study)
     first = study.enrollments.count()
     tokens = services.invitations_create(study=study, count=readers)
     simulated = []
@@ -146,6 +163,9 @@ def readers_simulate(
                             round(image.kl_grade + rng.normal(0, sd)), KL.min, KL.max
                         )
                     )
+                extra = _extra_answers(
+                    definition.extras(asks), image_effect[case.id], rng
+                )
                 clock += timedelta(seconds=float(rng.uniform(1, 4)))
                 services.reading_session_serve(
                     session=session, position=position, now=clock
@@ -156,6 +176,7 @@ def readers_simulate(
                     position=position,
                     confidence=confidence,
                     kl_grade=kl_grade,
+                    answers=extra,
                     now=clock,
                 )
                 answers += 1

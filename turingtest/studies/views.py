@@ -303,6 +303,7 @@ def _staff_context(request: HttpRequest, study: Study, **extra) -> dict:
             "report": report.report_page(study=study),
             "revealing": selectors.study_revealing_texts(study=study),
             "zoom_maps": interactions.zoom_heatmap_cases(study=study),
+            "free_text": report.free_text_by_image(study),
             "cases_form": extra.pop("cases_form", None)
             or CasesForm(
                 initial={
