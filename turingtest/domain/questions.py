@@ -105,7 +105,7 @@ def keys_check(keys: Mapping[str, object], scale: Scale) -> dict[str, Code]:
             raise QuestionError(
                 f"The key {key!r} already zooms, pans or adjusts the image."
             )
-        if code not in scale:
+        if not isinstance(code, int | str) or code not in scale:
             raise QuestionError(
                 f"The key {key!r} names {code!r}, which is not a value of the scale."
             )

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -107,7 +107,7 @@ def question_summary(
     if arr.ndim != 2:
         arr = arr.reshape(0, len(sources))
     ordinal = kind == "ordinal"
-    weights = "quadratic" if ordinal else None
+    weights: Literal["quadratic"] | None = "quadratic" if ordinal else None
     answered = np.vectorize(lambda v: v is not None, otypes=[bool])(arr)
     readers_used = answered.any(axis=1) if arr.size else np.zeros(0, bool)
     images_used = answered.any(axis=0) if arr.size else np.zeros(0, bool)
@@ -136,7 +136,7 @@ def question_summary(
         counts = tuple(sum(1 for v in values if v == c) for c in codes)
         mean = None
         if ordinal and values:
-            mean = float(np.mean([float(v) for v in values]))  # type: ignore[arg-type]
+            mean = float(np.mean([float(v) for v in values]))
         spreads.append(SourceSpread(source, len(values), counts, mean))
     return QuestionSummary(
         key=key,
