@@ -650,29 +650,61 @@ def _wilson_arrays(
     return est, low, high
 
 
-def _clean(value: Any, path: str, messages: list[str], explained: bool) -> Any:
-    if isinstance(value, dict):
+# A place in the report, built only when a value there needs a message:
+# (parent, key, is_index), or the root's name.
+_Path = tuple[Any, Any, bool] | str
+
+
+def _path_text(path: _Path) -> str:
+    parts = []
+    while isinstance(path, tuple):
+        path, key, is_index = path
+        parts.append(f"[{key}]" if is_index else f".{key}")
+    return path + "".join(reversed(parts))
+
+
+def _clean(value: Any, path: _Path, messages: list[str], explained: bool) -> Any:
+    """The report as plain JSON values: NaN and infinities become null, each
+    named in ``messages`` unless a ``note`` beside it explains it. Plain
+    values, by far the most, are checked first (800,000-answer reports hold
+    some 100,000 of them)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        if math.isfinite(value):
+            return value
+    elif kind is dict:
         here = bool(value.get("note"))
         return {
-            str(k): _clean(v, f"{path}.{k}", messages, here) for k, v in value.items()
+            str(k): _clean(v, (path, k, False), messages, here)
+            for k, v in value.items()
         }
-    if isinstance(value, (list, tuple)):
+    elif kind is list or kind is tuple:
         return [
-            _clean(v, f"{path}[{i}]", messages, explained) for i, v in enumerate(value)
+            _clean(v, (path, i, True), messages, explained) for i, v in enumerate(value)
         ]
-    if isinstance(value, np.ndarray):
+    elif kind is np.ndarray:
         if value.dtype.kind in "iub" or (
             value.dtype.kind == "f" and np.isfinite(value).all()
         ):
             return value.tolist()
         return _clean(value.tolist(), path, messages, explained)
-    value = plain(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        if not explained:
-            kind = "infinite" if math.isinf(value) else "not computable"
-            messages.append(f"{path}: {kind}, shown as null.")
-        return None
-    return value
+    else:
+        converted = plain(value)
+        if type(converted) is not float:
+            return (
+                _clean(converted, path, messages, explained)
+                if converted is not value
+                else converted
+            )
+        value = converted
+        if math.isfinite(value):
+            return value
+    if not explained:
+        text = "infinite" if math.isinf(value) else "not computable"
+        messages.append(f"{_path_text(path)}: {text}, shown as null.")
+    return None
 
 
 # ---------------------------------------------------------------- detection
