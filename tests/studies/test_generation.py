@@ -479,6 +479,7 @@ def test_a_job_added_in_the_admin_is_queued(
     assert response.status_code == 302, response.content[:2000]
     job = GenerationJob.objects.get()
     assert (job.total, job.status, queued) == (3, "pending", [job.pk])
+    assert job.image_size == 224  # the configured size when the form leaves it out
 
     GenerationJob.objects.filter(pk=job.pk).update(status="running", done=2)
     page = staff_client.get("/admin/studies/generationjob/").content.decode()

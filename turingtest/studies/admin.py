@@ -403,6 +403,18 @@ class GenerationJobForm(forms.ModelForm):
         model = GenerationJob
         fields = ["generator", "per_grade", "image_size"]
 
+    image_size = forms.IntegerField(
+        required=False,
+        min_value=8,
+        help_text="Side length the generated images are stored at, px "
+        "(empty: TURINGTEST_IMAGE_SIZE).",
+    )
+
+    def clean_image_size(self):
+        from turingtest.studies.models import default_image_size
+
+        return self.cleaned_data["image_size"] or default_image_size()
+
     def clean_per_grade(self):
         from turingtest.studies.generation import per_grade_normalise
 
