@@ -1,11 +1,10 @@
 """Staff cannot change an open study's cases or protocol under its readers."""
 
 import pytest
-from django.contrib import admin
 from django.core.exceptions import ValidationError
 
 from turingtest.studies import services
-from turingtest.studies.models import Case, Image, Phase, Study
+from turingtest.studies.models import Case, Image, Study
 
 
 def change_form(client, url: str) -> dict:
@@ -72,9 +71,22 @@ def test_a_draft_studys_protocol_stays_editable(make_study, staff_client):
     assert "phases-TOTAL_FORMS" in form
 
 
-def test_phases_have_no_admin_of_their_own():
-    # The only way to edit phases is the study's inline, hidden once it opens.
-    assert Phase not in admin.site._registry
+def test_an_open_studys_phases_cannot_be_added_changed_or_deleted(study, staff_client):
+    phase = study.phases.order_by("index").first()
+    url = f"/admin/studies/phase/{phase.pk}/change/"
+    page = staff_client.get(url)
+    assert page.status_code == 200 and b'name="_save"' not in page.content
+    changed = staff_client.post(
+        url, {"study": study.pk, "index": 0, "kind": "detection"}
+    )
+    assert changed.status_code == 403
+    assert staff_client.get("/admin/studies/phase/add/").status_code == 403
+    deleted = staff_client.post(
+        f"/admin/studies/phase/{phase.pk}/delete/", {"post": "yes"}
+    )
+    assert deleted.status_code == 403
+    phase.refresh_from_db()
+    assert (phase.index, phase.kind) == (0, "grading")
 
 
 def test_an_open_studys_cases_cannot_be_changed_added_or_deleted(

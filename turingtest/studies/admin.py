@@ -83,6 +83,14 @@ class PhaseAdmin(admin.ModelAdmin):
             ]
         )
 
+    # Phases are added with their study (its inline, shown while a draft), and
+    # change only while it is one: readers mid-study keep the protocol they got.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return self._draft(obj) and super().has_change_permission(request, obj)
+
     # A phase goes with its study (whose deletion asks for this permission
     # too, so it is not withheld here); on its own, only while a draft.
     actions = None
