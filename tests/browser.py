@@ -40,5 +40,17 @@ def page(browser):
         viewport={"width": 1280, "height": 800}, accept_downloads=True
     )
     page = context.new_page()
+    in_flight = set()
+    page.on("request", lambda request: in_flight.add(request))
+    page.on("requestfinished", lambda request: in_flight.discard(request))
+    page.on("requestfailed", lambda request: in_flight.discard(request))
     yield page
+    # Let the requests the page still has in flight (plots, images) finish
+    # before the test's database is flushed: closing the browser does not
+    # stop the live server from answering them, and SQLite cannot empty a
+    # table that an answer is still reading.
+    for _ in range(300):
+        if not in_flight or page.is_closed():
+            break
+        page.wait_for_timeout(50)
     context.close()
