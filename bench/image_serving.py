@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from readers_load import hammer, stop_group, wait_for_port  # noqa: E402
 
+from tests.nginx_signed import location as signed_location  # noqa: E402
 from tests.reliability.live import HttpReader, LiveStack, free_port  # noqa: E402
 
 NGINX_CONF = """
@@ -122,24 +123,6 @@ INTERNAL = """
 """
 
 
-# The signed-URL location of docs/deploy.md, with this run's folder and key.
-SIGNED = """
-        location /signed-images/ {{
-            secure_link $arg_s,$arg_e;
-            secure_link_md5 "$secure_link_expires$uri {key}";
-            if ($secure_link = "")  {{ return 403; }}
-            if ($secure_link = "0") {{ return 410; }}
-            alias {media}/cases/;
-            types {{ }}
-            default_type image/png;
-            etag off;
-            if_modified_since off;
-            add_header Last-Modified "";
-            add_header Cache-Control "private, max-age=3600";
-            add_header Content-Disposition "inline";
-            add_header X-Content-Type-Options "nosniff";
-        }}
-"""
 SIGNING_KEY = "bench-signing-key-0123456789abcdef0123"
 
 
@@ -264,7 +247,7 @@ def main() -> None:
                 before_port=before_port,
                 media=media,
                 internal=INTERNAL.format(media=media),
-                signed=SIGNED.format(media=media, key=SIGNING_KEY),
+                signed=signed_location(media=media, key=SIGNING_KEY),
             )
         )
         procs.append(

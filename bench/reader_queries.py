@@ -81,6 +81,21 @@ def seed():
     return study, enrollment
 
 
+def answer_body(step: dict) -> dict:
+    """An answer to every question the step's phase asks."""
+    asked = {q["field"] for q in step["phase"]["questions"]}
+    body = {"stage": step["stage"], "position": step["position"]}
+    body |= {"confidence": 2} if "confidence" in asked else {}
+    body |= {"kl_grade": 1} if "kl_grade" in asked else {}
+    return body
+
+
+def post_answer(client, base: str, body: dict):
+    return client.post(
+        f"{base}/answers", json.dumps(body), content_type="application/json"
+    )
+
+
 def counted(counts, name, call):
     with CaptureQueriesContext(connection) as ctx:
         response = call()
@@ -108,17 +123,10 @@ def main() -> None:
             counted(counts, name, lambda url=url: client.get(url))
             image_cold = False
             counted(counts, "next (reload)", lambda: client.get(f"{base}/next"))
-            asked = {q["field"] for q in step["phase"]["questions"]}
-            body = {"stage": step["stage"], "position": step["position"]}
-            if "confidence" in asked:
-                body["confidence"] = 2
-            if "kl_grade" in asked:
-                body["kl_grade"] = 1
+            body = answer_body(step)
 
             def submit(body=body):
-                return client.post(
-                    f"{base}/answers", json.dumps(body), content_type="application/json"
-                )
+                return post_answer(client, base, body)
 
             with CaptureQueriesContext(connection) as ctx:
                 response = submit()
@@ -194,16 +202,8 @@ def cpu_per_request(study, enrollment) -> None:
     while "redirect" not in step:
         timed("image", lambda url=step["image"]: client.get(url))
         timed("next", lambda: client.get(f"{base}/next"))
-        asked = {q["field"] for q in step["phase"]["questions"]}
-        body = {"stage": step["stage"], "position": step["position"]}
-        body |= {"confidence": 2} if "confidence" in asked else {}
-        body |= {"kl_grade": 1} if "kl_grade" in asked else {}
-        response = timed(
-            "submit",
-            lambda body=body: client.post(
-                f"{base}/answers", json.dumps(body), content_type="application/json"
-            ),
-        )
+        body = answer_body(step)
+        response = timed("submit", lambda body=body: post_answer(client, base, body))
         step = response.json()["next"]
     print("CPU per request through Django's test client, ms (median of the walk)")
     for name in ("next", "submit", "image"):

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.nginx_signed import location
 from turingtest.studies import services, signed_images
 from turingtest.studies.models import Case
 
@@ -40,21 +41,7 @@ http {{
     client_body_temp_path {base}/tmp;
     server {{
         listen 127.0.0.1:{port};
-        location /signed-images/ {{
-            secure_link $arg_s,$arg_e;
-            secure_link_md5 "$secure_link_expires$uri {key}";
-            if ($secure_link = "") {{ return 403; }}
-            if ($secure_link = "0") {{ return 410; }}
-            alias {media}/cases/;
-            types {{ }}
-            default_type image/png;
-            etag off;
-            if_modified_since off;
-            add_header Last-Modified "";
-            add_header Cache-Control "private, max-age=3600";
-            add_header Content-Disposition "inline";
-            add_header X-Content-Type-Options "nosniff";
-        }}
+{signed}
     }}
 }}
 """
@@ -81,8 +68,7 @@ def nginx(settings, media, tmp_path):
             user="user root;" if os.geteuid() == 0 else "",
             base=base,
             port=port,
-            key=KEY,
-            media=Path(media).resolve(),
+            signed=location(media=Path(media).resolve(), key=KEY),
         )
     )
     proc = subprocess.Popen(
