@@ -120,8 +120,8 @@ def main() -> None:
     django.setup()
     from django.core.management import call_command
 
-    from turingtest.studies.generation import generation_job_create, generator_register
-    from turingtest.studies.models import GenerationJob
+    from turingtest.generation.models import GenerationJob
+    from turingtest.generation.services import generation_job_create, generator_register
 
     call_command("migrate", verbosity=0)
     gen = generator_register(checkpoint=ckpt, name="bench")

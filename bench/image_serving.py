@@ -223,7 +223,7 @@ def main() -> None:
         for path in [media, *media.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         rows = stack.query(
-            "SELECT c.token, i.file FROM studies_image i JOIN studies_case c "
+            "SELECT c.token, i.file FROM imaging_image i JOIN studies_case c "
             "ON c.image_id = i.id JOIN studies_study s ON s.id = c.study_id "
             "WHERE s.slug = ?",
             (info["slug"],),

@@ -135,7 +135,7 @@ def empty_pool(tmp: Path) -> None:
     """Rows and files gone, so the next round imports every file again."""
     import shutil
 
-    from turingtest.studies.models import Image
+    from turingtest.imaging.models import Image
 
     Image.objects.all().delete()
     shutil.rmtree(tmp / "media", ignore_errors=True)

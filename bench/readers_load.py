@@ -529,7 +529,7 @@ def stop_group(proc: subprocess.Popen) -> None:
 def image_serving(stack: LiveStack, info: dict, args, base: Path) -> None:
     rows = stack.query(
         # A reader knows an image by its case's token (per study), not the image's.
-        "SELECT c.token, i.file FROM studies_image i JOIN studies_case c ON c.image_id = i.id "
+        "SELECT c.token, i.file FROM imaging_image i JOIN studies_case c ON c.image_id = i.id "
         "JOIN studies_study s ON s.id = c.study_id WHERE s.slug = ?",
         (info["slug"],),
     )

@@ -37,9 +37,9 @@ django.setup()
 from django.db import connection  # noqa: E402
 from django.test.utils import setup_databases, teardown_databases  # noqa: E402
 
+from turingtest.results import report  # noqa: E402
 from turingtest.stats.report import build_report  # noqa: E402
 from turingtest.stats.simulate import simulate_rows  # noqa: E402
-from turingtest.studies import report  # noqa: E402
 from turingtest.studies.simulated_rows import study_load_rows  # noqa: E402
 
 

@@ -26,8 +26,10 @@ from tqdm import tqdm
 
 from turingtest.conf import project_settings
 from turingtest.domain.scales import KL
+from turingtest.generation.models import GenerationJob, Generator
+from turingtest.imaging.models import Image
 from turingtest.studies import services
-from turingtest.studies.models import Case, GenerationJob, Generator, Image, Study
+from turingtest.studies.models import Case, Study
 
 DEMO_SLUG = "demo-knee"
 GENERATOR_NAME = "demo"
@@ -125,7 +127,7 @@ def _real_pool(opts: DemoOptions) -> Path:
 
 
 def _generator(opts: DemoOptions, data: Path) -> Generator:
-    from turingtest.studies.generation import generator_register
+    from turingtest.generation.services import generator_register
 
     if not opts.trains():
         existing = Generator.objects.filter(name=SHIPPED_NAME).first()
@@ -192,7 +194,7 @@ def worker_start(log: Path) -> subprocess.Popen:
 def _synthetic_pool(
     opts: DemoOptions, generator: Generator, worker: subprocess.Popen
 ) -> None:
-    from turingtest.studies.generation import (
+    from turingtest.generation.services import (
         generation_job_create,
         generation_job_requeue,
     )

@@ -37,7 +37,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "axes",
+    "turingtest.imaging",
+    "turingtest.generation",
     "turingtest.studies",
+    "turingtest.results",
 ]
 
 MIDDLEWARE = [

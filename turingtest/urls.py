@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from turingtest.results import views as results_views
 from turingtest.studies import api, views
 
 api_patterns = [
@@ -19,40 +20,40 @@ api_patterns = [
 ]
 
 staff_patterns = [
-    path("studies/<slug:slug>/", views.staff_study, name="staff-study"),
+    path("studies/<slug:slug>/", results_views.staff_study, name="staff-study"),
     path(
         "studies/<slug:slug>/status",
-        views.staff_study_status,
+        results_views.staff_study_status,
         name="staff-study-status",
     ),
     path(
         "studies/<slug:slug>/invite",
-        views.staff_study_invite,
+        results_views.staff_study_invite,
         name="staff-study-invite",
     ),
     path(
         "studies/<slug:slug>/cases",
-        views.staff_study_cases,
+        results_views.staff_study_cases,
         name="staff-study-cases",
     ),
     path(
         "studies/<slug:slug>/results.zip",
-        views.staff_study_export,
+        results_views.staff_study_export,
         name="staff-study-export",
     ),
     path(
         "studies/<slug:slug>/report/rebuild",
-        views.staff_study_report_build,
+        results_views.staff_study_report_build,
         name="staff-study-report-build",
     ),
     path(
         "studies/<slug:slug>/heatmaps/<int:number>.png",
-        views.staff_study_heatmap,
+        results_views.staff_study_heatmap,
         name="staff-study-heatmap",
     ),
     path(
         "studies/<slug:slug>/report/<slug:plot>.png",
-        views.staff_study_report_plot,
+        results_views.staff_study_report_plot,
         name="staff-study-report-plot",
     ),
 ]

@@ -16,8 +16,9 @@ from turingtest.imaging.audit import (
     audit_study,
     image_statistics,
 )
+from turingtest.imaging.models import Image
 from turingtest.imaging.services import images_import
-from turingtest.studies.models import Case, Image, Study
+from turingtest.studies.models import Case, Study
 
 KNEE_KL = Path(django_settings.BASE_DIR).parent / "shared" / "data" / "knee-kl"
 

@@ -8,9 +8,10 @@ from PIL import Image as PILImage
 from pydicom.uid import RLELossless
 
 from tests.imaging import builders
+from turingtest.generation.models import Generator
 from turingtest.imaging.decode import ImageRejected, decode
+from turingtest.imaging.models import Image
 from turingtest.imaging.services import images_import
-from turingtest.studies.models import Generator, Image
 
 
 def ramp(size=224, top=255, dtype=np.uint8) -> np.ndarray:

@@ -9,15 +9,16 @@ from django.core.management import CommandError, call_command
 from PIL import Image as PILImage
 
 from tests.imaging import builders
+from turingtest.generation.models import GenerationJob, Generator
 from turingtest.imaging import services
 from turingtest.imaging.canonical import png_chunks
+from turingtest.imaging.models import Image
 from turingtest.imaging.services import (
     ImportRefused,
     image_create,
     images_import,
     pool_check,
 )
-from turingtest.studies.models import GenerationJob, Generator, Image
 
 pytestmark = pytest.mark.django_db
 

@@ -28,15 +28,15 @@ from django.core.management import call_command
 from tests.imaging import builders
 from tests.reliability.live import HttpReader, LiveStack, free_port
 from tests.studies.test_blinding import _reader_traffic, _secrets
+from turingtest.imaging.models import Image
 from turingtest.imaging.services import (
     image_create,
     images_import,
     pool_check,
     pool_orphans_remove,
 )
+from turingtest.imaging.serving import IMAGE_HEADERS
 from turingtest.media_storage import S3, storage_from_url
-from turingtest.studies.api import IMAGE_HEADERS
-from turingtest.studies.models import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "media"
@@ -350,7 +350,7 @@ def test_images_from_the_bucket_reach_readers_as_from_the_disk(
 def test_a_study_backed_up_from_the_bucket_restores_into_it(
     s3_media, study, reader_api, tmp_path
 ):
-    from turingtest.studies import backup
+    from turingtest.results import backup
 
     step = reader_api.next().json()
     before = b"".join(reader_api.client.get(step["image"]).streaming_content)
@@ -482,7 +482,7 @@ def test_a_gpu_worker_writes_to_the_bucket_and_readers_get_its_images(
         )
         assert "done 5/5" in out, out
         generated = stack.query(
-            "SELECT file FROM studies_image WHERE job_id IS NOT NULL ORDER BY job_index"
+            "SELECT file FROM imaging_image WHERE job_id IS NOT NULL ORDER BY job_index"
         )
         assert len(generated) == 5
         generated_keys = {f"{PREFIX}/{name}" for (name,) in generated}
@@ -494,7 +494,7 @@ def test_a_gpu_worker_writes_to_the_bucket_and_readers_get_its_images(
         seeded = stack.seed(slug="bucket", readers=1, per_grade=1, practice=2)
         referenced = {
             f"{PREFIX}/{name}"
-            for (name,) in stack.query("SELECT file FROM studies_image")
+            for (name,) in stack.query("SELECT file FROM imaging_image")
         }
         assert bucket.keys() == referenced
         stack.start(workers=1, threads=2)

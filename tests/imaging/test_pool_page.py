@@ -4,9 +4,10 @@ import re
 
 import pytest
 
+from turingtest.generation.models import Generator
+from turingtest.imaging.models import Image
 from turingtest.imaging.services import images_tag, import_batch_get_or_create
 from turingtest.studies import services
-from turingtest.studies.models import Generator, Image
 
 IMG = re.compile(r'src="/api/v1/images/([^"]+)"')
 

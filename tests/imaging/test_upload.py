@@ -6,8 +6,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from tests.imaging import builders
+from turingtest.imaging.models import Image, ImportBatch
 from turingtest.imaging.services import pool_check
-from turingtest.studies.models import Image, ImportBatch
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.imaging.urls")]
 

@@ -541,10 +541,11 @@ def seed(args: argparse.Namespace) -> dict:
     from django.contrib.auth.hashers import make_password
     from django.test.utils import override_settings
 
+    from turingtest.imaging.models import Image
     from turingtest.imaging.phantom import knee_phantom
     from turingtest.imaging.services import image_create
     from turingtest.studies import services
-    from turingtest.studies.models import Image, Study
+    from turingtest.studies.models import Study
 
     base_seed = 1_000 * (abs(hash(args.slug)) % 1_000)
     spare = -(-args.practice // 5)  # practice cases are real images beyond the main set

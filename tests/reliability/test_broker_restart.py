@@ -14,8 +14,8 @@ import time
 
 import pytest
 
+from tests.generation.test_generation import Stack, tiny_checkpoint  # noqa: F401
 from tests.reliability.live import free_port
-from tests.studies.test_generation import Stack, tiny_checkpoint  # noqa: F401
 
 pytestmark = [
     pytest.mark.slow,

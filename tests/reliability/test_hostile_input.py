@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ReaderAPI
+from turingtest.imaging.models import Image
 from turingtest.imaging.services import pool_check
 from turingtest.studies import services
 from turingtest.studies.models import (
     Enrollment,
-    Image,
     Judgment,
     JudgmentRevision,
     ReadingSession,
@@ -443,7 +443,7 @@ def test_a_database_failure_mid_upload_leaves_nothing(staff_client, media, uploa
     inserts = []
 
     def fail_third_insert(execute, sql, params, many, context):
-        if sql.startswith('INSERT INTO "studies_image"'):
+        if sql.startswith('INSERT INTO "imaging_image"'):
             inserts.append(sql)
             if len(inserts) == 3:
                 raise OperationalError("server closed the connection unexpectedly")

@@ -182,7 +182,7 @@ def test_a_restarted_server_loses_no_answer_and_sessions_continue(stack):
 def test_an_oversize_upload_is_refused_before_its_body_arrives(stack):
     if stack.server is None:
         stack.start(workers=2, threads=2)
-    images = stack.query("SELECT count(*) FROM studies_image")[0][0]
+    images = stack.query("SELECT count(*) FROM imaging_image")[0][0]
     staff = HttpReader(stack)
     staff.login(STAFF, "staff-password-for-tests-1")
     assert staff.request("GET", "/staff/images/upload/").status == 200
@@ -221,7 +221,7 @@ def test_an_oversize_upload_is_refused_before_its_body_arrives(stack):
     assert b" 413 " in status_line, reply[:500]
     assert b"larger than the limit of 1 MiB" in reply
     assert seconds < 10
-    assert stack.query("SELECT count(*) FROM studies_image")[0][0] == images
+    assert stack.query("SELECT count(*) FROM imaging_image")[0][0] == images
     assert not any((stack.base / "tmp").iterdir())
 
 

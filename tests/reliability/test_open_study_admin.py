@@ -3,8 +3,9 @@
 import pytest
 from django.core.exceptions import ValidationError
 
+from turingtest.imaging.models import Image
 from turingtest.studies import services
-from turingtest.studies.models import Case, Image, Study
+from turingtest.studies.models import Case, Study
 
 
 def change_form(client, url: str) -> dict:

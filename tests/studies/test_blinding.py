@@ -6,7 +6,8 @@ import re
 import pytest
 
 from turingtest.imaging.canonical import png_chunks
-from turingtest.studies.models import Case, Image
+from turingtest.imaging.models import Image
+from turingtest.studies.models import Case
 
 
 def _reader_traffic(reader_api, study):

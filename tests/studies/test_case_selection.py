@@ -5,8 +5,10 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
+from turingtest.generation.models import Generator
+from turingtest.imaging.models import Image, ImportBatch
 from turingtest.imaging.phantom import phantom_dataset
-from turingtest.studies.models import Case, Generator, Image, ImportBatch
+from turingtest.studies.models import Case
 
 
 def run(*args) -> tuple[str, str]:

@@ -7,9 +7,10 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from PIL import Image as PILImage
 
+from turingtest.imaging.models import Image, ImportBatch
 from turingtest.imaging.phantom import phantom_dataset
 from turingtest.studies import services
-from turingtest.studies.models import Image, ImportBatch, Study
+from turingtest.studies.models import Study
 
 LARGE = 96  # stands for a chest or mammography size; small enough to be quick
 

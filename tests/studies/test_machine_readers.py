@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
 from django.db.models import Count
 
 from tests.imaging.builders import picture
+from turingtest.results.report import study_report
 from turingtest.stats.report import build_report, imrmc_rows
 from turingtest.stats.simulate import evidence_effects, simulate_rows
 from turingtest.studies import services
@@ -26,7 +27,6 @@ from turingtest.studies.models import (
     MachineScore,
     Reader,
 )
-from turingtest.studies.report import study_report
 from turingtest.studies.simulation import readers_simulate
 
 # Small and quick: 32 px analysis, one thread, no classifier cache on disk.
@@ -128,7 +128,7 @@ def _nothing_written(before_users):
 def test_bad_input_is_refused_with_a_reason_and_nothing_written(db, media, pool):
     from django.contrib.auth import get_user_model
 
-    from turingtest.studies.models import Image
+    from turingtest.imaging.models import Image
 
     users = get_user_model().objects.count()
     with pytest.raises(CommandError, match="No study 'nope'"):
@@ -345,7 +345,7 @@ def test_simulated_readers_draw_on_the_studys_machine_reader(read_study):
 def test_a_backup_keeps_machine_readers_and_their_scores(
     read_study, tmp_path, settings
 ):
-    from turingtest.studies import backup
+    from turingtest.results import backup
 
     settings.TURINGTEST = {**settings.TURINGTEST, "DELETED_DIR": str(tmp_path / "del")}
 
@@ -376,7 +376,7 @@ def test_a_backup_keeps_machine_readers_and_their_scores(
 
 
 def test_archives_from_before_reader_kinds_restore_simulated_readers():
-    from turingtest.studies.backup import _reader_fields
+    from turingtest.results.backup import _reader_fields
 
     old = {
         "model": "studies.reader",

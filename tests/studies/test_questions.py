@@ -264,7 +264,7 @@ def _zip_csv(staff_client, study, name):
 
 
 def test_simulated_readers_answer_the_extra_questions(make_study):
-    from turingtest.studies.report import study_report
+    from turingtest.results.report import study_report
     from turingtest.studies.simulation import readers_simulate
 
     study = _study(make_study)
@@ -283,7 +283,7 @@ def test_simulated_readers_answer_the_extra_questions(make_study):
 
 
 def test_reference_study_report_has_no_question_section(study, reader_api):
-    from turingtest.studies.report import study_report
+    from turingtest.results.report import study_report
 
     reader_api.answer_all()
     assert "questions" not in study_report(study)
@@ -371,7 +371,7 @@ def test_phase_admin_adds_questions_while_the_study_is_a_draft(
 def test_a_backup_restores_the_questions_and_their_answers(
     mammo_api, tmp_path, settings
 ):
-    from turingtest.studies import backup
+    from turingtest.results import backup
 
     settings.TURINGTEST = {
         **settings.TURINGTEST,

@@ -10,15 +10,15 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from statsmodels.stats.inter_rater import cohens_kappa as statsmodels_kappa
 
-from turingtest.stats.report import RETEST_KAPPA_MIN
-from turingtest.studies import services
-from turingtest.studies.models import Judgment, ReadingSession, Study
-from turingtest.studies.report import (
+from turingtest.results.report import (
     imrmc_export,
     report_columns,
     report_rows,
     study_report,
 )
+from turingtest.stats.report import RETEST_KAPPA_MIN
+from turingtest.studies import services
+from turingtest.studies.models import Judgment, ReadingSession, Study
 from turingtest.studies.simulation import readers_simulate
 
 

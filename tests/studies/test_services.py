@@ -4,10 +4,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from turingtest.imaging.models import Image
 from turingtest.studies import selectors, services
 from turingtest.studies.models import (
     Case,
-    Image,
     Invitation,
     Judgment,
     JudgmentRevision,
@@ -280,8 +280,8 @@ def test_the_readers_own_score_counts_their_revised_answers(make_study, make_rea
     assert "Real or synthetic: 10 of 10 correct" in page
     assert "KL grade: 10 of 10 matched the reference (10 within one grade)" in page
     # The report and the exports score the same final answers by the same rule.
-    from turingtest.studies.exports import judgment_rows
-    from turingtest.studies.report import report_rows
+    from turingtest.results.exports import judgment_rows
+    from turingtest.results.report import report_rows
 
     assert [r["correct"] for r in report_rows(study)] == [True] * 20
     final = {}

@@ -35,10 +35,12 @@ from django.views.decorators.http import require_POST
 
 from turingtest.conf import project_settings
 from turingtest.domain.scales import KL
+from turingtest.imaging.models import ImportBatch, Source, Tag
 from turingtest.imaging.selectors import (
     USED_ANY,
     USED_NONE,
     ImageFilter,
+    generator_model,
     image_filter,
     pool_choices,
     pool_counts,
@@ -57,7 +59,6 @@ from turingtest.imaging.services import (
     import_batch_drop_if_empty,
     import_batch_get_or_create,
 )
-from turingtest.studies.models import Generator, ImportBatch, Source, Tag
 
 TEMPLATE = "imaging/upload.html"
 POOL_PAGE_SIZE = 48
@@ -105,7 +106,7 @@ class UploadForm(forms.Form):
         required=False, max_length=80, help_text="Which split of a dataset ZIP."
     )
     generator = forms.ModelChoiceField(
-        queryset=Generator.objects.all(),
+        queryset=generator_model().objects.all(),
         required=False,
         help_text="For synthetic images only.",
     )

@@ -40,6 +40,7 @@ from PIL import Image as PILImage
 
 from turingtest.imaging.canonical import png_chunks
 from turingtest.imaging.decode import decode, sniff
+from turingtest.imaging.serving import image_response_headers
 from turingtest.stats.roc import auc_delong
 
 FILE_LEVEL = "file"
@@ -228,8 +229,6 @@ def _group_result(
 def _response_headers(image) -> dict[str, str]:
     # The headers the image view really sends, so the audit sees what a
     # browser sees.
-    from turingtest.studies.api import image_response_headers
-
     return {str(k): str(v) for k, v in image_response_headers(image).items()}
 
 

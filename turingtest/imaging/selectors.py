@@ -14,19 +14,32 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from turingtest.domain.scales import KL
-from turingtest.studies.models import (
-    Case,
-    Generator,
-    Image,
-    ImportBatch,
-    Source,
-    Study,
-    Tag,
-)
+from turingtest.imaging.models import Image, ImportBatch, Source, Tag
 
 # ``used``: any image, images no study uses, images some study uses, or the
 # slug of one study.
 GRADE_ERROR = f"A {KL.short_label} is a whole number from {KL.range_text()}."
+
+
+def _related(model, name: str):
+    """The model at the other end of one of ``model``'s relations.
+
+    The pool page filters by generator and shows which studies use an image.
+    It reaches those models through the pool's own relations (``Image.cases``,
+    ``Image.generator``) instead of importing the generation and studies
+    apps, which import the pool: the import graph stays without cycles.
+    """
+    return model._meta.get_field(name).related_model
+
+
+def _cases():
+    return _related(Image, "cases")
+
+
+def generator_model():
+    """The generation app's Generator model, reached through ``Image.generator``."""
+    return _related(Image, "generator")
+
 
 USED_NONE = "none"
 USED_ANY = "any"
@@ -171,7 +184,7 @@ def image_filter(filt: ImageFilter, images: QuerySet | None = None) -> QuerySet:
             Q(batch__name__in=filt.origins) | Q(pk__in=_tagged(filt.origins))
         )
     if filt.used:
-        cases = Case.objects.filter(image=OuterRef("pk"))
+        cases = _cases().objects.filter(image=OuterRef("pk"))
         if filt.used == USED_NONE:
             qs = qs.filter(~Exists(cases))
         elif filt.used == USED_ANY:
@@ -200,10 +213,11 @@ def origins_check(names: Iterable[str]) -> None:
 
 def generators_check(names: Iterable[str]) -> None:
     names = list(names)
-    known = set(Generator.objects.filter(name__in=names).values_list("name", flat=True))
+    generators = generator_model().objects
+    known = set(generators.filter(name__in=names).values_list("name", flat=True))
     unknown = [n for n in names if n not in known]
     if unknown:
-        all_names = ", ".join(Generator.objects.values_list("name", flat=True))
+        all_names = ", ".join(generators.values_list("name", flat=True))
         raise ValidationError(
             f"No generator named {', '.join(map(repr, unknown))} "
             f"(generators: {all_names or 'none'})."
@@ -271,15 +285,16 @@ def pool_montage(filt: ImageFilter, *, per_cell: int = 8) -> list[dict]:
 
 def pool_choices() -> dict[str, list[str]]:
     """What the pool page's filters can choose from."""
+    studies = _related(_cases(), "study").objects
     return {
-        "generators": list(Generator.objects.values_list("name", flat=True)),
+        "generators": list(generator_model().objects.values_list("name", flat=True)),
         "batches": list(
             ImportBatch.objects.order_by("-created_at", "name").values_list(
                 "name", flat=True
             )
         ),
         "tags": list(Tag.objects.values_list("name", flat=True)),
-        "studies": list(Study.objects.order_by("slug").values_list("slug", flat=True)),
+        "studies": list(studies.order_by("slug").values_list("slug", flat=True)),
     }
 
 
@@ -288,12 +303,13 @@ def pool_page_images(images: Iterable[Image]) -> list[dict]:
     images = list(images)
     ids = [i.pk for i in images]
     studies: dict[int, list[str]] = {}
+    case = _cases()
     for image_id, slug, role in (
-        Case.objects.filter(image_id__in=ids)
+        case.objects.filter(image_id__in=ids)
         .order_by("study__slug")
         .values_list("image_id", "study__slug", "role")
     ):
-        label = slug if role == Case.Role.MAIN else f"{slug} ({role})"
+        label = slug if role == case.Role.MAIN else f"{slug} ({role})"
         studies.setdefault(image_id, []).append(label)
     tags: dict[int, list[str]] = {}
     for image_id, name in Image.tags.through.objects.filter(

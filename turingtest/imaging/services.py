@@ -25,6 +25,7 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
@@ -36,15 +37,12 @@ from turingtest.conf import project_settings
 from turingtest.domain.scales import KL
 from turingtest.imaging.canonical import CanonicalSpec, canonicalise
 from turingtest.imaging.decode import ImageRejected, Limits, decode, sniff
+from turingtest.imaging.models import Image, ImportBatch, Source, Tag
 from turingtest.media_storage import STORAGE_ERRORS
-from turingtest.studies.models import (
-    GenerationJob,
-    Generator,
-    Image,
-    ImportBatch,
-    Source,
-    Tag,
-)
+
+if TYPE_CHECKING:
+    # Annotations only: generation imports the pool, never the other way.
+    from turingtest.generation.models import GenerationJob, Generator
 
 POOL_DIR = "pool"
 MIN_IMAGE_SIZE = 8  # px: the smallest canonical side a study or import may ask for

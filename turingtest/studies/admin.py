@@ -1,21 +1,12 @@
-from django import forms
-from django.contrib import admin, messages
-from django.contrib.admin.utils import NestedObjects, unquote
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import router
-from django.http import HttpResponseRedirect
+from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 from django.utils.html import format_html
-from django.utils.http import urlencode
 
-from turingtest.studies import backup
 from turingtest.studies.models import (
     Case,
     Enrollment,
-    GenerationJob,
-    Generator,
-    Image,
-    ImportBatch,
     Invitation,
     Judgment,
     JudgmentRevision,
@@ -24,7 +15,6 @@ from turingtest.studies.models import (
     Reader,
     ReadingSession,
     Study,
-    Tag,
 )
 
 
@@ -166,142 +156,6 @@ class StudyAdmin(admin.ModelAdmin):
             [] if obj is not None and obj.status != Study.Status.DRAFT else self.inlines
         )
 
-    # Deleting a study with answers: one at a time, typed confirmation, results first.
-    delete_confirmation_template = "admin/studies/study/delete_confirmation.html"
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
-
-    def get_deleted_objects(self, objs, request):
-        deleted, counts, perms_needed, protected = super().get_deleted_objects(
-            objs, request
-        )
-        # Answers and an open study's cases are never deleted one by one; with
-        # their study they go, once delete_model has exported them.
-        perms_needed -= {
-            m._meta.verbose_name for m in (Case, Judgment, JudgmentRevision)
-        }
-        if protected:
-            collector = NestedObjects(using=router.db_for_write(Study))
-            collector.collect(objs)
-            # Judgments protect their cases; study_delete removes them first.
-            if all(isinstance(obj, Judgment) for obj in collector.protected):
-                protected = []
-        return deleted, counts, perms_needed, protected
-
-    def delete_view(self, request, object_id, extra_context=None):
-        study = self.get_object(request, unquote(object_id))
-        answers = backup.study_answer_count(study=study) if study is not None else 0
-        if (
-            answers
-            and request.method == "POST"
-            and request.POST.get("confirm", "").strip() != study.slug
-        ):
-            messages.error(
-                request,
-                f"Type the study's slug ({study.slug}) to confirm its deletion.",
-            )
-            return HttpResponseRedirect(request.path)
-        extra_context = (extra_context or {}) | {
-            "answers": answers,
-            "deleted_dir": backup.deleted_dir(),
-        }
-        try:
-            return super().delete_view(request, object_id, extra_context)
-        except ValidationError as exc:  # answers arrived after the page was shown
-            messages.error(request, " ".join(exc.messages))
-            return HttpResponseRedirect(request.path)
-
-    def delete_model(self, request, obj):
-        deleted = backup.study_delete(
-            study=obj, confirmation=request.POST.get("confirm", "")
-        )
-        if deleted.archive is not None:
-            messages.info(
-                request,
-                f"Its answers and a restorable backup were written to {deleted.archive}.",
-            )
-
-
-@admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
-    list_display = [
-        "sha256",
-        "source",
-        "kl_grade",
-        "generator",
-        "seed",
-        "batch",
-        "reserved",
-        "created_at",
-    ]
-    list_filter = ["source", "kl_grade", "generator", "batch", "tags", "reserved"]
-    search_fields = ["sha256", "token", "origin"]
-    filter_horizontal = ["tags"]
-    readonly_fields = [
-        "preview",
-        "token",
-        "batch",
-        "reserved",
-        "sha256",
-        "width",
-        "height",
-        "file_name",
-        "original_name",
-        "created_at",
-    ]
-    exclude = ["file", "original"]
-
-    @admin.display(description="Image")
-    def preview(self, obj: Image) -> str:
-        return format_html(
-            '<img src="{}" width="224" alt="">', reverse("api-image", args=[obj.token])
-        )
-
-    @admin.display(description="Canonical file")
-    def file_name(self, obj: Image) -> str:
-        return obj.file.name
-
-    @admin.display(description="Original file")
-    def original_name(self, obj: Image) -> str:
-        return obj.original.name or "—"
-
-    def get_readonly_fields(self, request, obj=None):
-        fields = list(super().get_readonly_fields(request, obj))
-        if (
-            obj is not None
-            and obj.cases.exclude(study__status=Study.Status.DRAFT).exists()
-        ):
-            # The truth of a case that readers are answering (or have answered).
-            fields += ["source", "kl_grade", "generator", "seed"]
-        return fields
-
-
-@admin.register(ImportBatch)
-class ImportBatchAdmin(admin.ModelAdmin):
-    list_display = ["name", "created_at", "created_by", "images_in_pool"]
-    search_fields = ["name", "description"]
-    readonly_fields = ["created_at", "created_by", "images_in_pool"]
-
-    @admin.display(description="Images")
-    def images_in_pool(self, obj: ImportBatch) -> str:
-        if obj.pk is None:
-            return "—"
-        return format_html(
-            '<a href="{}?{}">{} in the pool</a>',
-            reverse("imaging:pool"),
-            urlencode({"batch": obj.name}),
-            obj.images.count(),
-        )
-
-
-@admin.register(Tag)
-class TagAdmin(admin.ModelAdmin):
-    list_display = ["name"]
-    search_fields = ["name"]
-
 
 @admin.register(Case)
 class CaseAdmin(admin.ModelAdmin):
@@ -398,86 +252,3 @@ class JudgmentRevisionAdmin(ReadOnlyAdmin):
         "kl_grade",
         "answered_at",
     ]
-
-
-@admin.register(Generator)
-class GeneratorAdmin(admin.ModelAdmin):
-    list_display = ["name", "sha256", "created_at"]
-    readonly_fields = ["sha256", "created_at"]
-
-
-class GenerationJobForm(forms.ModelForm):
-    class Meta:
-        model = GenerationJob
-        fields = ["generator", "per_grade", "image_size"]
-
-    image_size = forms.IntegerField(
-        required=False,
-        min_value=8,
-        help_text="Side length the generated images are stored at, px "
-        "(empty: TURINGTEST_IMAGE_SIZE).",
-    )
-
-    def clean_image_size(self):
-        from turingtest.studies.models import default_image_size
-
-        return self.cleaned_data["image_size"] or default_image_size()
-
-    def clean_per_grade(self):
-        from turingtest.studies.generation import per_grade_normalise
-
-        return per_grade_normalise(self.cleaned_data["per_grade"])
-
-
-@admin.register(GenerationJob)
-class GenerationJobAdmin(admin.ModelAdmin):
-    form = GenerationJobForm
-    list_display = [
-        "id",
-        "generator",
-        "status",
-        "progress",
-        "created_at",
-        "finished_at",
-        "error",
-    ]
-    list_filter = ["status", "generator"]
-    readonly_fields = [
-        "status",
-        "progress",
-        "error",
-        "worker",
-        "heartbeat_at",
-        "attempts",
-        "started_at",
-        "finished_at",
-    ]
-
-    @admin.display(description="Progress")
-    def progress(self, obj: GenerationJob) -> str:
-        if not obj.total:
-            return "—"
-        return f"{obj.done} / {obj.total} ({100 * obj.done // obj.total}%)"
-
-    def get_fields(self, request, obj=None):
-        if obj is None:
-            return ["generator", "per_grade", "image_size"]
-        return ["generator", "per_grade", "image_size", *self.readonly_fields]
-
-    def get_readonly_fields(self, request, obj=None):
-        # A job, once queued, is the worker's: staff watch it, never edit it.
-        if obj is None:
-            return []
-        return ["generator", "per_grade", "image_size", *self.readonly_fields]
-
-    def save_model(self, request, obj, form, change):
-        if change:
-            return
-        from turingtest.studies.generation import generation_job_create
-
-        job = generation_job_create(
-            generator=obj.generator,
-            per_grade=obj.per_grade,
-            image_size=obj.image_size,
-        )
-        obj.pk, obj.total, obj._state.adding = job.pk, job.total, False

@@ -22,6 +22,8 @@ from turingtest.conf import project_settings
 from turingtest.domain import protocols, scoring
 from turingtest.domain.questions import FREE_TEXT_MAX
 from turingtest.domain.scales import KL
+from turingtest.imaging.models import Image
+from turingtest.imaging.serving import IMAGE_HEADERS
 from turingtest.media_storage import open_stream
 from turingtest.studies import selectors, services, signed_images
 from turingtest.studies.models import (
@@ -41,21 +43,7 @@ PHASE_INTROS = {
     f"{KL.abbreviation} scale.",
 }
 
-# Every image goes out with exactly these headers (plus its length): no
-# Last-Modified or ETag, which would date the file and so its import batch.
-IMAGE_HEADERS = {
-    "Content-Type": "image/png",
-    "Cache-Control": "private, max-age=3600",
-    "Content-Disposition": "inline",
-    "X-Content-Type-Options": "nosniff",
-}
-
-
 TOKEN_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_")
-
-
-def image_response_headers(image) -> dict[str, str]:
-    return IMAGE_HEADERS | {"Content-Length": str(image.file.size)}
 
 
 def error(message: str, status: int = 400, fields: dict | None = None) -> JsonResponse:
@@ -419,8 +407,6 @@ def stage_finish(request: HttpRequest, enrollment: Enrollment) -> JsonResponse:
 
 
 def _image_storage():
-    from turingtest.studies.models import Image
-
     return Image._meta.get_field("file").storage
 
 

@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib.auth.password_validation import password_validators_help_text_html
 
+from turingtest.imaging.selectors import pool_choices
 from turingtest.studies.models import Reader
 
 
@@ -94,8 +95,6 @@ class CasesForm(forms.Form):
     )
 
     def __init__(self, *args, **kwargs):
-        from turingtest.imaging.selectors import pool_choices
-
         super().__init__(*args, **kwargs)
         choices = pool_choices()
         origins = dict.fromkeys(choices["batches"] + choices["tags"])

@@ -31,15 +31,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from turingtest.domain.scales import DETECTION
+from turingtest.imaging.models import Image, Source
 from turingtest.studies import services
 from turingtest.studies.models import (
     Case,
     Enrollment,
-    Image,
     MachineScore,
     Phase,
     Reader,
-    Source,
     Study,
 )
 

@@ -8,10 +8,10 @@ from django.db.models import Count, Max, Min, Q, Sum
 
 from turingtest.domain import protocols, scoring
 from turingtest.domain.wording import revealing_words
+from turingtest.imaging.models import Image
 from turingtest.studies.models import (
     Case,
     Enrollment,
-    Image,
     Invitation,
     Judgment,
     Phase,

@@ -26,13 +26,13 @@ from turingtest.conf import project_settings
 from turingtest.domain.questions import QuestionError
 from turingtest.domain.scales import DETECTION, KL, detection_answer
 from turingtest.domain.wording import REVEALING_WORDS
+from turingtest.imaging.models import Image, Source
 from turingtest.imaging.selectors import ImageFilter, image_filter
 from turingtest.studies import selectors
 from turingtest.studies.interactions import interaction_clean
 from turingtest.studies.models import (
     Case,
     Enrollment,
-    Image,
     Invitation,
     Judgment,
     JudgmentRevision,
@@ -40,7 +40,6 @@ from turingtest.studies.models import (
     PhaseQuestion,
     Reader,
     ReadingSession,
-    Source,
     Study,
 )
 from turingtest.studies.prepared import PreparedQuery

@@ -20,11 +20,11 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from turingtest.generation.models import Generator
+from turingtest.imaging.models import Image
 from turingtest.studies.models import (
     Case,
     Enrollment,
-    Generator,
-    Image,
     Judgment,
     Phase,
     Reader,

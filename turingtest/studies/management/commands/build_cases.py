@@ -1,8 +1,9 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from turingtest.imaging.models import Source
 from turingtest.imaging.selectors import case_choice, generators_check, origins_check
-from turingtest.studies.models import Source, Study
+from turingtest.studies.models import Study
 from turingtest.studies.services import cases_build
 
 
