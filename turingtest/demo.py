@@ -27,9 +27,18 @@ from tqdm import tqdm
 from turingtest.conf import project_settings
 from turingtest.domain.scales import KL
 from turingtest.generation.models import GenerationJob, Generator
+from turingtest.generation.services import (
+    generation_job_create,
+    generation_job_requeue,
+    generator_register,
+)
 from turingtest.imaging.models import Image
+from turingtest.imaging.phantom import phantom_dataset
+from turingtest.imaging.selectors import ImageFilter
+from turingtest.imaging.services import images_import
 from turingtest.studies import services
 from turingtest.studies.models import Case, Study
+from turingtest.studies.simulation import readers_simulate
 
 DEMO_SLUG = "demo-knee"
 GENERATOR_NAME = "demo"
@@ -93,8 +102,6 @@ def _admin(workdir: Path) -> tuple[str, str]:
 
 def _real_pool(opts: DemoOptions) -> Path:
     """Fill the real pool once; returns the folder the generator trains on."""
-    from turingtest.imaging.phantom import phantom_dataset
-    from turingtest.imaging.services import images_import
 
     if opts.data is None:
         source = REAL_SAMPLE
@@ -127,7 +134,6 @@ def _real_pool(opts: DemoOptions) -> Path:
 
 
 def _generator(opts: DemoOptions, data: Path) -> Generator:
-    from turingtest.generation.services import generator_register
 
     if not opts.trains():
         existing = Generator.objects.filter(name=SHIPPED_NAME).first()
@@ -194,10 +200,6 @@ def worker_start(log: Path) -> subprocess.Popen:
 def _synthetic_pool(
     opts: DemoOptions, generator: Generator, worker: subprocess.Popen
 ) -> None:
-    from turingtest.generation.services import (
-        generation_job_create,
-        generation_job_requeue,
-    )
 
     have = Image.objects.filter(source="synthetic", generator=generator).count()
     # Three per case: the study's, its practice's, and about twice as many
@@ -235,8 +237,6 @@ def _synthetic_pool(
 
 
 def _study(opts: DemoOptions, generator: Generator) -> Study:
-    from turingtest.imaging.selectors import ImageFilter
-    from turingtest.studies.simulation import readers_simulate
 
     study = Study.objects.filter(slug=DEMO_SLUG).first()
     if study is not None:

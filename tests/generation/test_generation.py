@@ -478,7 +478,7 @@ def test_a_job_added_in_the_admin_is_queued(
     monkeypatch.setattr(generation, "_queue", queued.append)
     with django_capture_on_commit_callbacks(execute=True):
         response = staff_client.post(
-            "/admin/studies/generationjob/add/",
+            "/admin/generation/generationjob/add/",
             {"generator": tiny.pk, "per_grade": '{"0": 2, "3": 1}'},
         )
     assert response.status_code == 302, response.content[:2000]
@@ -487,9 +487,9 @@ def test_a_job_added_in_the_admin_is_queued(
     assert job.image_size == 224  # the configured size when the form leaves it out
 
     GenerationJob.objects.filter(pk=job.pk).update(status="running", done=2)
-    page = staff_client.get("/admin/studies/generationjob/").content.decode()
+    page = staff_client.get("/admin/generation/generationjob/").content.decode()
     assert "2 / 3 (66%)" in page
-    change = staff_client.get(f"/admin/studies/generationjob/{job.pk}/change/")
+    change = staff_client.get(f"/admin/generation/generationjob/{job.pk}/change/")
     assert (
         change.status_code == 200 and 'name="per_grade"' not in change.content.decode()
     )
@@ -499,7 +499,7 @@ def test_a_bad_request_in_the_admin_queues_nothing(staff_client, tiny, monkeypat
     queued = []
     monkeypatch.setattr(generation, "_queue", queued.append)
     response = staff_client.post(
-        "/admin/studies/generationjob/add/",
+        "/admin/generation/generationjob/add/",
         {"generator": tiny.pk, "per_grade": '{"9": 2}'},
     )
     assert response.status_code in (200, 302)

@@ -139,7 +139,7 @@ def test_a_draft_studys_cases_can_be_edited(make_study, staff_client, pool):
 
 def test_the_truth_of_an_image_in_an_open_study_is_read_only(study, staff_client):
     image = study.cases.first().image
-    url = f"/admin/studies/image/{image.pk}/change/"
+    url = f"/admin/imaging/image/{image.pk}/change/"
     form = change_form(staff_client, url)
     assert not {"source", "kl_grade"} & set(form)
     staff_client.post(url, form | {"source": "synthetic", "kl_grade": "4"})

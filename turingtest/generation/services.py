@@ -185,6 +185,7 @@ def per_grade_normalise(per_grade: Mapping) -> dict[str, int]:
 
 
 def _queue(job_id: int) -> None:
+    # Imported here: the tasks module imports this one.
     from turingtest.generation.tasks import generation_job_run
 
     generation_job_run.delay(job_id)

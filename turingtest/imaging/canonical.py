@@ -73,12 +73,13 @@ class CanonicalImage:
 def as_float_gray(pixels) -> np.ndarray:
     """A 2-D float array on the 0..255 scale from a uint8/uint16 array or PIL image."""
     if isinstance(pixels, PILImage.Image):
+        # Imported here: decode imports this module.
         from turingtest.imaging.decode import _pillow_gray
 
         return _pillow_gray(pixels, [])
     arr = np.asarray(pixels)
     if arr.ndim == 3 and arr.shape[2] in (3, 4):
-        from turingtest.imaging.decode import BT601
+        from turingtest.imaging.decode import BT601  # (decode imports this module)
 
         arr = arr[..., :3].astype(np.float64) @ BT601
     if arr.ndim != 2:

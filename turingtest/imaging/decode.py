@@ -122,6 +122,7 @@ def decode(data: bytes, name: str = "", *, limits: Limits | None = None) -> Deco
         raise ImageRejected("empty file (0 bytes)")
     kind = sniff(data)
     if kind == "DICOM" or (not kind and name.lower().endswith((".dcm", ".dicom"))):
+        # Imported here: the DICOM module imports this one.
         from turingtest.imaging.dicom import dicom_decode
 
         return dicom_decode(data, limits=limits)

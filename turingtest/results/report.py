@@ -567,6 +567,7 @@ def study_report_refresh(*, study_id: int) -> tuple[StudyReport | None, bool]:
 
 
 def _queue(study_id: int) -> None:
+    # Imported here: the tasks module imports this one.
     from turingtest.results.tasks import study_report_build
 
     # CPU work: the default queue, never a gpu worker's.

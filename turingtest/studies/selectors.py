@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from django.core.cache import cache
 from django.db.models import Count, Max, Min, Q, Sum
+from django.utils import timezone
 
 from turingtest.domain import protocols, scoring
 from turingtest.domain.wording import revealing_words
@@ -410,8 +411,6 @@ class InvitationRow:
 
 def study_invitations(*, study: Study, now=None) -> list[InvitationRow]:
     """Every invitation of a study, newest first, with what became of it."""
-    from django.utils import timezone
-
     now = now or timezone.now()
     rows = []
     for inv in study.invitations.select_related("used_by").order_by("-created_at"):

@@ -5,6 +5,7 @@ from django.db import transaction
 from turingtest.studies.machine import machine_label, machine_reader_check
 from turingtest.studies.machine_training import machine_reader_train
 from turingtest.studies.models import Study
+from turingtest.studies.tasks import machine_reader_run
 
 
 class Command(BaseCommand):
@@ -51,8 +52,6 @@ class Command(BaseCommand):
             raise CommandError(f"No study {opts['slug']!r}.")
         model = opts["model"]
         if opts["queue"]:
-            from turingtest.studies.tasks import machine_reader_run
-
             try:
                 machine_reader_check(study=study, model=model)
             except ValidationError as exc:
