@@ -10,6 +10,7 @@ unformatted (full precision, for R and Python) and flags as ``true`` and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ __all__ = [
     "ci_text",
     "csv_flag",
     "fixed",
+    "fixed_text",
     "interval_page",
     "interval_text",
     "number",
@@ -51,6 +53,14 @@ def number(x: Any, digits: int = 3) -> str:
 def fixed(x: float | None, digits: int = 2) -> str:
     """A number to ``digits`` decimals, "n/a" when missing."""
     return MISSING if x is None else f"{x:.{digits}f}"
+
+
+def fixed_text(x: float | None, digits: int = 2) -> str:
+    """A number to ``digits`` decimals in the Markdown report, "n/a" when
+    missing or NaN."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return MISSING
+    return f"{x:.{digits}f}"
 
 
 def percent(x: float, digits: int = 1, *, unit: str = "%") -> str:

@@ -6,15 +6,16 @@ every number goes through :mod:`turingtest.stats.report.formatting`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from turingtest.domain.scales import DETECTION, KL
 from turingtest.stats.proportions import REAL, SYNTHETIC
-from turingtest.stats.questions import questions_markdown
 from turingtest.stats.report.compute import KL_GRADES, MACHINE, SIMULATED, SOURCES
 from turingtest.stats.report.formatting import (
     ci_text,
+    fixed_text,
     interval_text,
     number,
     p_text,
@@ -38,6 +39,7 @@ __all__ = [
     "humans_label",
     "machine_comparison",
     "machine_name",
+    "questions_markdown",
     "report_markdown",
 ]
 
@@ -431,5 +433,48 @@ def _markdown_grading(phase: str, g: Grading) -> list[str]:
         ]
         for grade, row in zip(KL_GRADES, g.confusion[source], strict=True):
             out.append(f"| {grade} | " + " | ".join(map(str, row)) + " |")
+        out.append("")
+    return out
+
+
+def questions_markdown(questions: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The report's section on the study's own questions (from ``to_dict``)."""
+    if not questions:
+        return []
+    out = [
+        "## Questions of this study",
+        "",
+        "Agreement between readers: the mean over reader pairs of Cohen's kappa, "
+        "quadratic-weighted on ordinal scales, unweighted on nominal ones. Main "
+        "cases, first showings.",
+        "",
+        "| Phase | Question | Readers | Images | Kappa (range) | Real: mean | "
+        "Synthetic: mean |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for q in questions:
+        spread = {s["source"]: s for s in q["by_source"]}
+        kappa = fixed_text(q["kappa"])
+        if q["n_pairs"]:
+            kappa += f" ({fixed_text(q['kappa_min'])} to {fixed_text(q['kappa_max'])})"
+        out.append(
+            f"| {q['phase']} | {q['key']} ({q['kind']}) | {q['n_readers']} | "
+            f"{q['n_images']} | {kappa} | {fixed_text(spread['real']['mean'])} | "
+            f"{fixed_text(spread['synthetic']['mean'])} |"
+        )
+    out.append("")
+    for q in questions:
+        spread = {s["source"]: s for s in q["by_source"]}
+        out += [
+            f"**{q['key']}**, answers per value:",
+            "",
+            "| Value | Real | Synthetic |",
+            "|---|---|---|",
+        ]
+        for i, (code, label) in enumerate(zip(q["codes"], q["labels"], strict=True)):
+            out.append(
+                f"| {code} {label} | {spread['real']['counts'][i]} | "
+                f"{spread['synthetic']['counts'][i]} |"
+            )
         out.append("")
     return out
