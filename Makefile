@@ -5,6 +5,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): one per core, at most four; TEST_WORKERS=0 runs in one.
+TEST_WORKERS ?= auto
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
@@ -24,7 +26,7 @@ demo: install
 	exec $(BIN)/python manage.py demo --addr $(HOST):$(PORT) $(if $(DATA),--data "$(DATA)",) $(if $(TRAIN_MINUTES),--train-minutes $(TRAIN_MINUTES),)
 
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -74,7 +74,7 @@ def main() -> None:
         report_s, report, report_cpu = _time(
             lambda rows=rows: build_report(rows), args.repeat
         )
-        size_mb = len(json.dumps(report, allow_nan=False)) / 1e6
+        size_mb = len(json.dumps(report.to_json(), allow_nan=False)) / 1e6
         md_s, _, _ = _time(lambda report=report: report_markdown(report), 1)
         plot_s, _, _ = _time(
             lambda report=report: [

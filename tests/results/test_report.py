@@ -16,6 +16,8 @@ from turingtest.results import report as study_reports
 from turingtest.results.models import StudyReport
 from turingtest.results.report import study_report
 from turingtest.results.tasks import study_report_build
+from turingtest.stats.report import Report
+from turingtest.stats.report.results import Counts
 from turingtest.studies import services
 from turingtest.studies.models import Judgment
 from turingtest.studies.simulation import readers_simulate
@@ -49,34 +51,28 @@ def _zip(client, study) -> zipfile.ZipFile:
 
 def test_reader_figures_match_the_judgments(answered):
     report = study_report(answered)
-    detection = report["detection"]["detection"]
-    figures = {r["reader"]: r for r in detection["readers"]}
+    detection = report.detection["detection"]
+    figures = {r.reader: r for r in detection.readers}
     judgments = Judgment.objects.filter(session__phase__kind="detection")
     by_reader = _by_reader(judgments)
     assert set(figures) == set(by_reader) and len(figures) == 4
     for code, js in by_reader.items():
         r = figures[code]
-        assert r["n"] == len(js) == 10
-        assert r["accuracy"]["estimate"] == pytest.approx(
+        assert r.n == len(js) == 10
+        assert r.accuracy.estimate == pytest.approx(
             mean(j.answer == j.case.image.source for j in js)
         )
         fakes = [j for j in js if j.case.image.source == "synthetic"]
-        assert r["fake_as_real"]["estimate"] == pytest.approx(
+        assert r.fake_as_real.estimate == pytest.approx(
             mean(j.answer == "real" for j in fakes)
         )
     # Each reader also answered two practice cases; none is counted.
     assert Judgment.objects.filter(session__phase__isnull=True).count() == 8
-    assert report["counts"] == {
-        "rows": 80,
-        "main": 80,
-        "practice": 0,
-        "attention": 0,
-        "ignored": 0,
-        "machine": 0,
-        "repeats": 0,
-    }
-    grading = report["grading"]["grading"]
-    assert grading["n_readers"] == 4 and grading["n_cases"] == 10
+    assert report.counts == Counts(
+        rows=80, main=80, practice=0, attention=0, ignored=0, machine=0, repeats=0
+    )
+    grading = report.grading["grading"]
+    assert grading.n_readers == 4 and grading.n_cases == 10
 
 
 def test_attention_checks_are_left_out_and_failures_counted(pool):
@@ -93,17 +89,17 @@ def test_attention_checks_are_left_out_and_failures_counted(pool):
     Judgment.objects.filter(pk=check.pk).update(answer="synthetic", confidence=6)
 
     report = study_report(study)
-    assert report["counts"]["main"] == 3 * 10 * 2
-    assert report["counts"]["attention"] == 3 * 2 * 2
-    detection = report["detection"]["detection"]
-    assert detection["n_cases"] == 10
+    assert report.counts.main == 3 * 10 * 2
+    assert report.counts.attention == 3 * 2 * 2
+    detection = report.detection["detection"]
+    assert detection.n_cases == 10
     main = _by_reader(
         Judgment.objects.filter(session__phase__kind="detection", case__role="main")
     )
-    for r in detection["readers"]:
-        js = main[r["reader"]]
-        assert r["n"] == 10
-        assert r["accuracy"]["estimate"] == pytest.approx(
+    for r in detection.readers:
+        js = main[r.reader]
+        assert r.n == 10
+        assert r.accuracy.estimate == pytest.approx(
             mean(j.answer == j.case.image.source for j in js)
         )
     checks = _by_reader(Judgment.objects.filter(case__role="attention"))
@@ -115,9 +111,7 @@ def test_attention_checks_are_left_out_and_failures_counted(pool):
         )
         for code, js in checks.items()
     }
-    reported = {
-        a["reader"]: (a["n"], a["n_failed"]) for a in report["attention"]["readers"]
-    }
+    reported = {a.reader: (a.n, a.n_failed) for a in report.attention.readers}
     assert reported == {code: (4, failures[code]) for code in checks}
     assert reported[check.session.enrollment.reader.code][1] >= 1
 
@@ -139,8 +133,8 @@ def test_a_revision_changes_the_report_and_marks_the_stored_one_stale(
         slug="edits", phases=("detection",), edit_policy="until_phase_end", practice=0
     )
     session = _answer_all_real(study, make_reader)
-    before = study_report(study)["detection"]["detection"]["readers"][0]
-    assert before["accuracy"]["estimate"] == 0.5
+    before = study_report(study).detection["detection"].readers[0]
+    assert before.accuracy.estimate == 0.5
     StudyReport.objects.all().delete()
     stored = study_reports.study_report_save(study=study)
 
@@ -150,10 +144,10 @@ def test_a_revision_changes_the_report_and_marks_the_stored_one_stale(
         if study.cases.get(pk=case).image.source == "synthetic"
     )
     services.judgment_revise(session=session, position=fake, confidence=6)
-    after = study_report(study)["detection"]["detection"]["readers"][0]
-    assert after["n"] == 10
-    assert after["accuracy"]["estimate"] == pytest.approx(0.6)
-    assert after["sensitivity"]["estimate"] == pytest.approx(0.2)
+    after = study_report(study).detection["detection"].readers[0]
+    assert after.n == 10
+    assert after.accuracy.estimate == pytest.approx(0.6)
+    assert after.sensitivity.estimate == pytest.approx(0.2)
 
     # Treated as a large study, the page keeps the stored report and flags it.
     monkeypatch.setattr(study_reports, "SYNC_BUILD_MAX_ANSWERS", 0)
@@ -166,9 +160,10 @@ def test_command_prints_json_and_markdown(answered):
     call_command("study_report", answered.slug, "--format", "json", stdout=out)
     printed = json.loads(out.getvalue())
     fresh = study_report(answered)
+    assert printed == fresh.to_json()
     assert printed["counts"]["main"] == 80
     pooled = printed["detection"]["detection"]["pooled_accuracy"]
-    assert pooled == fresh["detection"]["detection"]["pooled_accuracy"]
+    assert pooled == fresh.detection["detection"].pooled_accuracy.to_json()
 
     out = io.StringIO()
     call_command("study_report", answered.slug, "--format", "md", stdout=out)
@@ -186,24 +181,24 @@ def test_staff_page_shows_the_report_and_its_plots(answered, staff_client):
     assert page.status_code == 200
     html = page.content.decode()
     report = study_report(answered)
-    detection = report["detection"]["detection"]
+    detection = report.detection["detection"]
     assert 'id="report-readers-detection"' in html
     assert 'id="report-stale"' not in html
-    for r in detection["readers"]:
-        assert r["reader"] in html
-    acc = detection["pooled_accuracy"]["estimate"]
+    for r in detection.readers:
+        assert r.reader in html
+    acc = detection.pooled_accuracy.estimate
     assert f"{100 * acc:.1f}%" in html
-    assert f"{detection['mrmc_auc']['estimate']:.3f}" in html
+    assert f"{detection.mrmc_auc.estimate:.3f}" in html
     assert "Kappa, synthetic" in html
 
     # The strip shows the synthetic images readers most often called real.
     fakes = sorted(
-        (i for i in detection["images"] if i["truth"] == "synthetic"),
-        key=lambda i: -i["fraction_real"],
+        (i for i in detection.images if i.truth == "synthetic"),
+        key=lambda i: -i.fraction_real,
     )
     most = html.split('id="report-most-convincing"')[1].split("</div>")[0]
-    assert f"/api/v1/images/{fakes[0]['image']}" in most
-    assert staff_client.get(f"/api/v1/images/{fakes[0]['image']}").status_code == 200
+    assert f"/api/v1/images/{fakes[0].image}" in most
+    assert staff_client.get(f"/api/v1/images/{fakes[0].image}").status_code == 200
 
     for name in study_reports.PLOTS:
         url = f"/staff/studies/{answered.slug}/report/{name}.png"
@@ -261,18 +256,16 @@ def test_results_zip_holds_the_report_files(answered, staff_client, tmp_path):
     assert len(readers) == 4 * 2  # one row per reader and phase
     fresh = study_report(answered)
     accuracy = {
-        r["reader"]: r["accuracy"]["estimate"]
-        for r in fresh["detection"]["detection"]["readers"]
+        r.reader: r.accuracy.estimate for r in fresh.detection["detection"].readers
     }
     for row in readers:
         if row["phase"] == "detection":
             assert float(row["accuracy"]) == pytest.approx(accuracy[row["reader"]])
     assert len(rows("image_summary.csv")) == 10 * 2
-    stored = json.loads(archive.read(f"{answered.slug}/report.json"))
-    assert stored["counts"] == fresh["counts"]
+    stored = Report.from_json(json.loads(archive.read(f"{answered.slug}/report.json")))
+    assert stored.counts == fresh.counts
     assert (
-        stored["detection"]["detection"]["mrmc_auc"]
-        == fresh["detection"]["detection"]["mrmc_auc"]
+        stored.detection["detection"].mrmc_auc == fresh.detection["detection"].mrmc_auc
     )
     imrmc = rows("imrmc_input.csv")
     assert list(imrmc[0]) == ["readerID", "caseID", "modalityID", "score"]
@@ -324,10 +317,11 @@ def test_task_builds_and_stores_the_report_once(answered):
     assert result == {"study": answered.pk, "built": True, "answers": 80}
     stored = StudyReport.objects.get(study=answered)
     assert set(stored.plots) == set(study_reports.PLOTS)
-    assert stored.data["counts"]["main"] == 80
+    data = Report.from_json(stored.data)
+    assert data.counts.main == 80
     assert (
-        stored.data["detection"]["detection"]["pooled_accuracy"]
-        == (study_report(answered)["detection"]["detection"]["pooled_accuracy"])
+        data.detection["detection"].pooled_accuracy
+        == study_report(answered).detection["detection"].pooled_accuracy
     )
 
     again = study_report_build.apply(args=[answered.pk]).get()
@@ -389,33 +383,31 @@ def test_report_from_the_database_equals_the_report_of_the_same_answers(db):
     for e in study.enrollments.all():
         first = Judgment.objects.filter(session__enrollment=e).earliest("served_at")
         assert e.enrolled_at <= first.served_at and e.enrolled_at <= e.completed_at
-    assert db_report["counts"]["main"] == memory["counts"]["main"] == 6 * 20 * 2
-    assert db_report["counts"]["attention"] == memory["counts"]["attention"]
+    assert db_report.counts.main == memory.counts.main == 6 * 20 * 2
+    assert db_report.counts.attention == memory.counts.attention
 
     def attention(report):
-        return [
-            (a["reader"], a["n"], a["n_failed"]) for a in report["attention"]["readers"]
-        ]
+        return [(a.reader, a.n, a.n_failed) for a in report.attention.readers]
 
     assert attention(db_report) == attention(memory)
-    d, m = db_report["detection"]["detection"], memory["detection"]["detection"]
+    d, m = db_report.detection["detection"], memory.detection["detection"]
     for key in ("pooled_accuracy", "mrmc_percent_correct", "mrmc_auc"):
         for field in ("estimate", "se", "df"):
-            assert d[key][field] == pytest.approx(m[key][field], rel=1e-9), key
-    assert d["agreement"]["fleiss_kappa"]["estimate"] == pytest.approx(
-        m["agreement"]["fleiss_kappa"]["estimate"], rel=1e-9
+            assert getattr(d, key).get(field) == pytest.approx(
+                getattr(m, key).get(field), rel=1e-9
+            ), key
+    assert d.agreement.fleiss_kappa.estimate == pytest.approx(
+        m.agreement.fleiss_kappa.estimate, rel=1e-9
     )
-    assert [r["accuracy"] for r in d["readers"]] == [
-        r["accuracy"] for r in m["readers"]
-    ]
-    g, mg = db_report["grading"]["grading"], memory["grading"]["grading"]
+    assert [r.accuracy for r in d.readers] == [r.accuracy for r in m.readers]
+    g, mg = db_report.grading["grading"], memory.grading["grading"]
     for source in ("real", "synthetic"):
-        assert g["summary"][source]["mean_kappa_quadratic"][
-            "estimate"
-        ] == pytest.approx(
-            mg["summary"][source]["mean_kappa_quadratic"]["estimate"], rel=1e-9
+        assert getattr(
+            g.summary, source
+        ).mean_kappa_quadratic.estimate == pytest.approx(
+            getattr(mg.summary, source).mean_kappa_quadratic.estimate, rel=1e-9
         )
-    assert g["confusion"] == mg["confusion"]
+    assert g.confusion == mg.confusion
 
 
 def test_report_read_as_arrays_equals_the_report_of_the_rows(db):
@@ -447,6 +439,26 @@ def test_report_read_as_arrays_equals_the_report_of_the_rows(db):
     from_rows = build_report(report_rows(study), study=study.slug)
     from_columns = build_report(report_columns(study), study=study.slug)
     assert from_columns == from_rows
-    assert from_columns["counts"]["main"] == 5 * 20 * 2
-    assert from_columns["attention"]["n_checks"] > 0
+    assert from_columns.counts.main == 5 * 20 * 2
+    assert from_columns.attention.n_checks > 0
     assert study_report(study) == from_columns
+
+
+def test_a_report_stored_by_an_earlier_version_is_shown_then_rebuilt(
+    answered, staff_client, monkeypatch
+):
+    stored = study_reports.study_report_save(study=answered, with_plots=False)
+    data = stored.data
+    del data["retest"], data["counts"]["repeats"]
+    StudyReport.objects.filter(pk=stored.pk).update(
+        version=study_reports.REPORT_VERSION - 1, data=data
+    )
+    # A large study's page shows the stored report as it is, flagged stale.
+    monkeypatch.setattr(study_reports, "SYNC_BUILD_MAX_ANSWERS", 0)
+    page = staff_client.get(f"/staff/studies/{answered.slug}/").content.decode()
+    assert 'id="report-readers-detection"' in page and 'id="report-stale"' in page
+    # Exports never use it: the report is rebuilt at this version first.
+    report = study_reports.study_report_current(answered)
+    assert report.version == study_reports.REPORT_VERSION
+    row = StudyReport.objects.get(study=answered)
+    assert row.version == study_reports.REPORT_VERSION and "retest" in row.data

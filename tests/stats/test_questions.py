@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from turingtest.stats.agreement import cohen_kappa
-from turingtest.stats.questions import question_summary, questions_markdown
+from turingtest.stats.questions import question_summary
+from turingtest.stats.report.markdown import questions_markdown
 
 CODES = (1, 2, 3, 4, 5)
 LABELS = ("one", "two", "three", "four", "five")

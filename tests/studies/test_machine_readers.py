@@ -201,15 +201,15 @@ def test_report_shows_machine_readers_apart_and_beside_the_humans(
     study = read_study
     report = study_report(study)
     machine = Reader.objects.get(kind="machine").code
-    detection = report["detection"]["detection"]
-    assert detection["n_readers"] == 4
-    assert machine not in {r["reader"] for r in detection["readers"]}
-    assert machine not in {r["reader"] for r in report["readers"]}
-    assert {r["kind"] for r in detection["readers"]} == {"simulated"}
-    (entry,) = report["machine_readers"]
-    assert entry["reader"] == machine and entry["model"] == "c2st"
-    assert entry["detection"]["accuracy"]["estimate"] == 1.0
-    assert entry["phase"] == "detection" and entry["grading"] is None
+    detection = report.detection["detection"]
+    assert detection.n_readers == 4
+    assert machine not in {r.reader for r in detection.readers}
+    assert machine not in {r.reader for r in report.readers}
+    assert {r.kind for r in detection.readers} == {"simulated"}
+    (entry,) = report.machine_readers
+    assert entry.reader == machine and entry.model == "c2st"
+    assert entry.detection.accuracy.estimate == 1.0
+    assert entry.phase == "detection" and entry.grading is None
 
     page = staff_client.get(f"/staff/studies/{study.slug}/").content.decode()
     assert 'id="report-machine-readers"' in page
@@ -240,9 +240,9 @@ def test_human_statistics_are_the_same_with_or_without_machine_rows():
     without = build_report(rows, n_boot=50)
     with_machine = build_report(rows + machine, n_boot=50)
     for section in ("detection", "grading", "readers", "attention"):
-        assert with_machine[section] == without[section]
-    assert without["machine_readers"] == []
-    assert {m["reader"] for m in with_machine["machine_readers"]} == {"M1"}
+        assert getattr(with_machine, section) == getattr(without, section)
+    assert without.machine_readers == ()
+    assert {m.reader for m in with_machine.machine_readers} == {"M1"}
     assert "M1" not in {r["readerID"] for r in imrmc_rows(rows + machine)}
 
 

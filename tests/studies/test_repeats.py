@@ -205,11 +205,11 @@ def test_repeats_leave_the_accuracy_figures_unchanged(make_study):
     Judgment.objects.filter(session__enrollment__study=study, repeat=True).delete()
     without = study_report(study)
     assert imrmc_with == imrmc_export(study)
-    assert with_repeats["counts"]["repeats"] == 4 * 2 * 3
-    assert without["counts"]["repeats"] == 0
+    assert with_repeats.counts.repeats == 4 * 2 * 3
+    assert without.counts.repeats == 0
     for key in ("detection", "grading", "readers", "attention"):
-        assert with_repeats[key] == without[key], key
-    assert with_repeats["counts"]["main"] == without["counts"]["main"]
+        assert getattr(with_repeats, key) == getattr(without, key), key
+    assert with_repeats.counts.main == without.counts.main
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
@@ -221,10 +221,8 @@ def test_retest_kappa_equals_an_independent_computation(make_study):
     # Rows and columns agree on the retest too.
     from turingtest.stats.report import build_report
 
-    assert build_report(report_columns(study))["retest"] == build_report(rows)["retest"]
-    entries = {
-        (e["reader"], e["phase"], e["question"]): e for e in report["retest"]["readers"]
-    }
+    assert build_report(report_columns(study)).retest == build_report(rows).retest
+    entries = {(e.reader, e.phase, e.question): e for e in report.retest.readers}
     assert {q for _, _, q in entries} == {"kl_grade", "real_synthetic"}
     first = {(r["reader"], r["phase"], r["case"]): r for r in rows if not r["repeat"]}
     checked = 0
@@ -235,22 +233,22 @@ def test_retest_kappa_equals_an_independent_computation(make_study):
             for r in rows
             if r["repeat"] and r["reader"] == reader and r["phase"] == phase
         ]
-        assert e["n"] == len(pairs) == 4
-        assert e["same"] == sum(a == b for a, b in pairs)
+        assert e.n == len(pairs) == 4
+        assert e.same == sum(a == b for a, b in pairs)
         categories = [0, 1, 2, 3, 4] if field == "kl_grade" else ["real", "synthetic"]
         a, b = zip(*pairs, strict=True)
         expected = _kappa_by_hand(a, b, categories, field == "kl_grade")
-        if np.isnan(expected) or e["kappa"] is None:
-            assert e["kappa"] is None and not e["flagged"]
+        if np.isnan(expected) or e.kappa is None:
+            assert e.kappa is None and not e.flagged
             continue
-        assert e["kappa"] == pytest.approx(expected, abs=1e-12)
+        assert e.kappa == pytest.approx(expected, abs=1e-12)
         if field == "answer":
             table = np.zeros((2, 2))
             for x, y in pairs:
                 table[categories.index(x), categories.index(y)] += 1
             sm = statsmodels_kappa(table)
-            assert e["kappa"] == pytest.approx(sm.kappa, abs=1e-12)
-        assert e["flagged"] == (expected < RETEST_KAPPA_MIN)
+            assert e.kappa == pytest.approx(sm.kappa, abs=1e-12)
+        assert e.flagged == (expected < RETEST_KAPPA_MIN)
         checked += 1
     assert checked
 
@@ -277,12 +275,12 @@ def test_retest_flags_a_reader_who_changes_answers(make_study, make_reader):
                 confidence=5 if says_synthetic else 2,
             )
     report = study_report(study)
-    by_reader = {e["reader"]: e for e in report["retest"]["readers"]}
+    by_reader = {e.reader: e for e in report.retest.readers}
     steady_code = steady.enrollment.reader.code
     fickle_code = fickle.enrollment.reader.code
-    assert by_reader[steady_code]["same"] == 6 and not by_reader[steady_code]["flagged"]
-    assert by_reader[fickle_code]["same"] == 0 and by_reader[fickle_code]["flagged"]
-    assert by_reader[fickle_code]["kappa"] < RETEST_KAPPA_MIN
+    assert by_reader[steady_code].same == 6 and not by_reader[steady_code].flagged
+    assert by_reader[fickle_code].same == 0 and by_reader[fickle_code].flagged
+    assert by_reader[fickle_code].kappa < RETEST_KAPPA_MIN
 
 
 def test_retest_is_shown_on_the_staff_page_and_exported(make_study, staff_client):
@@ -296,13 +294,13 @@ def test_retest_is_shown_on_the_staff_page_and_exported(make_study, staff_client
     )
     report = study_report(study)
     # One row per reader and phase: grading asks the grade, detection the call.
-    assert len(rows) == len(report["retest"]["readers"]) == 4 * 2
-    for row, e in zip(rows, report["retest"]["readers"], strict=True):
-        assert row["reader"] == e["reader"] and row["question"] == e["question"]
+    assert len(rows) == len(report.retest.readers) == 4 * 2
+    for row, e in zip(rows, report.retest.readers, strict=True):
+        assert row["reader"] == e.reader and row["question"] == e.question
         assert row["pairs"] == "3"
-        assert row["flagged"] == str(e["flagged"]).lower()
-        if e["kappa"] is not None:
-            assert float(row["kappa"]) == pytest.approx(e["kappa"])
+        assert row["flagged"] == str(e.flagged).lower()
+        if e.kappa is not None:
+            assert float(row["kappa"]) == pytest.approx(e.kappa)
     judgments = list(
         csv.DictReader(
             io.StringIO(archive.read(f"{study.slug}/judgments.csv").decode())

@@ -15,7 +15,7 @@ import base64
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ from turingtest.stats.report import (
     QUESTION_LABELS,
     REPORT_VERSION,
     AnswerColumns,
+    Report,
     build_report,
     humans_label,
     image_summary_rows,
@@ -49,6 +50,15 @@ from turingtest.stats.report import (
     report_markdown,
     retest_rows,
 )
+from turingtest.stats.report.formatting import (
+    ci_page,
+    fixed,
+    interval_page,
+    p_page,
+    percent,
+    percent_ci_page,
+)
+from turingtest.stats.report.results import Detection, DetectionImage, Grading
 from turingtest.studies import interactions
 from turingtest.studies.models import (
     Case,
@@ -71,7 +81,7 @@ from turingtest.studies.models import (
 SYNC_BUILD_MAX_ANSWERS = 5000
 
 # name -> (title, drawing function)
-PLOTS: dict[str, tuple[str, Callable[[Mapping[str, Any]], bytes]]] = {
+PLOTS: dict[str, tuple[str, Callable[[Report], bytes]]] = {
     "forest": ("Accuracy per reader", report_plots.forest_plot),
     "roc": ("ROC curves", report_plots.roc_plot),
     "kl-confusion": ("KL grades, real vs synthetic", report_plots.kl_confusion_plot),
@@ -486,12 +496,12 @@ def free_text_by_image(study: Study) -> list[dict[str, Any]]:
     return list(images.values())
 
 
-def study_report(study: Study) -> dict[str, Any]:
-    """The full report of the study's answers as they are now (JSON-ready)."""
+def study_report(study: Study) -> Report:
+    """The full report of the study's answers as they are now."""
     report = build_report(report_columns(study), study=study.slug)
     questions = question_report(study)
     if questions:  # a study of the reference protocol reports as it always did
-        report["questions"] = questions
+        report = replace(report, questions=tuple(questions))
     return report
 
 
@@ -537,7 +547,7 @@ def study_report_save(*, study: Study, with_plots: bool = True) -> StudyReport:
                 "answers_count": fingerprint.answers_count,
                 "revisions_count": fingerprint.revisions_count,
                 "last_answer_at": fingerprint.last_answer_at,
-                "data": data,
+                "data": data.to_json(),
                 "plots": plots,
             },
         )
@@ -618,7 +628,7 @@ def study_report_plot(*, study: Study, name: str) -> bytes | None:
     if name in stored.plots:
         return base64.b64decode(stored.plots[name])
     data = StudyReport.objects.values_list("data", flat=True).get(pk=stored.pk)
-    png = PLOTS[name][1](data)
+    png = PLOTS[name][1](Report.from_json(data))
     with transaction.atomic():
         # Other plots of the same report may be stored meanwhile; keep them.
         row = StudyReport.objects.select_for_update().defer("data").get(pk=stored.pk)
@@ -628,12 +638,12 @@ def study_report_plot(*, study: Study, name: str) -> bytes | None:
     return png
 
 
-def study_report_current(study: Study) -> dict[str, Any]:
+def study_report_current(study: Study) -> Report:
     """The report of the answers as they are now: the stored one if current."""
     stored = StudyReport.objects.filter(study=study).defer("plots").first()
-    if _is_current(stored, answers_fingerprint(study)):
-        return stored.data
-    return study_report_save(study=study, with_plots=False).data
+    if not _is_current(stored, answers_fingerprint(study)):
+        stored = study_report_save(study=study, with_plots=False)
+    return Report.from_json(stored.data)
 
 
 # ---------------------------------------------------------------- exports
@@ -654,7 +664,8 @@ def image_summary_export(study: Study) -> list[dict[str, Any]]:
 def report_json_export(study: Study) -> Iterator[str]:
     # Sorted keys: PostgreSQL's jsonb does not keep the order of stored keys,
     # and the file should not depend on the database.
-    yield json.dumps(study_report_current(study), indent=2, sort_keys=True) + "\n"
+    data = study_report_current(study).to_json()
+    yield json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 def imrmc_export(study: Study) -> list[dict[str, str]]:
@@ -702,143 +713,115 @@ def report_html_export(study: Study) -> Iterator[str]:
 # ---------------------------------------------------------------- display
 
 
-def _pct(d: Mapping[str, Any] | None) -> str:
-    if not d or d.get("estimate") is None:
-        return "n/a"
-    ci = d.get("ci") or [None, None]
-    if ci[0] is None or ci[1] is None:
-        return f"{100 * d['estimate']:.1f}%"
-    return f"{100 * d['estimate']:.1f}% ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})"
-
-
-def _num(d: Mapping[str, Any] | None, digits: int = 3) -> str:
-    if not d or d.get("estimate") is None:
-        return "n/a"
-    ci = d.get("ci") or [None, None]
-    if ci[0] is None or ci[1] is None:
-        return f"{d['estimate']:.{digits}f}"
-    return f"{d['estimate']:.{digits}f} ({ci[0]:.{digits}f}–{ci[1]:.{digits}f})"
-
-
-def _p(p: float | None) -> str:
-    if p is None:
-        return "n/a"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _fixed(x: float | None, digits: int = 2) -> str:
-    return "n/a" if x is None else f"{x:.{digits}f}"
-
-
-def _detection_view(d: Mapping[str, Any]) -> dict[str, Any]:
-    asym = d["error_asymmetry"]
-    eq = d["equivalence"]["readers"]
-    agreement = d["agreement"]
+def _detection_view(d: Detection) -> dict[str, Any]:
+    asym = d.error_asymmetry
+    eq = d.equivalence.readers
+    agreement = d.agreement
     return {
-        "phase": d["phase"],
-        "n_readers": d["n_readers"],
-        "n_cases": d["n_cases"],
-        "n_real": d["n_real"],
-        "n_synthetic": d["n_synthetic"],
-        "note": d.get("note"),
+        "phase": d.phase,
+        "n_readers": d.n_readers,
+        "n_cases": d.n_cases,
+        "n_real": d.n_real,
+        "n_synthetic": d.n_synthetic,
+        "note": d.note,
         "readers": [
             {
-                "reader": r["reader"],
-                "kind": r.get("kind", "human"),
-                "profession": r["profession"],
-                "experience_years": r["experience_years"],
-                "n": r["n"],
-                "accuracy": _pct(r["accuracy"]),
-                "p_value": _p(r["p_value"]),
-                "sensitivity": _pct(r["sensitivity"]),
-                "specificity": _pct(r["specificity"]),
-                "fake_as_real": _pct(r["fake_as_real"]),
-                "real_as_fake": _pct(r["real_as_fake"]),
-                "d_prime": _fixed(r["d_prime"]),
-                "auc": _num(r["auc"]) if r["auc"] else "n/a",
+                "reader": r.reader,
+                "kind": r.kind,
+                "profession": r.profession,
+                "experience_years": r.experience_years,
+                "n": r.n,
+                "accuracy": percent_ci_page(r.accuracy),
+                "p_value": p_page(r.p_value),
+                "sensitivity": percent_ci_page(r.sensitivity),
+                "specificity": percent_ci_page(r.specificity),
+                "fake_as_real": percent_ci_page(r.fake_as_real),
+                "real_as_fake": percent_ci_page(r.real_as_fake),
+                "d_prime": fixed(r.d_prime),
+                "auc": ci_page(r.auc) if r.auc else "n/a",
             }
-            for r in d["readers"]
+            for r in d.readers
         ],
-        "pooled_accuracy": _pct(d["pooled_accuracy"]),
-        "pooled_p": _p(d["pooled_accuracy"].get("p_value")),
-        "mrmc_percent_correct": _pct(d["mrmc_percent_correct"]),
-        "mrmc_auc": _num(d["mrmc_auc"]),
-        "mrmc_auc_p": _p(d["mrmc_auc"].get("p_value")),
-        "fake_as_real": _pct(asym["fake_as_real"]["pooled"]),
-        "real_as_fake": _pct(asym["real_as_fake"]["pooled"]),
-        "asymmetry": _pct(asym["difference"]),
-        "asymmetry_p": _p(asym["difference"].get("p_value")),
-        "tost_margin": f"{100 * d['equivalence']['margin']:.0f}",
+        "pooled_accuracy": percent_ci_page(d.pooled_accuracy),
+        "pooled_p": p_page(d.pooled_accuracy.p_value),
+        "mrmc_percent_correct": percent_ci_page(d.mrmc_percent_correct),
+        "mrmc_auc": ci_page(d.mrmc_auc),
+        "mrmc_auc_p": p_page(d.mrmc_auc.p_value),
+        "fake_as_real": percent_ci_page(asym.fake_as_real.pooled),
+        "real_as_fake": percent_ci_page(asym.real_as_fake.pooled),
+        "asymmetry": percent_ci_page(asym.difference),
+        "asymmetry_p": p_page(asym.difference.p_value),
+        "tost_margin": percent(d.equivalence.margin, 0, unit=""),
         "tost_equivalent": eq.get("equivalent"),
-        "tost_p": _p(eq.get("p_value")),
-        "tost_note": eq.get("note"),
-        "fleiss_kappa": _num(agreement["fleiss_kappa"]),
-        "krippendorff_alpha": _num(agreement["krippendorff_alpha"]),
-        "cohen_kappa_mean": _fixed(agreement["cohen_kappa"].get("mean"), 3),
+        "tost_p": p_page(eq.p_value),
+        "tost_note": eq.note,
+        "fleiss_kappa": ci_page(agreement.fleiss_kappa),
+        "krippendorff_alpha": ci_page(agreement.krippendorff_alpha),
+        "cohen_kappa_mean": fixed(agreement.cohen_kappa.get("mean"), 3),
     }
 
 
-def _grading_view(g: Mapping[str, Any]) -> dict[str, Any]:
-    summary = g["summary"]
-    sources = ("real", "synthetic")
-    alpha = g["inter_reader_alpha"]
+def _grading_view(g: Grading) -> dict[str, Any]:
+    summary = g.summary
+    alpha = g.inter_reader_alpha
+    sources = (("real", summary.real), ("synthetic", summary.synthetic))
     return {
-        "phase": g["phase"],
-        "n_readers": g["n_readers"],
-        "n_cases": g["n_cases"],
-        "note": g.get("note"),
+        "phase": g.phase,
+        "n_readers": g.n_readers,
+        "n_cases": g.n_cases,
+        "note": g.note,
         "summary": [
             {
                 "source": source,
-                "kappa": _num(summary[source]["mean_kappa_quadratic"]),
-                "exact": _pct(summary[source]["pooled_exact"]),
-                "alpha": _num(alpha.get(source)),
+                "kappa": ci_page(figures.mean_kappa_quadratic),
+                "exact": percent_ci_page(figures.pooled_exact),
+                "alpha": ci_page(alpha.get(source)),
             }
-            for source in sources
+            for source, figures in sources
         ],
-        "difference": _num(summary["kappa_difference"]),
-        "difference_p": _p(summary["kappa_difference"].get("p_value")),
+        "difference": ci_page(summary.kappa_difference),
+        "difference_p": p_page(summary.kappa_difference.p_value),
         "readers": [
             {
-                "reader": r["reader"],
-                "kind": r.get("kind", "human"),
+                "reader": r.reader,
+                "kind": r.kind,
                 **{
-                    f"kappa_{s}": _num(r[s].get("kappa_quadratic"), 2)
-                    if r[s].get("n")
+                    f"kappa_{s}": ci_page(getattr(r, s).kappa_quadratic, 2)
+                    if getattr(r, s).n
                     else "n/a"
-                    for s in sources
+                    for s, _ in sources
                 },
                 **{
-                    f"exact_{s}": _pct(r[s].get("exact")) if r[s].get("n") else "n/a"
-                    for s in sources
+                    f"exact_{s}": percent_ci_page(getattr(r, s).exact)
+                    if getattr(r, s).n
+                    else "n/a"
+                    for s, _ in sources
                 },
             }
-            for r in g["readers"]
+            for r in g.readers
         ],
     }
 
 
-def _thumbnails(detection: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def _thumbnails(detection: Mapping[str, Detection]) -> dict[str, list[dict[str, Any]]]:
     for phase in ("detection", "combined"):
         if phase in detection:
-            images = detection[phase]["images"]
+            images = detection[phase].images
             break
     else:
         return {"most": [], "least": []}
     fakes = [
-        i
-        for i in images
-        if i["truth"] == "synthetic" and i["fraction_real"] is not None
+        i for i in images if i.truth == "synthetic" and i.fraction_real is not None
     ]
-    fakes.sort(key=lambda i: (-i["fraction_real"], str(i["case"])))
+    fakes.sort(key=lambda i: (-(i.fraction_real or 0.0), str(i.case)))
 
-    def view(i: Mapping[str, Any]) -> dict[str, Any]:
+    def view(i: DetectionImage) -> dict[str, Any]:
         return {
-            "token": i["image"],
-            "case": i["case"],
-            "reference_kl": i["reference_kl"],
-            "called_real": f"{i['n_called_real']} of {i['n']}",
-            "fraction_real": f"{100 * i['fraction_real']:.0f}%",
+            "token": i.image,
+            "case": i.case,
+            "reference_kl": i.reference_kl,
+            "called_real": f"{i.n_called_real} of {i.n}",
+            "fraction_real": percent(i.fraction_real or 0.0, 0),
         }
 
     k = min(THUMBNAILS, len(fakes) // 2) if len(fakes) > 1 else len(fakes)
@@ -847,60 +830,59 @@ def _thumbnails(detection: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]
     return {"most": [view(i) for i in most], "least": [view(i) for i in least]}
 
 
-def _machines_view(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _machines_view(data: Report) -> list[dict[str, Any]]:
     """Human readers' headline figures beside each machine reader's, for display."""
     out = []
     for r in machine_comparison(data):
-        fmt = _pct if r["figure"] == "accuracy" else _num
+        fmt = percent_ci_page if r.is_accuracy else ci_page
         out.append(
             {
-                "phase": r["phase"],
-                "figure": r["figure"],
-                "humans": r["humans"],
-                "n_humans": r["n_humans"],
-                "human": fmt(r["human"]),
-                "reader": r["reader"],
-                "machine": r["machine"],
-                "value": fmt(r["value"]),
-                "auc": _num(r["auc"]) if r.get("auc") else None,
-                "human_auc": _num(r.get("human_auc")),
+                "phase": r.phase,
+                "figure": r.figure,
+                "humans": r.humans,
+                "n_humans": r.n_humans,
+                "human": fmt(r.human),
+                "reader": r.reader,
+                "machine": r.machine,
+                "value": fmt(r.value),
+                "auc": ci_page(r.auc) if r.auc else None,
+                "human_auc": ci_page(r.human_auc),
             }
         )
     return out
 
 
-def _retest_view(data: Mapping[str, Any]) -> dict[str, Any] | None:
+def _retest_view(data: Report) -> dict[str, Any] | None:
     """Each reader's test-retest kappa on the repeated cases, for display."""
-    retest = data.get("retest") or {}
-    if not retest.get("readers"):
+    retest = data.retest
+    if not retest.readers:
         return None
     rows = []
-    for e in retest["readers"]:
-        ci = e.get("ci") or [None, None]
+    for e in retest.readers:
         rows.append(
             {
-                "reader": e["reader"],
-                "simulated": e["kind"] == "simulated",
-                "phase": e["phase"],
-                "question": QUESTION_LABELS[e["question"]],
-                "n": e["n"],
-                "same": e["same"],
-                "kappa": _fixed(e["kappa"]),
-                "ci": "n/a" if ci[0] is None else f"{_fixed(ci[0])} to {_fixed(ci[1])}",
-                "flagged": e["flagged"],
+                "reader": e.reader,
+                "simulated": e.kind == "simulated",
+                "phase": e.phase,
+                "question": QUESTION_LABELS[e.question],
+                "n": e.n,
+                "same": e.same,
+                "kappa": fixed(e.kappa),
+                "ci": interval_page(e.ci),
+                "flagged": e.flagged,
             }
         )
-    return {"threshold": retest["threshold"], "rows": rows}
+    return {"threshold": retest.threshold, "rows": rows}
 
 
-def _questions_view(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _questions_view(data: Report) -> list[dict[str, Any]]:
     """The study's own choice questions: agreement and spread, for display."""
     out = []
-    for q in data.get("questions") or []:
+    for q in data.questions or ():
         spread = {s["source"]: s for s in q["by_source"]}
-        kappa = _fixed(q["kappa"])
+        kappa = fixed(q["kappa"])
         if q["n_pairs"]:
-            kappa += f" ({_fixed(q['kappa_min'])} to {_fixed(q['kappa_max'])})"
+            kappa += f" ({fixed(q['kappa_min'])} to {fixed(q['kappa_max'])})"
         out.append(
             {
                 "phase": q["phase"],
@@ -912,8 +894,8 @@ def _questions_view(data: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "n_images": q["n_images"],
                 "kappa": kappa,
                 "note": q.get("note") or "",
-                "real_mean": _fixed(spread["real"]["mean"]),
-                "synthetic_mean": _fixed(spread["synthetic"]["mean"]),
+                "real_mean": fixed(spread["real"]["mean"]),
+                "synthetic_mean": fixed(spread["synthetic"]["mean"]),
                 "values": [
                     {
                         "code": code,
@@ -938,7 +920,8 @@ def _full_html(stored: StudyReport) -> str:
     if html is None:
         # Escaped first: reader codes and generator names are user input.
         html = markdown.markdown(
-            escape(report_markdown(stored.data)), extensions=["extra"]
+            escape(report_markdown(Report.from_json(stored.data))),
+            extensions=["extra"],
         )
         cache.set(key, html, 7 * 24 * 3600)
     return mark_safe(html)
@@ -986,10 +969,9 @@ def report_page(*, study: Study) -> dict[str, Any] | None:
     stored = page.stored
     if stored is None:
         return None
-    data = stored.data
+    data = Report.from_json(stored.data)
     phases = ("grading", "detection", "combined")
-    detection = data.get("detection") or {}
-    grading = data.get("grading") or {}
+    detection, grading = data.detection, data.grading
     totals = study_totals(study=study)
     detection_views = [_detection_view(detection[p]) for p in phases if p in detection]
     grading_views = [_grading_view(grading[p]) for p in phases if p in grading]
@@ -1002,18 +984,18 @@ def report_page(*, study: Study) -> dict[str, Any] | None:
         "built_at": stored.built_at,
         "build_seconds": stored.build_seconds,
         "answers_count": stored.answers_count,
-        "counts": data["counts"],
-        "n_readers": len(data["readers"]),
-        "attention": data["attention"],
-        "messages": data.get("messages", []),
+        "counts": data.counts,
+        "n_readers": len(data.readers),
+        "attention": data.attention,
+        "messages": data.messages,
         "detection": detection_views,
         "grading": grading_views,
         "thumbnails": _thumbnails(detection),
         "machines": _machines_view(data),
         "retest": _retest_view(data),
         "questions": _questions_view(data),
-        "humans": humans_label(data["readers"]),
-        "n_simulated": sum(r.get("kind") == "simulated" for r in data["readers"]),
+        "humans": humans_label(data.readers),
+        "n_simulated": sum(r.kind == "simulated" for r in data.readers),
         "plots": [(name, title) for name, (title, _) in PLOTS.items()],
         "full_html": _full_html(stored),
     }

@@ -1,9 +1,9 @@
 """Figures of the study report, drawn server-side as PNG bytes.
 
-Each function takes the dict from :func:`turingtest.stats.report.build_report`
-and returns a PNG. Figures are drawn on a bare ``Figure`` with the Agg canvas
-(never ``pyplot``), so they hold no global state and are safe in a web
-process. When the report has no data for a figure the PNG says so in words
+Each function takes the :class:`~turingtest.stats.report.Report` of
+:func:`turingtest.stats.report.build_report` and returns a PNG. Figures are
+drawn on a bare ``Figure`` with the Agg canvas (never ``pyplot``), so they
+hold no global state and are safe in a web process. When the report has no data for a figure the PNG says so in words
 instead of raising.
 """
 
@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from turingtest.stats.report.formatting import ci_text
+from turingtest.stats.report.results import Detection, Grading, Report
 
 __all__ = ["forest_plot", "roc_plot", "kl_confusion_plot", "realism_histogram"]
 
@@ -60,10 +63,12 @@ def _message(text: str) -> bytes:
     return _png(fig)
 
 
+S = TypeVar("S", Detection, Grading)
+
+
 def _section(
-    report: Mapping[str, Any], kind: str, phase: str | None, prefer: tuple[str, ...]
-) -> Mapping[str, Any] | None:
-    sections = report.get(kind) or {}
+    sections: Mapping[str, S], phase: str | None, prefer: tuple[str, ...]
+) -> S | None:
     if phase is not None:
         return sections.get(phase)
     for name in prefer:
@@ -72,21 +77,12 @@ def _section(
     return None
 
 
-def _fmt_ci(d: Mapping[str, Any] | None) -> str:
-    if not d or d.get("estimate") is None:
-        return "n/a"
-    ci = d.get("ci") or [None, None]
-    if ci[0] is None:
-        return f"{d['estimate']:.3f}"
-    return f"{d['estimate']:.3f} ({ci[0]:.3f} to {ci[1]:.3f})"
-
-
-def forest_plot(report: Mapping[str, Any], phase: str | None = None) -> bytes:
+def forest_plot(report: Report, phase: str | None = None) -> bytes:
     """Per-reader accuracy with Wilson intervals, and the pooled estimates.
 
     Parameters
     ----------
-    report : dict
+    report : Report
         From :func:`~turingtest.stats.report.build_report`.
     phase : str, optional
         Which phase's detection section; by default "detection", else
@@ -97,10 +93,10 @@ def forest_plot(report: Mapping[str, Any], phase: str | None = None) -> bytes:
     bytes
         A PNG image.
     """
-    d = _section(report, "detection", phase, ("detection", "combined"))
-    if not d or not d["readers"]:
+    d = _section(report.detection, phase, ("detection", "combined"))
+    if not d or not d.readers:
         return _message("No real/synthetic answers to plot.")
-    readers = [r for r in d["readers"] if r["accuracy"]["estimate"] is not None]
+    readers = [r for r in d.readers if r.accuracy.estimate is not None]
     if not readers:
         return _message("No reader has answered yet.")
     n = len(readers)
@@ -109,25 +105,25 @@ def forest_plot(report: Mapping[str, Any], phase: str | None = None) -> bytes:
     _style(ax)
     # Readers from the top down; the two pooled estimates below them.
     y = np.arange(n)[::-1] + 2.0
-    est = np.array([r["accuracy"]["estimate"] for r in readers])
-    low = np.array([r["accuracy"]["ci"][0] for r in readers])
-    high = np.array([r["accuracy"]["ci"][1] for r in readers])
+    est = np.array([r.accuracy.estimate for r in readers])
+    bounds = np.array([r.accuracy.ci or [None, None] for r in readers], float)
+    low, high = bounds[:, 0], bounds[:, 1]
     ax.hlines(y, low, high, color=_MUTED, linewidth=1)
     ax.plot(est, y, "s", color=_INK, markersize=3.5)
     pooled = [
-        ("Pooled (GEE)", d["pooled_accuracy"], 1.0),
-        ("MRMC", d["mrmc_percent_correct"], 0.0),
+        ("Pooled (GEE)", d.pooled_accuracy, 1.0),
+        ("MRMC", d.mrmc_percent_correct, 0.0),
     ]
     for _, p, yy in pooled:
-        ci = p.get("ci")
-        if p.get("estimate") is None or not ci or ci[0] is None:
+        ci = p.ci
+        if p.estimate is None or not ci or ci[0] is None or ci[1] is None:
             continue
-        e = p["estimate"]
+        e = p.estimate
         ax.fill([ci[0], e, ci[1], e], [yy, yy + 0.3, yy, yy - 0.3], color=_ACCENT, lw=0)
     ax.axvline(0.5, color=_MUTED, linestyle="--", linewidth=0.8)
     step = max(1, n // 60)
     ticks = list(y[::step]) + [yy for _, _, yy in pooled]
-    names = [str(r["reader"]) for r in readers][::step] + [lab for lab, _, _ in pooled]
+    names = [str(r.reader) for r in readers][::step] + [lab for lab, _, _ in pooled]
     ax.set_yticks(ticks, names)
     ax.set_ylim(-0.6, n + 2.5)
     ax.set_xlim(0, 1)
@@ -135,33 +131,32 @@ def forest_plot(report: Mapping[str, Any], phase: str | None = None) -> bytes:
         ax,
         "Accuracy (share of images classified correctly)",
         None,
-        f"Readers' accuracy, {d['phase']} phase; pooled "
-        f"{_fmt_ci(d['pooled_accuracy'])}",
+        f"Readers' accuracy, {d.phase} phase; pooled {ci_text(d.pooled_accuracy)}",
     )
     return _png(fig)
 
 
-def roc_plot(report: Mapping[str, Any], phase: str | None = None) -> bytes:
+def roc_plot(report: Report, phase: str | None = None) -> bytes:
     """Empirical ROC curve of every reader and of the pooled ratings.
 
     Synthetic is the positive class and the 6-point confidence the score.
     The title gives the reader-averaged (MRMC) AUC.
     """
-    d = _section(report, "detection", phase, ("detection", "combined"))
-    if not d or not d["roc"].get("pooled"):
+    d = _section(report.detection, phase, ("detection", "combined"))
+    if not d or not d.roc.pooled:
         return _message("No confidence ratings: no ROC curves.")
-    roc = d["roc"]
+    roc, pooled_roc = d.roc, d.roc.pooled
     fig = _figure(4.2, 4.2)
     ax = fig.add_subplot()
     _style(ax)
     ax.plot([0, 1], [0, 1], color=_MUTED, linestyle="--", linewidth=0.8)
-    alpha = 0.6 if len(roc["readers"]) <= 20 else 0.25
-    for r in roc["readers"]:
-        if len(r["fpr"]):
-            ax.plot(r["fpr"], r["tpr"], color=_MUTED, linewidth=0.7, alpha=alpha)
+    alpha = 0.6 if len(roc.readers) <= 20 else 0.25
+    for r in roc.readers:
+        if len(r.fpr):
+            ax.plot(r.fpr, r.tpr, color=_MUTED, linewidth=0.7, alpha=alpha)
     ax.plot(
-        roc["pooled"]["fpr"],
-        roc["pooled"]["tpr"],
+        pooled_roc.fpr,
+        pooled_roc.tpr,
         color=_ACCENT,
         linewidth=1.8,
         marker="o",
@@ -176,26 +171,26 @@ def roc_plot(report: Mapping[str, Any], phase: str | None = None) -> bytes:
         ax,
         "Real images called synthetic (false positive rate)",
         "Synthetic images called synthetic (true positive rate)",
-        f"ROC; MRMC AUC {_fmt_ci(d['mrmc_auc'])}",
+        f"ROC; MRMC AUC {ci_text(d.mrmc_auc)}",
     )
     ax.legend(frameon=False, loc="lower right", fontsize=7)
     return _png(fig)
 
 
-def kl_confusion_plot(report: Mapping[str, Any], phase: str | None = None) -> bytes:
+def kl_confusion_plot(report: Report, phase: str | None = None) -> bytes:
     """KL confusion matrices for real and synthetic images side by side.
 
     Rows are the reference grade, columns the readers' grade, summed over
     readers; shading is the share of each row, numbers are counts.
     """
-    g = _section(report, "grading", phase, ("grading", "combined", "detection"))
+    g = _section(report.grading, phase, ("grading", "combined", "detection"))
     if not g:
         return _message("No KL grades to plot.")
-    grades = g["confusion"]["grades"]
+    grades = g.confusion["grades"]
     fig = _figure(7.0, 3.4)
     axes = fig.subplots(1, 2)
     for ax, source in zip(axes, ("real", "synthetic"), strict=True):
-        table = np.asarray(g["confusion"][source], dtype=float)
+        table = np.asarray(g.confusion[source], dtype=float)
         rows = table.sum(axis=1, keepdims=True)
         share = np.divide(table, rows, out=np.zeros_like(table), where=rows > 0)
         ax.imshow(share, cmap="Greys", vmin=0, vmax=1)
@@ -213,12 +208,12 @@ def kl_confusion_plot(report: Mapping[str, Any], phase: str | None = None) -> by
                 )
         ax.set_xticks(range(len(grades)), grades)
         ax.set_yticks(range(len(grades)), grades)
-        kappa = g["summary"][source]["mean_kappa_quadratic"]
+        kappa = getattr(g.summary, source).mean_kappa_quadratic
         _labels(
             ax,
             "Reader's grade",
             "Reference grade",
-            f"{source.capitalize()} images\nmean weighted kappa {_fmt_ci(kappa)}",
+            f"{source.capitalize()} images\nmean weighted kappa {ci_text(kappa)}",
         )
         for spine in ax.spines.values():
             spine.set_visible(False)
@@ -226,14 +221,14 @@ def kl_confusion_plot(report: Mapping[str, Any], phase: str | None = None) -> by
     return _png(fig)
 
 
-def realism_histogram(report: Mapping[str, Any], phase: str | None = None) -> bytes:
+def realism_histogram(report: Report, phase: str | None = None) -> bytes:
     """How often each image was called real, for real and synthetic images.
 
     A synthetic image at the right end fooled most readers; if the two
     distributions overlap, readers cannot tell the groups apart.
     """
-    d = _section(report, "detection", phase, ("detection", "combined"))
-    if not d or not d["images"]:
+    d = _section(report.detection, phase, ("detection", "combined"))
+    if not d or not d.images:
         return _message("No real/synthetic answers to plot.")
     bins = np.linspace(0, 1, 11)
     fig = _figure(5.2, 3.0)
@@ -241,9 +236,9 @@ def realism_histogram(report: Mapping[str, Any], phase: str | None = None) -> by
     _style(ax)
     for source, colour, fill in (("real", _MUTED, True), ("synthetic", _ACCENT, False)):
         values = [
-            i["fraction_real"]
-            for i in d["images"]
-            if i["truth"] == source and i["fraction_real"] is not None
+            i.fraction_real
+            for i in d.images
+            if i.truth == source and i.fraction_real is not None
         ]
         if not values:
             continue
@@ -263,7 +258,7 @@ def realism_histogram(report: Mapping[str, Any], phase: str | None = None) -> by
         ax,
         "Share of readers who called the image real",
         "Images",
-        f"Realism of each image, {d['phase']} phase",
+        f"Realism of each image, {d.phase} phase",
     )
     ax.legend(frameon=False, fontsize=7)
     return _png(fig)

@@ -20,10 +20,9 @@ References
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -154,52 +153,3 @@ def question_summary(
         by_source=tuple(spreads),
         note=note,
     )
-
-
-def _f(x: float | None, digits: int = 2) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    return f"{x:.{digits}f}"
-
-
-def questions_markdown(questions: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The report's section on the study's own questions (from ``to_dict``)."""
-    if not questions:
-        return []
-    out = [
-        "## Questions of this study",
-        "",
-        "Agreement between readers: the mean over reader pairs of Cohen's kappa, "
-        "quadratic-weighted on ordinal scales, unweighted on nominal ones. Main "
-        "cases, first showings.",
-        "",
-        "| Phase | Question | Readers | Images | Kappa (range) | Real: mean | "
-        "Synthetic: mean |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for q in questions:
-        spread = {s["source"]: s for s in q["by_source"]}
-        kappa = _f(q["kappa"])
-        if q["n_pairs"]:
-            kappa += f" ({_f(q['kappa_min'])} to {_f(q['kappa_max'])})"
-        out.append(
-            f"| {q['phase']} | {q['key']} ({q['kind']}) | {q['n_readers']} | "
-            f"{q['n_images']} | {kappa} | {_f(spread['real']['mean'])} | "
-            f"{_f(spread['synthetic']['mean'])} |"
-        )
-    out.append("")
-    for q in questions:
-        spread = {s["source"]: s for s in q["by_source"]}
-        out += [
-            f"**{q['key']}**, answers per value:",
-            "",
-            "| Value | Real | Synthetic |",
-            "|---|---|---|",
-        ]
-        for i, (code, label) in enumerate(zip(q["codes"], q["labels"], strict=True)):
-            out.append(
-                f"| {code} {label} | {spread['real']['counts'][i]} | "
-                f"{spread['synthetic']['counts'][i]} |"
-            )
-        out.append("")
-    return out

@@ -30,6 +30,6 @@ class Command(BaseCommand):
             return
         report = study_report(study)
         if opts["format"] == "json":
-            self.stdout.write(json.dumps(report, indent=2))
+            self.stdout.write(json.dumps(report.to_json(), indent=2))
         else:
             self.stdout.write(report_markdown(report))
