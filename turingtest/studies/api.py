@@ -324,16 +324,23 @@ def _not_taking_part(request: HttpRequest) -> bool:
     )
 
 
+def _body_refused(
+    request: HttpRequest, message: str, fields: dict | None = None
+) -> JsonResponse:
+    """400 for a body that cannot be read as the view's schema, or a 404 where
+    the study named is not the reader's: the same answer whether the study
+    exists or not, so slugs cannot be probed by someone who does not take part."""
+    if _not_taking_part(request):
+        return error("No such study.", status=404)
+    return error(message, fields=fields)
+
+
 @api.exception_handler(RequestInvalid)
 def _request_invalid(request: HttpRequest, exc: RequestInvalid) -> HttpResponse:
-    if _not_taking_part(request):
-        # The same answer whether the study exists or not: slugs cannot be
-        # probed by someone who does not take part.
-        return error("No such study.", status=404)
     fields = _refusal_fields(exc)
     if "" in fields:
-        return error(fields[""])
-    return error(" ".join(fields.values()), fields=fields)
+        return _body_refused(request, fields[""])
+    return _body_refused(request, " ".join(fields.values()), fields)
 
 
 @api.exception_handler(ValidationError)
@@ -356,13 +363,13 @@ def _signed_out(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
 @api.exception_handler(HttpError)
 def _refused(request: HttpRequest, exc: HttpError) -> HttpResponse:
     if isinstance(exc.__cause__, _NotAnObject):  # ninja's "Cannot parse request body"
-        return error(BODY_NOT_AN_OBJECT)
+        return _body_refused(request, BODY_NOT_AN_OBJECT)
     return error(exc.message, status=exc.status_code)
 
 
 @api.exception_handler(RequestDataTooBig)
 def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
-    return error("The request body is too large.")
+    return _body_refused(request, "The request body is too large.")
 
 
 @api.exception_handler(OperationalError)
