@@ -1,6 +1,6 @@
 """The reader's JSON API under ``/api/v1/``, declared with django-ninja.
 
-The request bodies are pydantic schemas: ninja validates every request
+The request bodies are pydantic models: ninja validates every request
 against them and derives the OpenAPI description (served to staff at
 ``/api/v1/schema``) from the same declarations, so the two cannot drift.
 Refusals keep the API's one error shape, ``{"error": message, "fields":
@@ -22,12 +22,14 @@ from django.db import IntegrityError, OperationalError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from ninja import Field, NinjaAPI, Schema
+from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as RequestInvalid
 from ninja.parser import Parser
 from ninja.security import SessionAuth
 from pydantic import (
+    BaseModel,
+    Field,
     StrictInt,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
@@ -122,7 +124,7 @@ StageRef = Annotated[
 ]
 
 
-class Finish(Schema):
+class Finish(BaseModel):
     """Names the stage being ended."""
 
     stage: StageRef
@@ -170,14 +172,14 @@ class Answer(Revision):
 # --- responses (documented; the views build them as the viewer reads them) ------
 
 
-class Error(Schema):
+class Error(BaseModel):
     error: str
     fields: dict[str, str] | None = Field(
         None, description="Field -> what is wrong with it"
     )
 
 
-class Question(Schema):
+class Question(BaseModel):
     field: str = Field(
         description="The answer field it fills: confidence or kl_grade, or for "
         "an extra question its key in answers"
@@ -194,7 +196,7 @@ class Question(Schema):
     hint: str | None = None
 
 
-class PhaseView(Schema):
+class PhaseView(BaseModel):
     """The current phase, in words of its own: it lists only the questions it asks."""
 
     number: int
@@ -204,7 +206,7 @@ class PhaseView(Schema):
     questions: list[Question]
 
 
-class Step(Schema):
+class Step(BaseModel):
     """What the viewer shows now; ``redirect`` where reading is over or not begun."""
 
     stage: StageRef | Literal["done", "closed", "consent"]
@@ -220,7 +222,7 @@ class Step(Schema):
     preload: str | None = Field(None, description="The following case's image")
 
 
-class Feedback(Schema):
+class Feedback(BaseModel):
     """The reference for a practice answer (practice images only)."""
 
     reference_kl: int | None = None
@@ -229,7 +231,7 @@ class Feedback(Schema):
     truth: str | None = None
 
 
-class Stored(Schema):
+class Stored(BaseModel):
     stored: bool
     duplicate: bool
     position: int
@@ -237,17 +239,17 @@ class Stored(Schema):
     next: Step
 
 
-class StoredRevision(Schema):
+class StoredRevision(BaseModel):
     stored: bool
     revision: int
 
 
-class Finished(Schema):
+class Finished(BaseModel):
     finished: bool
     next: Step
 
 
-class StoredAnswer(Schema):
+class StoredAnswer(BaseModel):
     """A reader's current answer at a position, with the fields its phase asks."""
 
     stage: int
@@ -296,7 +298,7 @@ api = NinjaAPI(
     parser=_JSONObjectBody(),
 )
 
-ERRORS: dict[int, type[Schema]] = {400: Error, 401: Error, 403: Error, 404: Error}
+ERRORS: dict[int, type[BaseModel]] = {400: Error, 401: Error, 403: Error, 404: Error}
 
 
 def _refusal_fields(exc: RequestInvalid) -> dict[str, str]:
@@ -604,6 +606,29 @@ def next_case(request: HttpRequest, slug: str) -> HttpResponse:
     return JsonResponse(next_payload(_enrollment(request, slug)))
 
 
+def answer_payload(recorded: services.Recorded, position: int) -> dict[str, Any]:
+    """The reply to a stored answer: feedback in practice, and the next step."""
+    session = recorded.session
+    enrollment = session.enrollment
+    definition = selectors.study_definition(study=enrollment.study)
+    response: dict[str, Any] = {
+        "stored": True,
+        "duplicate": not recorded.created,
+        "position": position,
+    }
+    if session.is_practice:
+        response["feedback"] = _practice_feedback(recorded.judgment, definition)
+    stage: selectors.Stage | None
+    if recorded.following is not None:
+        stage = _session_stage(recorded.following, definition)
+    elif session.completed_at is None:
+        stage = _session_stage(session, definition)
+    else:
+        stage = None  # a repeat of a stage's last answer: read where the reader is
+    response["next"] = next_payload(enrollment, stage)
+    return response
+
+
 @api.post(
     "/studies/{slug:slug}/answers",
     url_name="api-answers",
@@ -627,25 +652,10 @@ def answer_create(request: HttpRequest, slug: str, body: Answer) -> HttpResponse
         if _not_taking_part(request):
             raise HttpError(404, "No such study.") from None
         raise
-    session = recorded.session
-    enrollment = session.enrollment
-    definition = selectors.study_definition(study=enrollment.study)
-    response: dict[str, Any] = {
-        "stored": True,
-        "duplicate": not recorded.created,
-        "position": body.position,
-    }
-    if session.is_practice:
-        response["feedback"] = _practice_feedback(recorded.judgment, definition)
-    stage: selectors.Stage | None
-    if recorded.following is not None:
-        stage = _session_stage(recorded.following, definition)
-    elif session.completed_at is None:
-        stage = _session_stage(session, definition)
-    else:
-        stage = None  # a repeat of a stage's last answer: read where the reader is
-    response["next"] = next_payload(enrollment, stage)
-    return JsonResponse(response, status=201 if recorded.created else 200)
+    return JsonResponse(
+        answer_payload(recorded, body.position),
+        status=201 if recorded.created else 200,
+    )
 
 
 @api.get(
