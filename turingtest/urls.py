@@ -5,19 +5,7 @@ from django.urls import include, path
 from turingtest.results import views as results_views
 from turingtest.studies import api, views
 
-api_patterns = [
-    path("schema", api.schema, name="api-schema"),
-    path("studies/<slug:slug>/next", api.next_case, name="api-next"),
-    path("studies/<slug:slug>/answers", api.answer_create, name="api-answers"),
-    path(
-        "studies/<slug:slug>/answers/<int:stage>/<int:position>",
-        api.answer_detail,
-        name="api-answer-detail",
-    ),
-    path("studies/<slug:slug>/revisions", api.revision_create, name="api-revisions"),
-    path("studies/<slug:slug>/finish", api.stage_finish, name="api-finish"),
-    path("images/<str:token>", api.image, name="api-image"),
-]
+api_patterns = api.url_patterns()
 
 staff_patterns = [
     path("studies/<slug:slug>/", results_views.staff_study, name="staff-study"),

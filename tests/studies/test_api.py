@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from turingtest.studies import api
 from turingtest.studies.models import Judgment
 
 
@@ -109,6 +110,148 @@ def test_schema_describes_the_api_to_staff(staff_client):
     assert "/api/v1/studies/{slug}/answers" in schema["paths"]
 
 
+def _body_schema(schema: dict, path: str) -> str:
+    operation = schema["paths"][f"/api/v1/studies/{{slug}}/{path}"]["post"]
+    ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    return ref.rsplit("/", 1)[1]
+
+
+def test_the_served_schema_is_derived_from_the_declared_bodies(staff_client):
+    schema = staff_client.get("/api/v1/schema").json()
+    components = schema["components"]["schemas"]
+    for path, model in (
+        ("answers", api.Answer),
+        ("revisions", api.Revision),
+        ("finish", api.Finish),
+    ):
+        name = _body_schema(schema, path)
+        assert name == model.__name__
+        served = components[name]
+        assert list(served["properties"]) == list(model.model_fields)
+        assert served["required"] == [
+            f for f, info in model.model_fields.items() if info.is_required()
+        ]
+        # pydantic's own JSON schema of the model, as ninja serves it (ninja
+        # leaves out defaults that are None).
+        declared = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for prop in declared["properties"].values():
+            if prop.get("default", ...) is None:
+                del prop["default"]
+        assert served == declared
+    assert components["Answer"]["properties"]["kl_grade"]["maximum"] == 4
+    assert set(components["Answer"]["properties"]) == {
+        "stage",
+        "position",
+        "confidence",
+        "kl_grade",
+        "answers",
+        "interaction",
+    }
+    assert schema["components"]["securitySchemes"]["SessionAuth"]["in"] == "cookie"
+
+
+def test_a_field_added_to_a_body_appears_in_its_schema():
+    from ninja import NinjaAPI
+
+    class Longer(api.Answer):
+        seconds_on_image: int | None = None
+
+    probe = NinjaAPI(urls_namespace="probe")
+
+    @probe.post("/answers")
+    def answers(request, body: Longer) -> None: ...
+
+    served = probe.get_openapi_schema(path_prefix="/")["components"]["schemas"]
+    assert list(served["Longer"]["properties"]) == [
+        *api.Answer.model_fields,
+        "seconds_on_image",
+    ]
+
+
+def test_the_replies_have_the_declared_shape(reader_api):
+    """What the views send is what the schema declares (nothing undeclared)."""
+
+    def check(model, data: dict) -> None:
+        model.model_validate(data)
+        assert set(data) <= set(model.model_fields), (model, data)
+
+    step = reader_api.next().json()
+    while "redirect" not in step:
+        check(api.Step, step)
+        check(api.PhaseView, step["phase"])
+        for question in step["phase"]["questions"]:
+            check(api.Question, question)
+        stored = reader_api.answer(step).json()
+        check(api.Stored, stored)
+        if "feedback" in stored:
+            check(api.Feedback, stored["feedback"])
+        step = stored["next"]
+    check(api.Step, step)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("not json", {"error": "The request body must be a JSON object."}),
+        ("[1, 2]", {"error": "The request body must be a JSON object."}),
+        ("", {"error": "The request body must be a JSON object."}),
+        (
+            {"stage": "practice"},
+            {
+                "error": "'position' is required.",
+                "fields": {"position": "'position' is required."},
+            },
+        ),
+        (
+            {"stage": True, "position": 0, "kl_grade": 1.5},
+            {
+                "error": "'stage' must be \"practice\" or a phase number. "
+                "'kl_grade' must be a whole number.",
+                "fields": {
+                    "stage": "'stage' must be \"practice\" or a phase number.",
+                    "kl_grade": "'kl_grade' must be a whole number.",
+                },
+            },
+        ),
+        (
+            {"stage": "practice", "position": False, "answers": [1]},
+            {
+                "error": "'position' must be a whole number. "
+                "'answers' must be an object.",
+                "fields": {
+                    "position": "'position' must be a whole number.",
+                    "answers": "'answers' must be an object.",
+                },
+            },
+        ),
+        (
+            {"stage": "practice", "position": 0, "kl_grade": 9},
+            {
+                "error": "The KL grade must be a whole number from 0 to 4.",
+                "fields": {
+                    "kl_grade": "The KL grade must be a whole number from 0 to 4."
+                },
+            },
+        ),
+    ],
+)
+def test_refusals_keep_the_error_shape(reader_api, body, expected):
+    reader_api.next()
+    response = reader_api.post("answers", body)
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == expected
+    assert not Judgment.objects.exists()
+
+
+def test_a_body_refused_for_a_study_one_does_not_read_is_a_404(reader_api):
+    response = reader_api.client.post(
+        "/api/v1/studies/elsewhere/revisions", "[", content_type="application/json"
+    )
+    assert response.status_code == 404
+    assert response.json() == {"error": "No such study."}
+
+
 @pytest.mark.parametrize("who", ["anonymous", "reader"])
 def test_schema_is_not_served_to_readers(client, reader_client, who):
     # It names the real/synthetic question, which a grading phase never mentions.
@@ -203,3 +346,13 @@ def test_a_long_log_is_cut_and_mixed_events_keep_the_good_ones(reader_api):
     events = [[i, "m", 1, 1] for i in range(5000)] + [[1, "bogus"]]
     judgment = _answer_with(reader_api, {"events": [[1, "x"], *events]})
     assert len(judgment.interaction["events"]) == 1999  # of the first 2000
+
+
+def test_a_body_over_the_upload_limit_is_refused_with_a_message(reader_api, settings):
+    reader_api.next()
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = {"stage": "practice", "position": 0, "kl_grade": 1, "pad": "x" * 2000}
+    response = reader_api.post("answers", body)
+    assert response.status_code == 400
+    assert response.json() == {"error": "The request body is too large."}
+    assert not Judgment.objects.exists()
