@@ -1,5 +1,6 @@
 """Shared fixtures: a media folder per test, an image pool, studies and readers."""
 
+import functools
 import uuid
 
 import pytest
@@ -31,10 +32,20 @@ def media(settings, tmp_path):
     return settings.MEDIA_ROOT
 
 
+@functools.cache
+def phantom_pixels(grade: int, seed: int, size: int = 128):
+    """A phantom's pixels, drawn once per test process (they depend only on
+    the arguments) and read-only, so no test can change another's."""
+    from turingtest.imaging.phantom import knee_phantom
+
+    pixels = knee_phantom(grade, seed, size=size)
+    pixels.setflags(write=False)
+    return pixels
+
+
 @pytest.fixture
 def make_image(db, media):
     """Put one phantom image into the pool; synthetic ones get other seeds."""
-    from turingtest.imaging.phantom import knee_phantom
     from turingtest.imaging.services import image_create
 
     counter = iter(range(1, 1_000_000))
@@ -42,7 +53,7 @@ def make_image(db, media):
     def make(source: str = "real", grade: int = 0, **extra):
         seed = next(counter) + (500_000 if source == "synthetic" else 0)
         return image_create(
-            pixels=knee_phantom(grade, seed, size=128),
+            pixels=phantom_pixels(grade, seed),
             source=source,
             kl_grade=grade,
             origin=f"phantom seed {seed}",
