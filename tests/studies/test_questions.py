@@ -431,6 +431,7 @@ def test_opening_checks_the_questions_against_the_phases_as_they_are(make_study)
 
 def test_birads_may_grade_in_place_of_the_kl_grade(make_study, make_reader, client):
     study = make_study(slug="birads", questions=[BIRADS_Q], asks_kl_grade=False)
+    assert study.reader_title == "Image reading study"  # not a knee study
     enrollment = services.enrollment_consent(enrollment=make_reader(study))
     client.force_login(enrollment.reader.user)
     api = ReaderAPI(client, study.slug)
@@ -450,6 +451,17 @@ def test_birads_may_grade_in_place_of_the_kl_grade(make_study, make_reader, clie
     graded = Judgment.objects.filter(session__phase__index=0)
     assert graded.exists()
     assert all((j.kl_grade, j.answers) == (None, {"birads": 1}) for j in graded)
+    from turingtest.results.report import study_report
+
+    # Its report speaks of its own questions, never of KL grades it never asked.
+    assert not [m for m in study_report(study).messages if "KL" in m]
+
+
+def test_a_reference_study_without_grades_yet_says_so(study):
+    from turingtest.results.report import study_report
+
+    assert study.reader_title == "Knee radiograph reading study"
+    assert "No KL grades: no grading statistics." in study_report(study).messages
 
 
 def test_a_phase_without_the_kl_grade_needs_a_required_question(pool):

@@ -498,7 +498,11 @@ def free_text_by_image(study: Study) -> list[dict[str, Any]]:
 
 def study_report(study: Study) -> Report:
     """The full report of the study's answers as they are now."""
-    report = build_report(report_columns(study), study=study.slug)
+    report = build_report(
+        report_columns(study),
+        study=study.slug,
+        kl_grading=any(phase.asks_grade for phase in study.phases.all()),
+    )
     questions = question_report(study)
     if questions:  # a study of the reference protocol reports as it always did
         report = replace(report, questions=tuple(questions))

@@ -52,8 +52,11 @@ PROTOCOLS = {
     ("grading", "combined"),
 }
 
-# What readers see where a study is created without a title of its own.
+# What readers see where a study is created without a title of its own: the
+# reference protocol grades knees on the KL scale; a study of its own
+# questions may show any kind of image.
 DEFAULT_READER_TITLE = "Knee radiograph reading study"
+DEFAULT_READER_TITLE_OWN_QUESTIONS = "Image reading study"
 
 
 # --- studies -----------------------------------------------------------------
@@ -83,7 +86,7 @@ def study_create(
     *,
     slug: str,
     name: str,
-    reader_title: str = DEFAULT_READER_TITLE,
+    reader_title: str = "",
     phases: Sequence[str] = ("grading", "detection"),
     instructions: str = "",
     edit_policy: str = Study.EditPolicy.NONE,
@@ -113,7 +116,12 @@ def study_create(
     study = Study(
         slug=slug,
         name=name,
-        reader_title=reader_title,
+        reader_title=reader_title
+        or (
+            DEFAULT_READER_TITLE
+            if asks_kl_grade
+            else DEFAULT_READER_TITLE_OWN_QUESTIONS
+        ),
         instructions=instructions,
         edit_policy=edit_policy,
         show_score=show_score,

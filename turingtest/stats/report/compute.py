@@ -1297,6 +1297,7 @@ def build_report(
     level: float = 0.95,
     n_boot: int = 1000,
     seed: int = 0,
+    kl_grading: bool = True,
 ) -> Report:
     """Build the full study report from final answers.
 
@@ -1309,6 +1310,10 @@ def build_report(
         answer, confidence, kl_grade, correct, duration_ms``.
     study : str, optional
         Study name; by default the ``study`` of the first row.
+    kl_grading : bool
+        Whether the study's protocol asks for KL grades. A study that grades
+        on its own questions instead (BI-RADS, say) is not told that it has
+        no KL grades.
     margin : float
         Equivalence margin around 50 % accuracy for the TOST.
     level : float
@@ -1412,11 +1417,11 @@ def build_report(
             messages.append(f"The {phase} phase has no real/synthetic answers yet.")
         if np.isfinite(table.kl[in_phase]).any():
             grading[phase] = _grading(ph, level=level, n_boot=n_boot, seed=seed)
-        elif phase == "grading":
+        elif phase == "grading" and kl_grading:
             messages.append("The grading phase has no KL grades yet.")
     if not detection:
         messages.append("No real/synthetic answers: no detection statistics.")
-    if not grading:
+    if not grading and kl_grading:
         messages.append("No KL grades: no grading statistics.")
     report["detection"] = detection
     report["grading"] = grading

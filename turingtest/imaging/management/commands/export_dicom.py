@@ -55,7 +55,7 @@ class Command(BaseCommand):
             ds = secondary_capture(
                 pixels,
                 statement=synthetic_statement(image),
-                series_description=f"Synthetic knee radiographs {generator}".strip(),
+                series_description=f"Synthetic images {generator}".strip(),
                 study_uid=study_uid,
                 series_uid=series_uid,
                 instance_number=number,
