@@ -1,4 +1,14 @@
-from turingtest.domain.scoring import Given, final, is_correct, score
+import pytest
+
+from turingtest.domain.scales import BIRADS, KL, Scale
+from turingtest.domain.scoring import (
+    Given,
+    final,
+    grade_exact,
+    grade_within_one,
+    is_correct,
+    score,
+)
 
 
 def test_the_latest_revision_is_the_answer_that_counts():
@@ -25,3 +35,27 @@ def test_a_score_counts_both_questions():
     s = score(rows)
     assert (s.detection_total, s.detection_correct) == (2, 1)
     assert (s.grading_total, s.grading_exact, s.grading_within_one) == (3, 1, 2)
+
+
+def test_exact_and_within_one_follow_the_scales_order():
+    assert grade_within_one(1, 2) and not grade_within_one(0, 2)  # KL by default
+    assert grade_exact(3, 3, KL) and not grade_exact(3, 4, KL)
+    # Steps are positions on the scale, whatever its codes: 10 and 20 are neighbours.
+    steps = Scale.custom(
+        name="steps",
+        title="Steps",
+        kind="ordinal",
+        levels=[(0, "low"), (10, "mid"), (20, "high")],
+    )
+    assert grade_within_one(10, 20, steps) and not grade_within_one(0, 20, steps)
+    assert grade_within_one(BIRADS.min, BIRADS.min + 1, BIRADS)
+    with pytest.raises(KeyError):
+        grade_exact(9, 1, KL)  # not a KL grade
+    nominal = Scale.custom(
+        name="cue",
+        title="Cue",
+        kind="nominal",
+        levels=[("bone", "Bone"), ("soft", "Soft tissue")],
+    )
+    with pytest.raises(TypeError):
+        grade_within_one("bone", "soft", nominal)

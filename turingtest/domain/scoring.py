@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from turingtest.domain.scales import KL, Code, Scale
+
 
 @dataclass(frozen=True)
 class Given:
@@ -30,12 +32,14 @@ def detection_correct(answer: str, truth: str) -> bool:
     return answer == truth
 
 
-def grade_exact(kl_grade: int, reference_kl: int) -> bool:
-    return kl_grade == reference_kl
+def grade_exact(given: Code, reference: Code, scale: Scale = KL) -> bool:
+    """Whether a grade on ``scale`` (the KL grade by default) is the reference's."""
+    return scale.level(given).code == scale.level(reference).code
 
 
-def grade_within_one(kl_grade: int, reference_kl: int) -> bool:
-    return abs(kl_grade - reference_kl) <= 1
+def grade_within_one(given: Code, reference: Code, scale: Scale = KL) -> bool:
+    """Whether a grade is at most one step of ``scale``'s order from the reference."""
+    return scale.within_one(given, reference)
 
 
 def is_correct(
