@@ -46,8 +46,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from readers_load import hammer, stop_group, wait_for_port  # noqa: E402
 
+from tests.live import HttpReader, LiveStack, free_port  # noqa: E402
 from tests.nginx_signed import location as signed_location  # noqa: E402
-from tests.reliability.live import HttpReader, LiveStack, free_port  # noqa: E402
 
 NGINX_CONF = """
 worker_processes {workers};

@@ -70,7 +70,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.reliability.live import (  # noqa: E402
+from tests.live import (  # noqa: E402
     HttpReader,
     LiveStack,
     answer_body,

@@ -164,3 +164,15 @@ def test_moving_the_models_to_their_apps_keeps_every_row():
     content_type = new.get_model("contenttypes", "ContentType")
     assert content_type.objects.filter(app_label="studies", model="image").count() == 0
     call_command("migrate", verbosity=0)
+
+
+def test_the_suite_mirrors_the_source_tree():
+    """Each folder of tests/ is named after the package it tests; tests of the
+    project's own modules (urls, settings, demo) sit at its top."""
+    folders = {
+        p.name for p in (ROOT / "tests").iterdir() if (p / "__init__.py").is_file()
+    }
+    packages = {
+        p.name for p in (ROOT / "turingtest").iterdir() if (p / "__init__.py").is_file()
+    } | {"generator"}
+    assert folders and folders <= packages, folders - packages

@@ -26,7 +26,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
 from tests.imaging import builders
-from tests.reliability.live import HttpReader, LiveStack, free_port
+from tests.live import HttpReader, LiveStack, free_port
 from tests.studies.test_blinding import _reader_traffic, _secrets
 from turingtest.imaging.models import Image
 from turingtest.imaging.services import (

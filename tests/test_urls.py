@@ -23,7 +23,7 @@ from tests.conftest import PASSWORD, ReaderAPI
 from turingtest.studies import services
 from turingtest.studies.models import Invitation, Judgment, Study
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 URLSAFE = set(string.ascii_letters + string.digits + "-_")
 
 

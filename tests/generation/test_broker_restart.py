@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.generation.test_generation import Stack, tiny_checkpoint  # noqa: F401
-from tests.reliability.live import free_port
+from tests.live import free_port
 
 pytestmark = [
     pytest.mark.slow,

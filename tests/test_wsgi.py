@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.reliability.live import (
+from tests.live import (
     HttpReader,
     LiveStack,
     answer_body,

@@ -9,7 +9,7 @@ and posts answers with the CSRF token from its cookie.
 
 Run as a module it seeds a study into the database its environment names::
 
-    python -m tests.reliability.live seed --slug s --readers 3 --per-grade 1
+    python -m tests.live seed --slug s --readers 3 --per-grade 1
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct-horse-battery-staple"
 
 
@@ -183,7 +183,7 @@ class LiveStack:
             self.manage("collectstatic", "--noinput", "-v0")
 
     def seed(self, **options) -> dict:
-        args = [sys.executable, "-m", "tests.reliability.live", "seed"]
+        args = [sys.executable, "-m", "tests.live", "seed"]
         for key, value in options.items():
             args += [f"--{key.replace('_', '-')}", str(value)]
         done = subprocess.run(
