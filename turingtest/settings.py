@@ -97,8 +97,8 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Argon2 at Django's strength (memory-hard; about 25% less CPU per sign-in
-# than Django's PBKDF2 here, bench/readers_load.py). The others still check
+# Argon2 at Django's strength (memory-hard, and about a sixth less CPU per
+# sign-in than Django's PBKDF2 here: bench/readers_load.py). The others still check
 # passwords stored before, and Django re-hashes them with Argon2 at sign-in.
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
