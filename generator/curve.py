@@ -105,7 +105,7 @@ def write(run: Path, rows: list[dict], *, n_train: int, per_grade: int) -> None:
         "# Training curve",
         "",
         f"{per_grade} images per grade at each snapshot against the features of "
-        f"the {n_train} training images (KL classifier trained on them).",
+        f"the {n_train} training images ({KL.abbreviation} classifier trained on them).",
         "",
         "| step | kimg | minutes | Fréchet distance | grade accuracy | grade QWK |",
         "|---:|---:|---:|---:|---:|---:|",

@@ -495,7 +495,7 @@ def kl_classifier(
         seed=seed,
         shift=max(1, images.shape[-1] // 32),
         balance=True,
-        desc="KL classifier" if progress else None,
+        desc=f"{KL.abbreviation} classifier" if progress else None,
     )
     if path is not None:
         _atomic_write(path, lambda tmp: torch.save(net.state_dict(), tmp))
@@ -653,7 +653,7 @@ def evaluate(options: EvalOptions) -> dict:
         progress=options.progress,
     )
     say(
-        f"2/4 KL classifier on {classifier_data}"
+        f"2/4 {KL.abbreviation} classifier on {classifier_data}"
         + (" (cached)" if hit else "")
         + "; feature distances"
     )
@@ -662,7 +662,7 @@ def evaluate(options: EvalOptions) -> dict:
     n_cmp = len(half_b)
     syn_cmp = rng.choice(len(synthetic), min(n_cmp, len(synthetic)), replace=False)
     report["features"] = {
-        "space": f"KL-grade classifier penultimate layer ({f_real.shape[1]}-d), "
+        "space": f"{KL.abbreviation}-grade classifier penultimate layer ({f_real.shape[1]}-d), "
         f"trained on {classifier_data}",
         "synthetic": feature_metrics(f_real[half_a], f_syn[syn_cmp], options.seed),
         "floor": feature_metrics(f_real[half_a], f_real[half_b], options.seed),
@@ -829,8 +829,8 @@ def plots(report, real, synthetic, f_real, f_syn, p_real, p_syn, out: Path) -> N
             ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
         g = report["grade_fidelity"][key]
         ax.set(
-            xlabel="predicted KL",
-            ylabel="reference KL",
+            xlabel=f"predicted {KL.abbreviation}",
+            ylabel=f"reference {KL.abbreviation}",
             title=f"{title}: acc {g['accuracy']:.2f}, QWK {g['quadratic_weighted_kappa']:.2f}",
         )
     fig.tight_layout()
@@ -844,7 +844,11 @@ def plots(report, real, synthetic, f_real, f_syn, p_real, p_syn, out: Path) -> N
     fig, ax = plt.subplots(figsize=(5, 4.5))
     ax.scatter(pr[:, 0], pr[:, 1], s=6, alpha=0.5, label="real test")
     ax.scatter(ps[:, 0], ps[:, 1], s=6, alpha=0.5, label="synthetic")
-    ax.set(title="KL-classifier features (PCA of real)", xlabel="PC1", ylabel="PC2")
+    ax.set(
+        title=f"{KL.abbreviation}-classifier features (PCA of real)",
+        xlabel="PC1",
+        ylabel="PC2",
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "features_pca.png", dpi=120)
@@ -926,7 +930,7 @@ def markdown(report: dict) -> str:
         lines.append(f"| {label} | {fmt(s)} | {fmt(r)} |")
     lines += [
         "",
-        "## Grade fidelity (real-trained KL classifier)",
+        f"## Grade fidelity (real-trained {KL.abbreviation} classifier)",
         "",
         "| | n | accuracy | quadratic weighted κ |",
         "|---|---|---|---|",
@@ -997,7 +1001,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument(
         "--cache",
-        help="folder for the KL classifier and the floor test; '' for none "
+        help=f"folder for the {KL.abbreviation} classifier and the floor test; '' for none "
         "(default: $XDG_CACHE_HOME/turingtest/evaluate)",
     )
     ap.add_argument("--no-progress", dest="progress", action="store_false")

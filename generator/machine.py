@@ -26,6 +26,7 @@ import numpy as np
 
 from generator.data import resize_array
 from generator.evaluate import fit_cnn, kl_classifier, predict
+from turingtest.domain.scales import KL
 
 # The demo's cases are 224 px; 64 px keeps the classifiers' training on one
 # CPU thread within seconds for a hundred images, and still shows the
@@ -89,7 +90,9 @@ def grade_probabilities(
 ) -> tuple[np.ndarray, bool]:
     """KL-grade probabilities (N, 5) of ``query``; and whether the classifier was cached."""
     if len(set(labels.tolist())) < 2:
-        raise ValueError("The KL classifier needs real images of at least two grades.")
+        raise ValueError(
+            f"The {KL.abbreviation} classifier needs real images of at least two grades."
+        )
     net, cached = kl_classifier(
         resize_array(images, resolution),
         np.asarray(labels, dtype=np.int64),

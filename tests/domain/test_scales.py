@@ -1,3 +1,4 @@
+import ast
 import re
 from pathlib import Path
 
@@ -52,12 +53,55 @@ def restatements(root: Path = ROOT) -> list[str]:
                 or not path.is_file()
             ):
                 continue
-            for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+            text = path.read_text("utf-8")
+            lines = text.splitlines()
+            for number, line in enumerate(lines, 1):
                 if any(p.search(line) for p in texts + counts) or (
                     path.suffix == ".js" and js.search(line)
                 ):
                     found.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
-    return found
+            if path.suffix == ".py":
+                found += [
+                    f"{path.relative_to(root)}:{n}: {lines[n - 1].strip()}"
+                    for n in _scale_name_in_strings(text)
+                ]
+            elif path.suffix == ".html":
+                found += [
+                    f"{path.relative_to(root)}:{n}: {line.strip()}"
+                    for n, line in enumerate(lines, 1)
+                    if SCALE_NAME.search(re.sub(r"\{\{.*?\}\}|\{%.*?%\}", "", line))
+                ]
+    return list(dict.fromkeys(found))  # a line caught twice is listed once
+
+
+# The scale's abbreviation written out in text a user reads (a message, a
+# help text, a page): it comes from the scale (``KL.abbreviation``).
+# Docstrings and comments, read by developers, may name it.
+SCALE_NAME = re.compile(r"\bKL\b")
+
+
+def _scale_name_in_strings(source: str) -> list[int]:
+    tree = ast.parse(source)
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(
+            node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+        )
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return sorted(
+        {
+            node.lineno
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+            and SCALE_NAME.search(node.value)
+        }
+    )
 
 
 def test_no_kl_label_or_grade_count_outside_the_domain_module():
@@ -74,9 +118,22 @@ def test_the_scan_finds_a_restatement(tmp_path):
         "GRADES = range(5)\nhelp = 'doubtful narrowing, possible osteophytic lipping'\n"
         "x = np.clip(g, 0, 4)\nERR = 'a KL grade from 0 to 4'\nok = range(6)\n"
     )
+    (tmp_path / "turingtest" / "b.py").write_text(
+        '"""Grades on the KL scale (a docstring may name it)."""\n'
+        "# and so may a comment: KL\n"
+        "ok = f'{KL.abbreviation} grade'\n"
+        "bad = f'reference KL grade {g}'\n"
+    )
     (tmp_path / "static" / "r.js").write_text("say(`Reference KL grade: ${g}`);\n")
     found = restatements(tmp_path)
-    assert [f.split(":")[1] for f in found] == ["1", "2", "3", "4", "1"]
+    assert [f.split(":")[:2] for f in found] == [
+        ["turingtest/a.py", "1"],
+        ["turingtest/a.py", "2"],
+        ["turingtest/a.py", "3"],
+        ["turingtest/a.py", "4"],
+        ["turingtest/b.py", "4"],
+        ["static/r.js", "1"],
+    ]
 
 
 def test_kl_scale():

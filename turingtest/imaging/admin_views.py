@@ -229,7 +229,7 @@ def _upload(
         if loose and data["grade"] is None:
             form.add_error(
                 "grade",
-                "Choose a KL grade for individual files (ZIP archives take it from "
+                f"Choose a {KL.abbreviation} grade for individual files (ZIP archives take it from "
                 "their folder names).",
             )
             return render(request, TEMPLATE, context, status=400)

@@ -31,6 +31,7 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
+from turingtest.domain.scales import KL
 from turingtest.domain.scoring import is_correct
 from turingtest.results.models import StudyReport
 from turingtest.stats import plots as report_plots
@@ -84,7 +85,10 @@ SYNC_BUILD_MAX_ANSWERS = 5000
 PLOTS: dict[str, tuple[str, Callable[[Report], bytes]]] = {
     "forest": ("Accuracy per reader", report_plots.forest_plot),
     "roc": ("ROC curves", report_plots.roc_plot),
-    "kl-confusion": ("KL grades, real vs synthetic", report_plots.kl_confusion_plot),
+    "kl-confusion": (
+        f"{KL.abbreviation} grades, real vs synthetic",
+        report_plots.kl_confusion_plot,
+    ),
     "realism": ("Realism of each image", report_plots.realism_histogram),
 }
 THUMBNAILS = 6

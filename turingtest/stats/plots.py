@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from turingtest.domain.scales import KL
 from turingtest.stats.report.formatting import ci_text
 from turingtest.stats.report.results import Detection, Grading, Report
 
@@ -185,7 +186,7 @@ def kl_confusion_plot(report: Report, phase: str | None = None) -> bytes:
     """
     g = _section(report.grading, phase, ("grading", "combined", "detection"))
     if not g:
-        return _message("No KL grades to plot.")
+        return _message(f"No {KL.abbreviation} grades to plot.")
     grades = g.confusion["grades"]
     fig = _figure(7.0, 3.4)
     axes = fig.subplots(1, 2)

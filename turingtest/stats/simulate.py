@@ -70,6 +70,11 @@ def evidence_effects(
     return sd * centred / spread
 
 
+# The latent's cut points between the detection scale's ratings.
+RATING_CUTS = np.array([-1.5, -0.7, 0.0, 0.7, 1.5])
+assert len(RATING_CUTS) == DETECTION.count - 1
+
+
 def simulate_rows(
     n_readers: int = 15,
     n_cases: int = 60,
@@ -142,7 +147,6 @@ def simulate_rows(
     years = rng.integers(1, 31, n_readers)
     sensitivity = d_prime + rng.normal(0, reader_sd, n_readers)
     crit = criterion + rng.normal(0, 0.3, n_readers)
-    cuts = np.array([-1.5, -0.7, 0.0, 0.7, 1.5])
     case_labels = [f"C{i + 1:05d}" for i in range(n_total)]
     image_labels = [f"img-{i + 1:05d}" for i in range(n_total)]
 
@@ -154,7 +158,7 @@ def simulate_rows(
             + rng.normal(size=(n_readers, n_total))
         )
         confidence = np.asarray(DETECTION.codes)[
-            np.searchsorted(cuts, latent - crit[:, None])
+            np.searchsorted(RATING_CUTS, latent - crit[:, None])
         ]
         answer = np.where(
             np.isin(confidence, detection_codes("synthetic")), "synthetic", "real"

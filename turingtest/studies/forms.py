@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib.auth.password_validation import password_validators_help_text_html
 
+from turingtest.domain.scales import KL
 from turingtest.imaging.selectors import pool_choices
 from turingtest.studies.models import Reader
 
@@ -68,8 +69,8 @@ class CasesForm(forms.Form):
     per_grade = forms.IntegerField(
         min_value=1,
         max_value=1000,
-        label="Images per KL grade and source",
-        help_text="N real and N synthetic images per KL grade.",
+        label=f"Images per {KL.abbreviation} grade and source",
+        help_text=f"N real and N synthetic images per {KL.abbreviation} grade.",
     )
     seed = forms.IntegerField(min_value=0, max_value=2**31 - 1)
     practice = forms.IntegerField(min_value=0, max_value=100, label="Practice cases")

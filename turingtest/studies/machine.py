@@ -30,7 +30,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from turingtest.domain.scales import DETECTION
+from turingtest.domain.scales import DETECTION, KL
 from turingtest.imaging.models import Image, Source
 from turingtest.studies import services
 from turingtest.studies.models import (
@@ -44,12 +44,13 @@ from turingtest.studies.models import (
 
 MODELS = {
     "c2st": "CNN real vs synthetic (c2st)",
-    "kl": "CNN KL grader (kl)",
+    "kl": f"CNN {KL.abbreviation} grader (kl)",
 }
 # Upper bounds of ratings 1-5 on the probability of "synthetic"; above the
 # last, 6. Symmetric about 0.5, so the rating says "synthetic" exactly when
 # the classifier leans that way.
 RATING_CUTS = (0.1, 0.25, 0.5, 0.75, 0.9)
+assert len(RATING_CUTS) == DETECTION.count - 1  # one cut between each two ratings
 
 
 def rating_from_probability(p_synthetic: float) -> int:
@@ -81,7 +82,11 @@ def machine_reader_check(*, study: Study, model: str) -> list[Phase]:
         )
     phases = machine_phases(study=study, model=model)
     if not phases:
-        asks = "real or synthetic" if model == "c2st" else "only a KL grade"
+        asks = (
+            "real or synthetic"
+            if model == "c2st"
+            else f"only a {KL.abbreviation} grade"
+        )
         raise ValidationError(
             f"Study {study.slug!r} has no phase that asks {asks}: "
             f"a {model} reader would have nothing to answer."
@@ -182,7 +187,9 @@ def machine_reader_add(
             if phase.asks_realism and p is None:
                 raise ValidationError(f"No real/synthetic score for case id {case_id}.")
             if phase.asks_grade and grades is None:
-                raise ValidationError(f"No KL grade for case id {case_id}.")
+                raise ValidationError(
+                    f"No {KL.abbreviation} grade for case id {case_id}."
+                )
             services.reading_session_serve(session=session, position=position, now=now)
             recorded = services.judgment_record(
                 session=session,

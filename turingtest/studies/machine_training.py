@@ -15,6 +15,7 @@ import numpy as np
 from django.core.exceptions import ValidationError
 from PIL import Image as PILImage
 
+from turingtest.domain.scales import KL
 from turingtest.studies.machine import (
     MachineAnswers,
     answered_cases,
@@ -88,7 +89,7 @@ def machine_reader_train(
         raise ValidationError(f"--train {train}: no such folder or file.")
     if needs_grade and train is None and not pool.real:
         raise ValidationError(
-            "No real images outside the study's cases to train the KL "
+            f"No real images outside the study's cases to train the {KL.abbreviation} "
             "classifier on; give --train DIR."
         )
 
@@ -152,7 +153,7 @@ def machine_reader_train(
         except ValueError as exc:
             raise ValidationError(str(exc)) from exc
         kl_probabilities = {c.pk: p.tolist() for c, p in zip(cases, probs, strict=True)}
-        trained_on.append(f"KL grades from {source}")
+        trained_on.append(f"{KL.abbreviation} grades from {source}")
     enrollment = machine_reader_add(
         study=study,
         model=model,

@@ -159,7 +159,7 @@ class Phase(models.Model):
     # Off where the phase's own questions (PhaseQuestion) take the grade's
     # place, e.g. a BI-RADS category for mammograms.
     asks_kl_grade = models.BooleanField(
-        "asks the KL grade",
+        f"asks the {KL.abbreviation} grade",
         default=True,
         help_text=f"Ask the built-in {KL.short_label} where the phase grades. Off: "
         "the phase's own questions (e.g. BI-RADS) grade instead.",

@@ -1152,7 +1152,7 @@ def _grading(ph: _Phase, *, level: float, n_boot: int, seed: int) -> dict[str, A
 
     n_missing = int((~graded).sum())
     if n_missing:
-        notes.append(f"{n_missing} reader-case pairs have no KL grade.")
+        notes.append(f"{n_missing} reader-case pairs have no {KL.abbreviation} grade.")
     return {
         "phase": ph.name,
         "n_readers": n_r,
@@ -1214,7 +1214,7 @@ def _attention(table: _Table) -> dict[str, Any]:
         "readers": readers,
         "rule": (
             "An attention check fails when the real/synthetic answer differs from the "
-            "truth or the KL grade differs from the reference grade."
+            f"truth or the {KL.abbreviation} grade differs from the reference grade."
         ),
         "note": note,
     }
@@ -1418,11 +1418,11 @@ def build_report(
         if np.isfinite(table.kl[in_phase]).any():
             grading[phase] = _grading(ph, level=level, n_boot=n_boot, seed=seed)
         elif phase == "grading" and kl_grading:
-            messages.append("The grading phase has no KL grades yet.")
+            messages.append(f"The grading phase has no {KL.abbreviation} grades yet.")
     if not detection:
         messages.append("No real/synthetic answers: no detection statistics.")
     if not grading and kl_grading:
-        messages.append("No KL grades: no grading statistics.")
+        messages.append(f"No {KL.abbreviation} grades: no grading statistics.")
     report["detection"] = detection
     report["grading"] = grading
     report["machine_readers"] = _machine_readers(machine_rows, level, messages)

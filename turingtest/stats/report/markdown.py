@@ -89,9 +89,10 @@ def humans_label(readers: Iterable[ReportReader]) -> str:
 
 def machine_name(model: str) -> str:
     """A machine reader's model as people read it."""
-    return {"c2st": "CNN real vs synthetic (c2st)", "kl": "CNN KL grader (kl)"}.get(
-        model, model or "machine"
-    )
+    return {
+        "c2st": "CNN real vs synthetic (c2st)",
+        "kl": f"CNN {KL.abbreviation} grader (kl)",
+    }.get(model, model or "machine")
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,7 @@ def _markdown_retest(report: Report) -> list[str]:
         "## Test-retest agreement",
         "",
         "Each reader's answers to the cases shown twice in a phase; the second "
-        "showings are in no other figure. KL grades by quadratic-weighted kappa, "
+        f"showings are in no other figure. {KL.abbreviation} grades by quadratic-weighted kappa, "
         "the real/synthetic call by Cohen's kappa. Flagged: kappa below "
         f"{number(retest.threshold, 2)}.",
         "",

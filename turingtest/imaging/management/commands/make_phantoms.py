@@ -11,7 +11,7 @@ from turingtest.imaging.phantom import GRADES, phantom_dataset
 
 class Command(BaseCommand):
     help = (
-        "Write synthetic knee radiographs (procedural phantoms) for KL grades "
+        f"Write synthetic knee radiographs (procedural phantoms) for {KL.abbreviation} grades "
         f"{KL.range_text('-')} "
         "into OUT/{grade}/phantom-{grade}-{i:05d}.png."
     )

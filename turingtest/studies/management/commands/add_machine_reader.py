@@ -2,6 +2,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from turingtest.domain.scales import KL
 from turingtest.studies.machine import machine_label, machine_reader_check
 from turingtest.studies.machine_training import machine_reader_train
 from turingtest.studies.models import Study
@@ -21,12 +22,12 @@ class Command(BaseCommand):
             choices=["c2st", "kl"],
             required=True,
             help="c2st: a CNN trained on real vs synthetic pool images outside the "
-            "study answers real or synthetic; kl: the real-trained KL classifier "
+            f"study answers real or synthetic; kl: the real-trained {KL.abbreviation} classifier "
             "grades.",
         )
         parser.add_argument(
             "--train",
-            help="Real images with KL grades for the KL classifier (a dataset "
+            help=f"Real images with {KL.abbreviation} grades for the {KL.abbreviation} classifier (a dataset "
             "folder {split}/{grade}/* or {grade}/*; its train split). Default: the "
             "pool's real images that are not cases of the study.",
         )
@@ -36,7 +37,7 @@ class Command(BaseCommand):
         parser.add_argument("--threads", type=int, help="torch CPU threads.")
         parser.add_argument(
             "--cache",
-            help="Folder of cached KL classifiers; '' for none (default: "
+            help=f"Folder of cached {KL.abbreviation} classifiers; '' for none (default: "
             "$XDG_CACHE_HOME/turingtest/evaluate, shared with generator.evaluate).",
         )
         parser.add_argument(
@@ -78,7 +79,7 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
         if run.kl_cached and opts["verbosity"] > 0:
-            self.stdout.write("KL classifier loaded from the cache.")
+            self.stdout.write(f"{KL.abbreviation} classifier loaded from the cache.")
         self.stdout.write(
             f"Machine reader {run.enrollment.reader.code} ({machine_label(model)}) "
             f"answered {run.cases} cases in {', '.join(run.phases)} "

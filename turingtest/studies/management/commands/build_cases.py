@@ -1,6 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from turingtest.domain.scales import KL
 from turingtest.imaging.models import Source
 from turingtest.imaging.selectors import case_choice, generators_check, origins_check
 from turingtest.studies.models import Study
@@ -15,7 +16,7 @@ def _names(values: list[str]) -> tuple[str, ...]:
 
 class Command(BaseCommand):
     help = (
-        "Draw a study's cases: N real and N synthetic images per KL grade, with a "
+        f"Draw a study's cases: N real and N synthetic images per {KL.abbreviation} grade, with a "
         "seed, from the import batches, tags and generators chosen."
     )
 
@@ -57,7 +58,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--fill-from-pool",
             action="store_true",
-            help="Where the choice cannot fill a KL grade x source cell, fill it "
+            help=f"Where the choice cannot fill a {KL.abbreviation} grade x source cell, fill it "
             "from the rest of the pool (and say how many came from where) "
             "instead of refusing.",
         )

@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from turingtest.domain.protocols import REFERENCE
 from turingtest.domain.questions import QuestionType
-from turingtest.domain.scales import scale_names
+from turingtest.domain.scales import KL, scale_names
 from turingtest.studies.models import Study
 from turingtest.studies.services import QuestionSpec, study_create
 
@@ -117,12 +117,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--grade-in-detection",
             action="store_true",
-            help="Also ask the KL grade when detecting.",
+            help=f"Also ask the {KL.abbreviation} grade when detecting.",
         )
         parser.add_argument(
             "--no-kl-grade",
             action="store_true",
-            help="Ask no KL grade: the phases' own questions grade instead "
+            help=f"Ask no {KL.abbreviation} grade: the phases' own questions grade instead "
             "(e.g. --question 1:birads:ordinal:birads); a grading phase then "
             "needs a required one.",
         )

@@ -5,6 +5,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from turingtest.demo import DemoOptions, demo_build, worker_stop
+from turingtest.domain.scales import KL
 
 
 class Command(BaseCommand):
@@ -23,7 +24,7 @@ class Command(BaseCommand):
             "--per-grade",
             type=int,
             default=6,
-            help="Main cases per KL grade and source.",
+            help=f"Main cases per {KL.abbreviation} grade and source.",
         )
         parser.add_argument(
             "--workdir",
