@@ -300,3 +300,40 @@ def test_an_archive_from_before_sessions_kept_their_position_resumes_right(
         step["position"],
         step["image"],
     )
+
+
+def test_an_archive_from_before_the_pool_left_the_studies_app_restores(
+    answered, media, tmp_path, deleted_dir
+):
+    """Archives written before the apps split label the pool's rows
+    studies.image, studies.importbatch and studies.generator."""
+    import json
+
+    study, half, step = answered
+    batch = import_batch_get_or_create(name="site B", description="older archive")
+    Image.objects.filter(cases__study=study).update(batch=batch)
+    archive = tmp_path / "knee.zip"
+    call_command("backup_study", study.slug, "--out", str(archive))
+    old = tmp_path / "old.zip"
+    relabelled = 0
+    with zipfile.ZipFile(archive) as src, zipfile.ZipFile(old, "w") as dst:
+        for item in src.infolist():
+            content = src.read(item)
+            if item.filename == "data.json":
+                data = json.loads(content)
+                for section in ("image", "batch", "generator"):
+                    for row in data.get(section, []):
+                        row["model"] = "studies." + row["model"].split(".")[1]
+                        relabelled += 1
+                content = json.dumps(data).encode()
+            dst.writestr(item, content)
+    assert relabelled > 10
+    before = row_counts() | {
+        "Image": Image.objects.filter(cases__study=study).distinct().count()
+    }  # the archive holds the study's images, not the whole pool
+    cases = study.cases.count()
+    wipe_everything(media)
+    restored = backup.study_restore(path=old).study
+    assert row_counts() == before
+    assert set(Image.objects.values_list("batch__name", flat=True)) == {"site B"}
+    assert restored.cases.count() == cases

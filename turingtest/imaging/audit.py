@@ -328,7 +328,7 @@ def _encode(rows: list[dict[str, object]]) -> tuple[list[str], np.ndarray]:
 def audit_images(
     images: Sequence, *, seed: int = 0, label: str = "images"
 ) -> AuditResult:
-    """Audit a set of pool images (each a ``studies.Image``)."""
+    """Audit a set of pool images (each an ``imaging.Image``)."""
     file_rows, stat_rows, labels = [], [], []
     for image in images:
         with image.file.open("rb") as fh:

@@ -1,4 +1,4 @@
-"""Admin of results: stored reports, and deleting a study only once its answers are saved.
+"""Admin of results: deleting a study only once its answers are saved.
 
 A study with answers is deleted one at a time, after its slug is typed, and
 only once its results and a restorable backup are written (see

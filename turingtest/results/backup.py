@@ -279,7 +279,11 @@ def _objects(data: dict, key: str) -> Iterable:
     rows = data.get(key, [])
     if key == "reader":
         rows = [_reader_fields(row) for row in rows]
-    return serializers.deserialize("python", rows)
+    # The section names the model. Archives written before the pool and the
+    # generators left the studies app label their rows "studies.image",
+    # "studies.importbatch", "studies.generator": read them as today's models.
+    label = dict(MODELS)[key]._meta.label_lower
+    return serializers.deserialize("python", [row | {"model": label} for row in rows])
 
 
 def _reader_fields(row: dict) -> dict:

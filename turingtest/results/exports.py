@@ -246,8 +246,7 @@ RESULT_FILES: list[tuple[str, Columns, Callable[[Study], Iterable]]] = [
 ]
 
 
-# The report's files. turingtest.results.report reads this module's helpers,
-# so it is imported when a file is written, not when this module loads.
+# The report's files.
 IMRMC_COLUMNS = ["readerID", "caseID", "modalityID", "score"]
 
 

@@ -3,7 +3,7 @@
 :func:`report_rows` reads a study's final answers in the shape that
 :func:`turingtest.stats.report.build_report` takes and :func:`study_report`
 builds the report from them. Built reports are kept as
-:class:`~turingtest.studies.models.StudyReport` rows, so the staff page shows
+:class:`~turingtest.results.models.StudyReport` rows, so the staff page shows
 one without computing it: a large study's report takes seconds, which no web
 request may spend. :func:`study_report_for_page` says whether the stored one
 is stale; :func:`study_report_refresh` (the Celery task's body) rebuilds it.

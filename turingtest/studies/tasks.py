@@ -8,9 +8,9 @@ from django.db import close_old_connections, connection
 from turingtest.studies.machine_training import machine_reader_train
 from turingtest.studies.models import Enrollment, Reader, Study
 
-# The task names are the wire names queued messages carry (and settings
-# route): they stay as they were when these tasks lived in turingtest.studies,
-# so a message queued before an upgrade still finds its task.
+# The task's name is the wire name queued messages carry (and settings route
+# by); the generation and results tasks keep the same "turingtest.studies.tasks"
+# prefix they had before they moved to their apps.
 
 
 # --- machine readers -----------------------------------------------------------
