@@ -50,8 +50,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         # SIGTERM (what `kill` and `make` send on) ends the demo as Ctrl-C
-        # does: the finally below stops the Celery worker too.
+        # does: the finally below stops the Celery worker too. SIGINT is set
+        # as well: a process started in the background of a script inherits
+        # it ignored, and Ctrl-C must still stop the demo.
         signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
         base_url = f"http://{opts['addr']}"
         options = DemoOptions(
             data=opts["data"],
