@@ -7,6 +7,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
@@ -15,813 +16,296 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name="Generator",
+            name='Generator',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True,
-                        primary_key=True,
-                        serialize=False,
-                        verbose_name="ID",
-                    ),
-                ),
-                ("name", models.SlugField(max_length=80, unique=True)),
-                (
-                    "checkpoint",
-                    models.CharField(
-                        help_text="Path to the checkpoint file.", max_length=500
-                    ),
-                ),
-                ("sha256", models.CharField(max_length=64)),
-                ("config", models.JSONField(blank=True, default=dict)),
-                ("training_data", models.TextField(blank=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.SlugField(max_length=80, unique=True)),
+                ('checkpoint', models.CharField(help_text='Path to the checkpoint file.', max_length=500)),
+                ('sha256', models.CharField(max_length=64)),
+                ('config', models.JSONField(blank=True, default=dict)),
+                ('training_data', models.TextField(blank=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                "ordering": ["name"],
+                'ordering': ['name'],
             },
         ),
         migrations.CreateModel(
-            name="Phase",
+            name='Phase',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True,
-                        primary_key=True,
-                        serialize=False,
-                        verbose_name="ID",
-                    ),
-                ),
-                ("index", models.PositiveSmallIntegerField()),
-                (
-                    "kind",
-                    models.CharField(
-                        choices=[
-                            ("grading", "Grading (KL grade only)"),
-                            ("detection", "Detection (real or synthetic)"),
-                            ("combined", "Combined (real or synthetic, and KL grade)"),
-                        ],
-                        max_length=10,
-                    ),
-                ),
-                (
-                    "asks_grade_in_detection",
-                    models.BooleanField(
-                        default=False,
-                        help_text="In a detection phase, also ask for the KL grade.",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('index', models.PositiveSmallIntegerField()),
+                ('kind', models.CharField(choices=[('grading', 'Grading (KL grade only)'), ('detection', 'Detection (real or synthetic)'), ('combined', 'Combined (real or synthetic, and KL grade)')], max_length=10)),
+                ('asks_grade_in_detection', models.BooleanField(default=False, help_text='In a detection phase, also ask for the KL grade.')),
             ],
             options={
-                "ordering": ["study", "index"],
+                'ordering': ['study', 'index'],
             },
         ),
         migrations.CreateModel(
-            name="Study",
+            name='Study',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True,
-                        primary_key=True,
-                        serialize=False,
-                        verbose_name="ID",
-                    ),
-                ),
-                ("name", models.CharField(max_length=200)),
-                ("slug", models.SlugField(max_length=80, unique=True)),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("draft", "Draft"),
-                            ("open", "Open"),
-                            ("closed", "Closed"),
-                        ],
-                        default="draft",
-                        max_length=10,
-                    ),
-                ),
-                (
-                    "instructions",
-                    models.TextField(
-                        blank=True,
-                        help_text="Markdown, shown to readers before consent.",
-                    ),
-                ),
-                (
-                    "consent_text",
-                    models.TextField(
-                        blank=True,
-                        default="I agree to take part in this reader study. My answers will be stored under a pseudonym and analysed together with other readers' answers.",
-                    ),
-                ),
-                (
-                    "seed",
-                    models.BigIntegerField(default=turingtest.studies.models.new_seed),
-                ),
-                (
-                    "edit_policy",
-                    models.CharField(
-                        choices=[
-                            ("none", "No changes once answered"),
-                            ("until_phase_end", "Changes allowed until the phase ends"),
-                        ],
-                        default="none",
-                        max_length=20,
-                    ),
-                ),
-                (
-                    "show_score",
-                    models.BooleanField(
-                        default=False,
-                        help_text="Show readers their own score at the end.",
-                    ),
-                ),
-                ("practice_count", models.PositiveSmallIntegerField(default=4)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("opened_at", models.DateTimeField(blank=True, null=True)),
-                ("closed_at", models.DateTimeField(blank=True, null=True)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=200)),
+                ('slug', models.SlugField(max_length=80, unique=True)),
+                ('status', models.CharField(choices=[('draft', 'Draft'), ('open', 'Open'), ('closed', 'Closed')], default='draft', max_length=10)),
+                ('instructions', models.TextField(blank=True, help_text='Markdown, shown to readers before consent.')),
+                ('consent_text', models.TextField(blank=True, default="I agree to take part in this reader study. My answers will be stored under a pseudonym and analysed together with other readers' answers.")),
+                ('seed', models.BigIntegerField(default=turingtest.studies.models.new_seed)),
+                ('edit_policy', models.CharField(choices=[('none', 'No changes once answered'), ('until_phase_end', 'Changes allowed until the phase ends')], default='none', max_length=20)),
+                ('show_score', models.BooleanField(default=False, help_text='Show readers their own score at the end.')),
+                ('practice_count', models.PositiveSmallIntegerField(default=4)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('opened_at', models.DateTimeField(blank=True, null=True)),
+                ('closed_at', models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                "verbose_name_plural": "studies",
-                "ordering": ["-created_at"],
+                'verbose_name_plural': 'studies',
+                'ordering': ['-created_at'],
             },
         ),
         migrations.CreateModel(
-            name="GenerationJob",
+            name='GenerationJob',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True,
-                        primary_key=True,
-                        serialize=False,
-                        verbose_name="ID",
-                    ),
-                ),
-                (
-                    "per_grade",
-                    models.JSONField(
-                        help_text='Images to make per KL grade, e.g. {"0": 10, "4": 10}.'
-                    ),
-                ),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("pending", "Pending"),
-                            ("running", "Running"),
-                            ("done", "Done"),
-                            ("failed", "Failed"),
-                        ],
-                        default="pending",
-                        max_length=10,
-                    ),
-                ),
-                ("done", models.PositiveIntegerField(default=0)),
-                ("total", models.PositiveIntegerField(default=0)),
-                ("error", models.TextField(blank=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("started_at", models.DateTimeField(blank=True, null=True)),
-                ("finished_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "generator",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="jobs",
-                        to="studies.generator",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('per_grade', models.JSONField(help_text='Images to make per KL grade, e.g. {"0": 10, "4": 10}.')),
+                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], default='pending', max_length=10)),
+                ('done', models.PositiveIntegerField(default=0)),
+                ('total', models.PositiveIntegerField(default=0)),
+                ('error', models.TextField(blank=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('started_at', models.DateTimeField(blank=True, null=True)),
+                ('finished_at', models.DateTimeField(blank=True, null=True)),
+                ('generator', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='jobs', to='studies.generator')),
             ],
             options={
-                "ordering": ["-created_at"],
+                'ordering': ['-created_at'],
             },
         ),
         migrations.CreateModel(
-            name="Image",
+            name='Image',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True,
-                        primary_key=True,
-                        serialize=False,
-                        verbose_name="ID",
-                    ),
-                ),
-                (
-                    "source",
-                    models.CharField(
-                        choices=[("real", "Real"), ("synthetic", "Synthetic")],
-                        max_length=10,
-                    ),
-                ),
-                (
-                    "kl_grade",
-                    models.PositiveSmallIntegerField(verbose_name="reference KL grade"),
-                ),
-                (
-                    "token",
-                    models.CharField(
-                        default=turingtest.studies.models.new_token,
-                        editable=False,
-                        max_length=32,
-                        unique=True,
-                    ),
-                ),
-                ("file", models.FileField(max_length=200, upload_to="pool/")),
-                (
-                    "sha256",
-                    models.CharField(
-                        help_text="Of the canonical file.", max_length=64, unique=True
-                    ),
-                ),
-                ("width", models.PositiveIntegerField()),
-                ("height", models.PositiveIntegerField()),
-                (
-                    "original",
-                    models.FileField(
-                        blank=True, max_length=200, upload_to="originals/"
-                    ),
-                ),
-                (
-                    "origin",
-                    models.TextField(
-                        blank=True,
-                        help_text="Where it came from; never shown to readers.",
-                    ),
-                ),
-                ("seed", models.BigIntegerField(blank=True, null=True)),
-                ("job_index", models.PositiveIntegerField(blank=True, null=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "generator",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="images",
-                        to="studies.generator",
-                    ),
-                ),
-                (
-                    "job",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="images",
-                        to="studies.generationjob",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('source', models.CharField(choices=[('real', 'Real'), ('synthetic', 'Synthetic')], max_length=10)),
+                ('kl_grade', models.PositiveSmallIntegerField(verbose_name='reference KL grade')),
+                ('token', models.CharField(default=turingtest.studies.models.new_token, editable=False, max_length=32, unique=True)),
+                ('file', models.FileField(max_length=200, upload_to='pool/')),
+                ('sha256', models.CharField(help_text='Of the canonical file.', max_length=64, unique=True)),
+                ('width', models.PositiveIntegerField()),
+                ('height', models.PositiveIntegerField()),
+                ('original', models.FileField(blank=True, max_length=200, upload_to='originals/')),
+                ('origin', models.TextField(blank=True, help_text='Where it came from; never shown to readers.')),
+                ('seed', models.BigIntegerField(blank=True, null=True)),
+                ('job_index', models.PositiveIntegerField(blank=True, null=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('generator', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='images', to='studies.generator')),
+                ('job', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='images', to='studies.generationjob')),
             ],
             options={
-                "ordering": ["id"],
+                'ordering': ['id'],
             },
         ),
         migrations.CreateModel(
-            name="Case",
+            name='Case',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True,
-                        primary_key=True,
-                        serialize=False,
-                        verbose_name="ID",
-                    ),
-                ),
-                (
-                    "role",
-                    models.CharField(
-                        choices=[
-                            ("main", "Main"),
-                            ("practice", "Practice"),
-                            ("attention", "Attention check"),
-                        ],
-                        default="main",
-                        max_length=10,
-                    ),
-                ),
-                (
-                    "number",
-                    models.PositiveIntegerField(
-                        help_text="Stable case label within the study."
-                    ),
-                ),
-                (
-                    "image",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="cases",
-                        to="studies.image",
-                    ),
-                ),
-                (
-                    "study",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="cases",
-                        to="studies.study",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('role', models.CharField(choices=[('main', 'Main'), ('practice', 'Practice'), ('attention', 'Attention check')], default='main', max_length=10)),
+                ('number', models.PositiveIntegerField(help_text='Stable case label within the study.')),
+                ('image', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='cases', to='studies.image')),
+                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='cases', to='studies.study')),
             ],
             options={
-                "ordering": ["study", "number"],
+                'ordering': ['study', 'number'],
             },
         ),
         migrations.CreateModel(
-            name="Judgment",
+            name='Judgment',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True,
-                        primary_key=True,
-                        serialize=False,
-                        verbose_name="ID",
-                    ),
-                ),
-                ("position", models.PositiveIntegerField()),
-                (
-                    "answer",
-                    models.CharField(
-                        blank=True,
-                        choices=[("real", "Real"), ("synthetic", "Synthetic")],
-                        max_length=10,
-                        null=True,
-                    ),
-                ),
-                (
-                    "confidence",
-                    models.PositiveSmallIntegerField(
-                        blank=True,
-                        choices=[
-                            (1, "Definitely real"),
-                            (2, "Probably real"),
-                            (3, "Possibly real"),
-                            (4, "Possibly synthetic"),
-                            (5, "Probably synthetic"),
-                            (6, "Definitely synthetic"),
-                        ],
-                        null=True,
-                    ),
-                ),
-                ("kl_grade", models.PositiveSmallIntegerField(blank=True, null=True)),
-                ("served_at", models.DateTimeField()),
-                ("answered_at", models.DateTimeField()),
-                ("duration_ms", models.PositiveIntegerField()),
-                (
-                    "case",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="judgments",
-                        to="studies.case",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('position', models.PositiveIntegerField()),
+                ('answer', models.CharField(blank=True, choices=[('real', 'Real'), ('synthetic', 'Synthetic')], max_length=10, null=True)),
+                ('confidence', models.PositiveSmallIntegerField(blank=True, choices=[(1, 'Definitely real'), (2, 'Probably real'), (3, 'Possibly real'), (4, 'Possibly synthetic'), (5, 'Probably synthetic'), (6, 'Definitely synthetic')], null=True)),
+                ('kl_grade', models.PositiveSmallIntegerField(blank=True, null=True)),
+                ('served_at', models.DateTimeField()),
+                ('answered_at', models.DateTimeField()),
+                ('duration_ms', models.PositiveIntegerField()),
+                ('case', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='judgments', to='studies.case')),
             ],
             options={
-                "ordering": ["session", "position"],
+                'ordering': ['session', 'position'],
             },
         ),
         migrations.CreateModel(
-            name="JudgmentRevision",
+            name='JudgmentRevision',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True,
-                        primary_key=True,
-                        serialize=False,
-                        verbose_name="ID",
-                    ),
-                ),
-                ("revision", models.PositiveSmallIntegerField()),
-                (
-                    "answer",
-                    models.CharField(
-                        blank=True,
-                        choices=[("real", "Real"), ("synthetic", "Synthetic")],
-                        max_length=10,
-                        null=True,
-                    ),
-                ),
-                (
-                    "confidence",
-                    models.PositiveSmallIntegerField(
-                        blank=True,
-                        choices=[
-                            (1, "Definitely real"),
-                            (2, "Probably real"),
-                            (3, "Possibly real"),
-                            (4, "Possibly synthetic"),
-                            (5, "Probably synthetic"),
-                            (6, "Definitely synthetic"),
-                        ],
-                        null=True,
-                    ),
-                ),
-                ("kl_grade", models.PositiveSmallIntegerField(blank=True, null=True)),
-                ("answered_at", models.DateTimeField()),
-                (
-                    "judgment",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="revisions",
-                        to="studies.judgment",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('revision', models.PositiveSmallIntegerField()),
+                ('answer', models.CharField(blank=True, choices=[('real', 'Real'), ('synthetic', 'Synthetic')], max_length=10, null=True)),
+                ('confidence', models.PositiveSmallIntegerField(blank=True, choices=[(1, 'Definitely real'), (2, 'Probably real'), (3, 'Possibly real'), (4, 'Possibly synthetic'), (5, 'Probably synthetic'), (6, 'Definitely synthetic')], null=True)),
+                ('kl_grade', models.PositiveSmallIntegerField(blank=True, null=True)),
+                ('answered_at', models.DateTimeField()),
+                ('judgment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='revisions', to='studies.judgment')),
             ],
             options={
-                "ordering": ["judgment", "revision"],
+                'ordering': ['judgment', 'revision'],
             },
         ),
         migrations.CreateModel(
-            name="Reader",
+            name='Reader',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True,
-                        primary_key=True,
-                        serialize=False,
-                        verbose_name="ID",
-                    ),
-                ),
-                (
-                    "code",
-                    models.CharField(
-                        default=turingtest.studies.models.new_reader_code,
-                        editable=False,
-                        max_length=16,
-                        unique=True,
-                    ),
-                ),
-                ("name", models.CharField(max_length=200)),
-                (
-                    "profession",
-                    models.CharField(
-                        choices=[
-                            ("radiologist", "Radiologist"),
-                            ("radiology_resident", "Radiology resident"),
-                            ("orthopaedic_surgeon", "Orthopaedic surgeon"),
-                            ("orthopaedic_resident", "Orthopaedic resident"),
-                            ("radiographer", "Radiographer"),
-                            ("other_clinician", "Other clinician"),
-                            ("researcher", "Researcher"),
-                            ("other", "Other"),
-                        ],
-                        max_length=30,
-                    ),
-                ),
-                ("experience_years", models.PositiveSmallIntegerField()),
-                ("subspecialty", models.CharField(blank=True, max_length=200)),
-                ("simulated", models.BooleanField(default=False)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "user",
-                    models.OneToOneField(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="reader",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('code', models.CharField(default=turingtest.studies.models.new_reader_code, editable=False, max_length=16, unique=True)),
+                ('name', models.CharField(max_length=200)),
+                ('profession', models.CharField(choices=[('radiologist', 'Radiologist'), ('radiology_resident', 'Radiology resident'), ('orthopaedic_surgeon', 'Orthopaedic surgeon'), ('orthopaedic_resident', 'Orthopaedic resident'), ('radiographer', 'Radiographer'), ('other_clinician', 'Other clinician'), ('researcher', 'Researcher'), ('other', 'Other')], max_length=30)),
+                ('experience_years', models.PositiveSmallIntegerField()),
+                ('subspecialty', models.CharField(blank=True, max_length=200)),
+                ('simulated', models.BooleanField(default=False)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='reader', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["code"],
+                'ordering': ['code'],
             },
         ),
         migrations.CreateModel(
-            name="Enrollment",
+            name='Enrollment',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True,
-                        primary_key=True,
-                        serialize=False,
-                        verbose_name="ID",
-                    ),
-                ),
-                ("enrolled_at", models.DateTimeField(auto_now_add=True)),
-                ("consented_at", models.DateTimeField(blank=True, null=True)),
-                ("completed_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "reader",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="enrollments",
-                        to="studies.reader",
-                    ),
-                ),
-                (
-                    "study",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="enrollments",
-                        to="studies.study",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('enrolled_at', models.DateTimeField(auto_now_add=True)),
+                ('consented_at', models.DateTimeField(blank=True, null=True)),
+                ('completed_at', models.DateTimeField(blank=True, null=True)),
+                ('reader', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='enrollments', to='studies.reader')),
+                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='enrollments', to='studies.study')),
             ],
             options={
-                "ordering": ["study", "enrolled_at"],
+                'ordering': ['study', 'enrolled_at'],
             },
         ),
         migrations.CreateModel(
-            name="ReadingSession",
+            name='ReadingSession',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True,
-                        primary_key=True,
-                        serialize=False,
-                        verbose_name="ID",
-                    ),
-                ),
-                ("seed", models.BigIntegerField()),
-                ("order", models.JSONField()),
-                ("started_at", models.DateTimeField(auto_now_add=True)),
-                ("completed_at", models.DateTimeField(blank=True, null=True)),
-                ("served_position", models.IntegerField(blank=True, null=True)),
-                ("served_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "enrollment",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="sessions",
-                        to="studies.enrollment",
-                    ),
-                ),
-                (
-                    "phase",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="sessions",
-                        to="studies.phase",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('seed', models.BigIntegerField()),
+                ('order', models.JSONField()),
+                ('started_at', models.DateTimeField(auto_now_add=True)),
+                ('completed_at', models.DateTimeField(blank=True, null=True)),
+                ('served_position', models.IntegerField(blank=True, null=True)),
+                ('served_at', models.DateTimeField(blank=True, null=True)),
+                ('enrollment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sessions', to='studies.enrollment')),
+                ('phase', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='sessions', to='studies.phase')),
             ],
             options={
-                "ordering": ["enrollment", "started_at"],
+                'ordering': ['enrollment', 'started_at'],
             },
         ),
         migrations.AddField(
-            model_name="judgment",
-            name="session",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="judgments",
-                to="studies.readingsession",
-            ),
+            model_name='judgment',
+            name='session',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='judgments', to='studies.readingsession'),
         ),
         migrations.AddField(
-            model_name="phase",
-            name="study",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="phases",
-                to="studies.study",
-            ),
+            model_name='phase',
+            name='study',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='phases', to='studies.study'),
         ),
         migrations.CreateModel(
-            name="Invitation",
+            name='Invitation',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True,
-                        primary_key=True,
-                        serialize=False,
-                        verbose_name="ID",
-                    ),
-                ),
-                ("token_hash", models.CharField(max_length=64, unique=True)),
-                ("email", models.EmailField(blank=True, max_length=254)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("expires_at", models.DateTimeField()),
-                ("used_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "used_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        to="studies.reader",
-                    ),
-                ),
-                (
-                    "study",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="invitations",
-                        to="studies.study",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('token_hash', models.CharField(max_length=64, unique=True)),
+                ('email', models.EmailField(blank=True, max_length=254)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('expires_at', models.DateTimeField()),
+                ('used_at', models.DateTimeField(blank=True, null=True)),
+                ('used_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='studies.reader')),
+                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='invitations', to='studies.study')),
             ],
             options={
-                "ordering": ["-created_at"],
+                'ordering': ['-created_at'],
             },
         ),
         migrations.AddConstraint(
-            model_name="generationjob",
-            constraint=models.CheckConstraint(
-                condition=models.Q(("done__lte", models.F("total"))),
-                name="job_done_le_total",
-            ),
+            model_name='generationjob',
+            constraint=models.CheckConstraint(condition=models.Q(('done__lte', models.F('total'))), name='job_done_le_total'),
         ),
         migrations.AddConstraint(
-            model_name="image",
-            constraint=models.CheckConstraint(
-                condition=models.Q(("kl_grade__lte", 4)), name="image_kl_grade_0_4"
-            ),
+            model_name='image',
+            constraint=models.CheckConstraint(condition=models.Q(('kl_grade__lte', 4)), name='image_kl_grade_0_4'),
         ),
         migrations.AddConstraint(
-            model_name="image",
-            constraint=models.CheckConstraint(
-                condition=models.Q(
-                    ("source", "synthetic"),
-                    models.Q(("generator__isnull", True), ("seed__isnull", True)),
-                    _connector="OR",
-                ),
-                name="image_real_has_no_generator",
-            ),
+            model_name='image',
+            constraint=models.CheckConstraint(condition=models.Q(('source', 'synthetic'), models.Q(('generator__isnull', True), ('seed__isnull', True)), _connector='OR'), name='image_real_has_no_generator'),
         ),
         migrations.AddConstraint(
-            model_name="image",
-            constraint=models.UniqueConstraint(
-                fields=("job", "job_index"), name="image_unique_job_index"
-            ),
+            model_name='image',
+            constraint=models.UniqueConstraint(fields=('job', 'job_index'), name='image_unique_job_index'),
         ),
         migrations.AddConstraint(
-            model_name="judgmentrevision",
-            constraint=models.UniqueConstraint(
-                fields=("judgment", "revision"), name="revision_unique"
-            ),
+            model_name='judgmentrevision',
+            constraint=models.UniqueConstraint(fields=('judgment', 'revision'), name='revision_unique'),
         ),
         migrations.AddConstraint(
-            model_name="judgmentrevision",
-            constraint=models.CheckConstraint(
-                condition=models.Q(("revision__gte", 1)), name="revision_after_first"
-            ),
+            model_name='judgmentrevision',
+            constraint=models.CheckConstraint(condition=models.Q(('revision__gte', 1)), name='revision_after_first'),
         ),
         migrations.AddConstraint(
-            model_name="judgmentrevision",
-            constraint=models.CheckConstraint(
-                condition=models.Q(
-                    models.Q(
-                        models.Q(
-                            ("answer__isnull", True), ("confidence__isnull", True)
-                        ),
-                        models.Q(
-                            ("answer", "real"),
-                            ("confidence__gte", 1),
-                            ("confidence__lte", 3),
-                        ),
-                        models.Q(
-                            ("answer", "synthetic"),
-                            ("confidence__gte", 4),
-                            ("confidence__lte", 6),
-                        ),
-                        _connector="OR",
-                    ),
-                    models.Q(
-                        ("kl_grade__isnull", True),
-                        ("kl_grade__lte", 4),
-                        _connector="OR",
-                    ),
-                ),
-                name="revision_answer_valid",
-            ),
+            model_name='judgmentrevision',
+            constraint=models.CheckConstraint(condition=models.Q(models.Q(models.Q(('answer__isnull', True), ('confidence__isnull', True)), models.Q(('answer', 'real'), ('confidence__gte', 1), ('confidence__lte', 3)), models.Q(('answer', 'synthetic'), ('confidence__gte', 4), ('confidence__lte', 6)), _connector='OR'), models.Q(('kl_grade__isnull', True), ('kl_grade__lte', 4), _connector='OR')), name='revision_answer_valid'),
         ),
         migrations.AddConstraint(
-            model_name="reader",
-            constraint=models.CheckConstraint(
-                condition=models.Q(("experience_years__lte", 70)),
-                name="reader_experience_plausible",
-            ),
+            model_name='reader',
+            constraint=models.CheckConstraint(condition=models.Q(('experience_years__lte', 70)), name='reader_experience_plausible'),
         ),
         migrations.AddConstraint(
-            model_name="readingsession",
-            constraint=models.UniqueConstraint(
-                fields=("enrollment", "phase"), name="session_unique_phase"
-            ),
+            model_name='readingsession',
+            constraint=models.UniqueConstraint(fields=('enrollment', 'phase'), name='session_unique_phase'),
         ),
         migrations.AddConstraint(
-            model_name="readingsession",
-            constraint=models.UniqueConstraint(
-                condition=models.Q(("phase__isnull", True)),
-                fields=("enrollment",),
-                name="session_unique_practice",
-            ),
+            model_name='readingsession',
+            constraint=models.UniqueConstraint(condition=models.Q(('phase__isnull', True)), fields=('enrollment',), name='session_unique_practice'),
         ),
         migrations.AddConstraint(
-            model_name="judgment",
-            constraint=models.UniqueConstraint(
-                fields=("session", "case"), name="judgment_unique_case"
-            ),
+            model_name='judgment',
+            constraint=models.UniqueConstraint(fields=('session', 'case'), name='judgment_unique_case'),
         ),
         migrations.AddConstraint(
-            model_name="judgment",
-            constraint=models.UniqueConstraint(
-                fields=("session", "position"), name="judgment_unique_position"
-            ),
+            model_name='judgment',
+            constraint=models.UniqueConstraint(fields=('session', 'position'), name='judgment_unique_position'),
         ),
         migrations.AddConstraint(
-            model_name="judgment",
-            constraint=models.CheckConstraint(
-                condition=models.Q(
-                    models.Q(
-                        models.Q(
-                            ("answer__isnull", True), ("confidence__isnull", True)
-                        ),
-                        models.Q(
-                            ("answer", "real"),
-                            ("confidence__gte", 1),
-                            ("confidence__lte", 3),
-                        ),
-                        models.Q(
-                            ("answer", "synthetic"),
-                            ("confidence__gte", 4),
-                            ("confidence__lte", 6),
-                        ),
-                        _connector="OR",
-                    ),
-                    models.Q(
-                        ("kl_grade__isnull", True),
-                        ("kl_grade__lte", 4),
-                        _connector="OR",
-                    ),
-                ),
-                name="judgment_answer_valid",
-            ),
+            model_name='judgment',
+            constraint=models.CheckConstraint(condition=models.Q(models.Q(models.Q(('answer__isnull', True), ('confidence__isnull', True)), models.Q(('answer', 'real'), ('confidence__gte', 1), ('confidence__lte', 3)), models.Q(('answer', 'synthetic'), ('confidence__gte', 4), ('confidence__lte', 6)), _connector='OR'), models.Q(('kl_grade__isnull', True), ('kl_grade__lte', 4), _connector='OR')), name='judgment_answer_valid'),
         ),
         migrations.AddConstraint(
-            model_name="judgment",
-            constraint=models.CheckConstraint(
-                condition=models.Q(
-                    ("answer__isnull", False),
-                    ("kl_grade__isnull", False),
-                    _connector="OR",
-                ),
-                name="judgment_not_empty",
-            ),
+            model_name='judgment',
+            constraint=models.CheckConstraint(condition=models.Q(('answer__isnull', False), ('kl_grade__isnull', False), _connector='OR'), name='judgment_not_empty'),
         ),
         migrations.AddConstraint(
-            model_name="phase",
-            constraint=models.UniqueConstraint(
-                fields=("study", "index"), name="phase_unique_index"
-            ),
+            model_name='phase',
+            constraint=models.UniqueConstraint(fields=('study', 'index'), name='phase_unique_index'),
         ),
         migrations.AddConstraint(
-            model_name="phase",
-            constraint=models.UniqueConstraint(
-                fields=("study", "kind"), name="phase_unique_kind"
-            ),
+            model_name='phase',
+            constraint=models.UniqueConstraint(fields=('study', 'kind'), name='phase_unique_kind'),
         ),
         migrations.AddConstraint(
-            model_name="invitation",
-            constraint=models.CheckConstraint(
-                condition=models.Q(
-                    ("used_at__isnull", True),
-                    ("used_by__isnull", False),
-                    _connector="OR",
-                ),
-                name="invitation_used_by_someone",
-            ),
+            model_name='invitation',
+            constraint=models.CheckConstraint(condition=models.Q(('used_at__isnull', True), ('used_by__isnull', False), _connector='OR'), name='invitation_used_by_someone'),
         ),
         migrations.AddConstraint(
-            model_name="enrollment",
-            constraint=models.UniqueConstraint(
-                fields=("reader", "study"), name="enrollment_unique"
-            ),
+            model_name='enrollment',
+            constraint=models.UniqueConstraint(fields=('reader', 'study'), name='enrollment_unique'),
         ),
         migrations.AddConstraint(
-            model_name="enrollment",
-            constraint=models.CheckConstraint(
-                condition=models.Q(
-                    ("completed_at__isnull", True),
-                    ("consented_at__isnull", False),
-                    _connector="OR",
-                ),
-                name="enrollment_completed_after_consent",
-            ),
+            model_name='enrollment',
+            constraint=models.CheckConstraint(condition=models.Q(('completed_at__isnull', True), ('consented_at__isnull', False), _connector='OR'), name='enrollment_completed_after_consent'),
         ),
         migrations.AddConstraint(
-            model_name="case",
-            constraint=models.UniqueConstraint(
-                fields=("study", "image"), name="case_unique_image"
-            ),
+            model_name='case',
+            constraint=models.UniqueConstraint(fields=('study', 'image'), name='case_unique_image'),
         ),
         migrations.AddConstraint(
-            model_name="case",
-            constraint=models.UniqueConstraint(
-                fields=("study", "number"), name="case_unique_number"
-            ),
+            model_name='case',
+            constraint=models.UniqueConstraint(fields=('study', 'number'), name='case_unique_number'),
         ),
     ]

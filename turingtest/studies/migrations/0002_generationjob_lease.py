@@ -4,28 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("studies", "0001_initial"),
+        ('studies', '0001_initial'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="generationjob",
-            name="attempts",
+            model_name='generationjob',
+            name='attempts',
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name="generationjob",
-            name="heartbeat_at",
+            model_name='generationjob',
+            name='heartbeat_at',
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name="generationjob",
-            name="worker",
-            field=models.CharField(
-                blank=True,
-                help_text="host:pid holding the job while it runs.",
-                max_length=200,
-            ),
+            model_name='generationjob',
+            name='worker',
+            field=models.CharField(blank=True, help_text='host:pid holding the job while it runs.', max_length=200),
         ),
     ]

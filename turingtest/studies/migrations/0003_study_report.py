@@ -5,64 +5,28 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("studies", "0002_generationjob_lease"),
+        ('studies', '0002_generationjob_lease'),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="StudyReport",
+            name='StudyReport',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True,
-                        primary_key=True,
-                        serialize=False,
-                        verbose_name="ID",
-                    ),
-                ),
-                (
-                    "version",
-                    models.PositiveSmallIntegerField(
-                        help_text="Report format the figures follow."
-                    ),
-                ),
-                ("built_at", models.DateTimeField()),
-                ("build_seconds", models.FloatField(default=0.0)),
-                (
-                    "answers_count",
-                    models.PositiveIntegerField(
-                        help_text="Judgments outside practice when built."
-                    ),
-                ),
-                ("revisions_count", models.PositiveIntegerField()),
-                ("last_answer_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "data",
-                    models.JSONField(
-                        help_text="The report of turingtest.stats.report.build_report."
-                    ),
-                ),
-                (
-                    "plots",
-                    models.JSONField(
-                        blank=True,
-                        default=dict,
-                        help_text="Plot name -> PNG as base64.",
-                    ),
-                ),
-                (
-                    "study",
-                    models.OneToOneField(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="stored_report",
-                        to="studies.study",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('version', models.PositiveSmallIntegerField(help_text='Report format the figures follow.')),
+                ('built_at', models.DateTimeField()),
+                ('build_seconds', models.FloatField(default=0.0)),
+                ('answers_count', models.PositiveIntegerField(help_text='Judgments outside practice when built.')),
+                ('revisions_count', models.PositiveIntegerField()),
+                ('last_answer_at', models.DateTimeField(blank=True, null=True)),
+                ('data', models.JSONField(help_text='The report of turingtest.stats.report.build_report.')),
+                ('plots', models.JSONField(blank=True, default=dict, help_text='Plot name -> PNG as base64.')),
+                ('study', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='stored_report', to='studies.study')),
             ],
             options={
-                "ordering": ["study"],
+                'ordering': ['study'],
             },
         ),
     ]

@@ -17,87 +17,49 @@ def kind_to_simulated(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("studies", "0007_import_batches_and_tags"),
+        ('studies', '0007_import_batches_and_tags'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="MachineScore",
+            name='MachineScore',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True,
-                        primary_key=True,
-                        serialize=False,
-                        verbose_name="ID",
-                    ),
-                ),
-                ("p_synthetic", models.FloatField()),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('p_synthetic', models.FloatField()),
             ],
             options={
-                "ordering": ["judgment"],
+                'ordering': ['judgment'],
             },
         ),
         migrations.AddField(
-            model_name="reader",
-            name="kind",
-            field=models.CharField(
-                choices=[
-                    ("human", "Human"),
-                    ("simulated", "Simulated"),
-                    ("machine", "Machine"),
-                ],
-                default="human",
-                max_length=10,
-            ),
+            model_name='reader',
+            name='kind',
+            field=models.CharField(choices=[('human', 'Human'), ('simulated', 'Simulated'), ('machine', 'Machine')], default='human', max_length=10),
         ),
         migrations.AddField(
-            model_name="reader",
-            name="machine_model",
-            field=models.CharField(
-                blank=True,
-                help_text="For a machine reader: the classifier that answers (c2st or kl).",
-                max_length=20,
-            ),
+            model_name='reader',
+            name='machine_model',
+            field=models.CharField(blank=True, help_text='For a machine reader: the classifier that answers (c2st or kl).', max_length=20),
         ),
         migrations.RunPython(simulated_to_kind, kind_to_simulated),
         migrations.RemoveField(
-            model_name="reader",
-            name="simulated",
+            model_name='reader',
+            name='simulated',
         ),
         migrations.AddConstraint(
-            model_name="reader",
-            constraint=models.CheckConstraint(
-                condition=models.Q(
-                    models.Q(("kind", "machine"), ("machine_model__gt", "")),
-                    models.Q(
-                        models.Q(("kind", "machine"), _negated=True),
-                        ("machine_model", ""),
-                    ),
-                    _connector="OR",
-                ),
-                name="reader_model_iff_machine",
-            ),
+            model_name='reader',
+            constraint=models.CheckConstraint(condition=models.Q(models.Q(('kind', 'machine'), ('machine_model__gt', '')), models.Q(models.Q(('kind', 'machine'), _negated=True), ('machine_model', '')), _connector='OR'), name='reader_model_iff_machine'),
         ),
         migrations.AddField(
-            model_name="machinescore",
-            name="judgment",
-            field=models.OneToOneField(
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="machine_score",
-                to="studies.judgment",
-            ),
+            model_name='machinescore',
+            name='judgment',
+            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='machine_score', to='studies.judgment'),
         ),
         migrations.AddConstraint(
-            model_name="machinescore",
-            constraint=models.CheckConstraint(
-                condition=models.Q(
-                    ("p_synthetic__gte", 0.0), ("p_synthetic__lte", 1.0)
-                ),
-                name="machine_score_probability",
-            ),
+            model_name='machinescore',
+            constraint=models.CheckConstraint(condition=models.Q(('p_synthetic__gte', 0.0), ('p_synthetic__lte', 1.0)), name='machine_score_probability'),
         ),
     ]

@@ -5,41 +5,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("studies", "0009_readingsession_answered"),
+        ('studies', '0009_readingsession_answered'),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name="judgment",
-            name="judgment_unique_case",
+            model_name='judgment',
+            name='judgment_unique_case',
         ),
         migrations.AddField(
-            model_name="judgment",
-            name="repeat",
+            model_name='judgment',
+            name='repeat',
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name="study",
-            name="repeat_cases",
-            field=models.PositiveSmallIntegerField(
-                default=0,
-                help_text="Main cases each reader sees a second time in every phase (test-retest agreement). 0: none.",
-            ),
+            model_name='study',
+            name='repeat_cases',
+            field=models.PositiveSmallIntegerField(default=0, help_text='Main cases each reader sees a second time in every phase (test-retest agreement). 0: none.'),
         ),
         migrations.AddField(
-            model_name="study",
-            name="repeat_min_gap",
-            field=models.PositiveSmallIntegerField(
-                default=10,
-                help_text="How many positions after its first showing a case is shown again, at least. The repeats plus this gap may not exceed the main cases.",
-                validators=[django.core.validators.MinValueValidator(1)],
-            ),
+            model_name='study',
+            name='repeat_min_gap',
+            field=models.PositiveSmallIntegerField(default=10, help_text='How many positions after its first showing a case is shown again, at least. The repeats plus this gap may not exceed the main cases.', validators=[django.core.validators.MinValueValidator(1)]),
         ),
         migrations.AddConstraint(
-            model_name="judgment",
-            constraint=models.UniqueConstraint(
-                fields=("session", "case", "repeat"), name="judgment_unique_case"
-            ),
+            model_name='judgment',
+            constraint=models.UniqueConstraint(fields=('session', 'case', 'repeat'), name='judgment_unique_case'),
         ),
     ]

@@ -6,27 +6,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("studies", "0010_study_repeats"),
+        ('studies', '0010_study_repeats'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="generationjob",
-            name="image_size",
-            field=models.PositiveIntegerField(
-                default=turingtest.studies.models.default_image_size,
-                help_text="Side length the generated images are stored at, px.",
-                validators=[django.core.validators.MinValueValidator(8)],
-            ),
+            model_name='generationjob',
+            name='image_size',
+            field=models.PositiveIntegerField(default=turingtest.studies.models.default_image_size, help_text='Side length the generated images are stored at, px.', validators=[django.core.validators.MinValueValidator(8)]),
         ),
         migrations.AddField(
-            model_name="study",
-            name="image_size",
-            field=models.PositiveIntegerField(
-                default=turingtest.studies.models.default_image_size,
-                help_text="Side length of the study's images, px: its cases are drawn from the pool's images of this size (import them with import_images --size).",
-                validators=[django.core.validators.MinValueValidator(8)],
-            ),
+            model_name='study',
+            name='image_size',
+            field=models.PositiveIntegerField(default=turingtest.studies.models.default_image_size, help_text="Side length of the study's images, px: its cases are drawn from the pool's images of this size (import them with import_images --size).", validators=[django.core.validators.MinValueValidator(8)]),
         ),
     ]

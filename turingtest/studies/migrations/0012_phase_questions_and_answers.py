@@ -5,122 +5,39 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("studies", "0011_image_sizes"),
+        ('studies', '0011_image_sizes'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="judgment",
-            name="answers",
+            model_name='judgment',
+            name='answers',
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name="judgmentrevision",
-            name="answers",
+            model_name='judgmentrevision',
+            name='answers',
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.CreateModel(
-            name="PhaseQuestion",
+            name='PhaseQuestion',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True,
-                        primary_key=True,
-                        serialize=False,
-                        verbose_name="ID",
-                    ),
-                ),
-                ("order", models.PositiveSmallIntegerField(default=0)),
-                (
-                    "key",
-                    models.CharField(
-                        help_text="The answer's name in exports: lowercase letters, digits, underscores (e.g. birads, realism, why).",
-                        max_length=40,
-                    ),
-                ),
-                (
-                    "type",
-                    models.CharField(
-                        choices=[
-                            ("ordinal", "Ordinal scale"),
-                            ("nominal", "Nominal choice"),
-                            ("free_text", "Free text"),
-                        ],
-                        max_length=10,
-                    ),
-                ),
-                (
-                    "scale",
-                    models.CharField(
-                        blank=True,
-                        help_text="A built-in scale (e.g. birads, realism-5), or empty with levels.",
-                        max_length=40,
-                    ),
-                ),
-                (
-                    "levels",
-                    models.JSONField(
-                        blank=True,
-                        help_text='A scale of its own: [[code, "label"], ...] in order.',
-                        null=True,
-                    ),
-                ),
-                (
-                    "prompt",
-                    models.CharField(
-                        blank=True,
-                        help_text="What the reader reads; the scale's title where empty.",
-                        max_length=300,
-                    ),
-                ),
-                ("required", models.BooleanField(default=True)),
-                (
-                    "keys",
-                    models.JSONField(
-                        blank=True,
-                        help_text='Keyboard map {"key": code}; digits or first letters where empty.',
-                        null=True,
-                    ),
-                ),
-                (
-                    "phase",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="questions",
-                        to="studies.phase",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('order', models.PositiveSmallIntegerField(default=0)),
+                ('key', models.CharField(help_text="The answer's name in exports: lowercase letters, digits, underscores (e.g. birads, realism, why).", max_length=40)),
+                ('type', models.CharField(choices=[('ordinal', 'Ordinal scale'), ('nominal', 'Nominal choice'), ('free_text', 'Free text')], max_length=10)),
+                ('scale', models.CharField(blank=True, help_text='A built-in scale (e.g. birads, realism-5), or empty with levels.', max_length=40)),
+                ('levels', models.JSONField(blank=True, help_text='A scale of its own: [[code, "label"], ...] in order.', null=True)),
+                ('prompt', models.CharField(blank=True, help_text="What the reader reads; the scale's title where empty.", max_length=300)),
+                ('required', models.BooleanField(default=True)),
+                ('keys', models.JSONField(blank=True, help_text='Keyboard map {"key": code}; digits or first letters where empty.', null=True)),
+                ('phase', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='questions', to='studies.phase')),
             ],
             options={
-                "ordering": ["phase", "order", "id"],
-                "constraints": [
-                    models.UniqueConstraint(
-                        fields=("phase", "key"), name="phase_question_unique_key"
-                    ),
-                    models.CheckConstraint(
-                        condition=models.Q(
-                            models.Q(
-                                ("type", "free_text"),
-                                ("scale", ""),
-                                ("levels__isnull", True),
-                            ),
-                            models.Q(
-                                models.Q(("type", "free_text"), _negated=True),
-                                models.Q(("scale", ""), _negated=True),
-                                ("levels__isnull", True),
-                            ),
-                            models.Q(
-                                models.Q(("type", "free_text"), _negated=True),
-                                ("scale", ""),
-                                ("levels__isnull", False),
-                            ),
-                            _connector="OR",
-                        ),
-                        name="phase_question_scale_or_levels",
-                    ),
-                ],
+                'ordering': ['phase', 'order', 'id'],
+                'constraints': [models.UniqueConstraint(fields=('phase', 'key'), name='phase_question_unique_key'), models.CheckConstraint(condition=models.Q(models.Q(('type', 'free_text'), ('scale', ''), ('levels__isnull', True)), models.Q(models.Q(('type', 'free_text'), _negated=True), models.Q(('scale', ''), _negated=True), ('levels__isnull', True)), models.Q(models.Q(('type', 'free_text'), _negated=True), ('scale', ''), ('levels__isnull', False)), _connector='OR'), name='phase_question_scale_or_levels')],
             },
         ),
     ]

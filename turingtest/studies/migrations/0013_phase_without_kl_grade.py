@@ -4,34 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("studies", "0012_phase_questions_and_answers"),
+        ('studies', '0012_phase_questions_and_answers'),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name="judgment",
-            name="judgment_not_empty",
+            model_name='judgment',
+            name='judgment_not_empty',
         ),
         migrations.AddField(
-            model_name="phase",
-            name="asks_kl_grade",
-            field=models.BooleanField(
-                default=True,
-                help_text="Ask the built-in KL grade where the phase grades. Off: the phase's own questions (e.g. BI-RADS) grade instead.",
-                verbose_name="asks the KL grade",
-            ),
+            model_name='phase',
+            name='asks_kl_grade',
+            field=models.BooleanField(default=True, help_text="Ask the built-in KL grade where the phase grades. Off: the phase's own questions (e.g. BI-RADS) grade instead.", verbose_name='asks the KL grade'),
         ),
         migrations.AddConstraint(
-            model_name="judgment",
-            constraint=models.CheckConstraint(
-                condition=models.Q(
-                    ("answer__isnull", False),
-                    ("kl_grade__isnull", False),
-                    models.Q(("answers", {}), _negated=True),
-                    _connector="OR",
-                ),
-                name="judgment_not_empty",
-            ),
+            model_name='judgment',
+            constraint=models.CheckConstraint(condition=models.Q(('answer__isnull', False), ('kl_grade__isnull', False), models.Q(('answers', {}), _negated=True), _connector='OR'), name='judgment_not_empty'),
         ),
     ]
