@@ -60,11 +60,13 @@ def make_image(db, media):
     counter = iter(range(1, 1_000_000))
 
     def make(source: str = "real", grade: int = 0, **extra):
+        """``grade`` draws the phantom and is its KL grade unless ``kl_grade``
+        says otherwise (None for a pool graded on another scale)."""
         seed = next(counter) + (500_000 if source == "synthetic" else 0)
+        extra.setdefault("kl_grade", grade)
         return image_create(
             pixels=phantom_pixels(grade, seed),
             source=source,
-            kl_grade=grade,
             origin=f"phantom seed {seed}",
             **extra,
         )

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from PIL import Image as PILImage
 
@@ -148,6 +149,84 @@ def test_manifest_gives_grades_source_and_notes(media, tmp_path):
     rejected = {Path(o.file.split(": ")[-1]).name: o.reason for o in result.rejected}
     assert rejected["missing.png"] == "listed in the manifest but not found"
     assert "not 0–4" in rejected["c.png"]
+
+
+def test_manifest_gives_reference_values_on_other_scales(media, tmp_path):
+    """A mammography pool: BI-RADS categories and no KL grade; a scale the
+    registry does not know keeps its values as given; bad values reject only
+    their file, naming the scale and its values."""
+    root = tmp_path / "mammo"
+    for i, name in enumerate("abcdef"):
+        write(root / f"{name}.png", builders.png(builders.picture(20 + i)))
+    manifest = write(
+        root / "manifest.csv",
+        b"path,reference_birads,reference_density,kl_grade\n"
+        b"a.png,4,c,\n"
+        b"b.png,0,,\n"
+        b"c.png,7,,\n"
+        b"d.png,,,\n"
+        b"e.png,2,,3\n"
+        b"f.png,x,,\n",
+    )
+    result = images_import(manifest, source="real")
+    imported = {Path(o.file).name: o for o in result.imported}
+    a = imported["a.png"].image
+    assert a.kl_grade is None and a.references == {"birads": 4, "density": "c"}
+    assert imported["a.png"].reason.startswith("BI-RADS 4, density c, real")
+    assert imported["b.png"].image.references == {"birads": 0}
+    e = Image.objects.get(pk=imported["e.png"].image.pk)
+    assert (e.kl_grade, e.reference("kl"), e.reference("birads")) == (3, 3, 2)
+    rejected = {Path(o.file.split(": ")[-1]).name: o.reason for o in result.rejected}
+    assert rejected == {
+        "c.png": "reference_birads '7' is not a BI-RADS category (0–6)",
+        "d.png": "no reference value in its row (kl_grade, reference_<scale>)",
+        "f.png": "reference_birads 'x' is not a BI-RADS category (0–6)",
+    }
+
+    # The same file with another category: a duplicate that says so.
+    again = write(root / "again.csv", b"path,reference_birads\na.png,5\nb.png,0\n")
+    second = images_import(again, source="real")
+    reasons = by_file(second.duplicates)
+    assert reasons["a.png"].endswith(
+        "; graded BI-RADS 4, density c there, BI-RADS 5 here"
+    )
+    assert "graded" not in reasons["b.png"]
+
+
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        (b"path,reference_Bad Name\n", "'bad name' is not a scale name"),
+        (b"path,kl_grade,reference_kl\n", "both kl_grade and reference_kl"),
+        (b"path,source\n", "kl_grade or reference_<scale>"),
+    ],
+)
+def test_manifest_with_bad_reference_columns_is_refused(
+    media, tmp_path, header, message
+):
+    manifest = write(tmp_path / "m.csv", header + b"a.png,1\n")
+    with pytest.raises(ImportRefused, match=message):
+        images_import(manifest, source="real")
+    assert not Image.objects.exists()
+
+
+def test_reference_values_are_checked_on_the_image(media):
+    image = image_create(
+        pixels=builders.picture(30),
+        source="real",
+        kl_grade=None,
+        references={"birads": 3},
+    )
+    image.full_clean()
+    for bad, message in [
+        ({"birads": 9}, "9 is not a BI-RADS category"),
+        ({"kl": 2}, "has its own field"),
+        ({"birads": True}, "not a whole number or text"),
+        ({"Bad": 1}, "not a scale name"),
+    ]:
+        image.references = bad
+        with pytest.raises(ValidationError, match=message):
+            image.full_clean()
 
 
 def test_manifest_without_required_columns_is_refused(media, tmp_path):

@@ -270,3 +270,84 @@ def test_the_study_page_draws_cases_from_the_same_choice(
         and "real: 5 from batch oai, 10 from batch phantoms" in text
     )
     assert main_cases("paged", "real").filter(image__batch__name="oai").count() == 5
+
+
+@pytest.fixture
+def mammo_pool(make_image):
+    """A pool graded in BI-RADS only: 2 real and 2 synthetic images per
+    category 1-5, 1 real of category 0, and a few knees with KL grades."""
+    images = [
+        make_image(source, b % 5, kl_grade=None, references={"birads": b})
+        for b in range(1, 6)
+        for source in ("real", "real", "synthetic", "synthetic")
+    ]
+    images.append(make_image("real", 0, kl_grade=None, references={"birads": 0}))
+    knees = [make_image(source, 2) for source in ("real", "synthetic") * 3]
+    return images, knees
+
+
+def test_cases_are_balanced_on_the_scale_the_study_grades_on(mammo_pool):
+    """A study that grades BI-RADS draws its cases by BI-RADS category (its
+    default), from images graded on that scale only, and says which cell is
+    short in its own terms."""
+    _, knees = mammo_pool
+    run(
+        "create_study", "mammo", "--name", "Mammo", "--practice", "0",
+        "--no-kl-grade", "--question", "1:birads:ordinal:birads",
+    )  # fmt: skip
+    with pytest.raises(
+        CommandError,
+        match=r"BI-RADS 0 synthetic: 0 of 2; BI-RADS 0 real: 1 of 2|"
+        r"BI-RADS 0 real: 1 of 2; BI-RADS 0 synthetic: 0 of 2",
+    ):
+        run("build_cases", "mammo", "--per-grade", "2", "--seed", "1")
+    out, _ = run(
+        "build_cases", "mammo", "--per-grade", "2", "--seed", "1",
+        "--grades", "1,2,3,4,5",
+    )  # fmt: skip
+    assert "20 main cases" in out
+    drawn = Case.objects.filter(study__slug="mammo").select_related("image")
+    cells = {}
+    for case in drawn:
+        key = (case.image.reference("birads"), case.image.source)
+        cells[key] = cells.get(key, 0) + 1
+    assert cells == {(b, s): 2 for b in range(1, 6) for s in ("real", "synthetic")}
+    assert not drawn.filter(image__in=knees).exists()
+
+    # The same pool's knees, drawn by KL on request.
+    run("create_study", "knees", "--name", "Knees", "--practice", "0")
+    out, _ = run(
+        "build_cases", "knees", "--per-grade", "3", "--seed", "1",
+        "--scale", "kl", "--grades", "2",
+    )  # fmt: skip
+    assert "6 main cases" in out
+
+    for args, message in [
+        (("--scale", "lung-rads"), "No scale 'lung-rads' to balance on"),
+        (("--grades", "1,9"), r"--grades 9: not values of the BI-RADS category"),
+    ]:
+        with pytest.raises(CommandError, match=message):
+            run("build_cases", "mammo", "--per-grade", "1", "--seed", "1", *args)
+
+
+def test_the_study_page_offers_the_scales_to_balance_on(mammo_pool, staff_client):
+    run(
+        "create_study", "mammo", "--name", "Mammo", "--practice", "0",
+        "--no-kl-grade", "--question", "1:birads:ordinal:birads",
+    )  # fmt: skip
+    page = staff_client.get("/staff/studies/mammo/").content.decode()
+    assert '<option value="birads" selected>BI-RADS category (birads)</option>' in page
+    assert '<option value="kl">KL grade (kl)</option>' in page
+    drawn = staff_client.post(
+        "/staff/studies/mammo/cases",
+        {
+            "scale": "birads",
+            "grades": "1,2,3,4,5",
+            "per_grade": 1,
+            "seed": 3,
+            "practice": 0,
+            "attention": 0,
+        },
+        follow=True,
+    )
+    assert "10 main cases" in drawn.content.decode()

@@ -1,7 +1,9 @@
 """A study of its own questions, set up by command, read in Chromium, reported.
 
-BI-RADS in place of the KL grade in the grading phase; a realism Likert and
-an optional "What gave it away?" in the detection phase; 10 cases shown twice.
+BI-RADS in place of the KL grade in the grading phase, on a pool whose
+images hold BI-RADS reference categories and no KL grade; a realism Likert
+and an optional "What gave it away?" in the detection phase; 10 cases shown
+twice.
 """
 
 import csv
@@ -47,7 +49,10 @@ def _setup() -> Study:
         "2:why:free_text::optional:What gave it away?",
         stdout=out,
     )
-    call_command("build_cases", "mammo", "--per-grade", "2", "--seed", "5", stdout=out)
+    call_command(
+        "build_cases", "mammo", "--per-grade", "2", "--seed", "5",
+        "--grades", "1,2,3,4,5", stdout=out,
+    )  # fmt: skip
     return services.study_open(study=Study.objects.get(slug="mammo"))
 
 
@@ -57,8 +62,18 @@ def _choice(page, field: str, value) -> None:
     )
 
 
+@pytest.fixture
+def mammo_pool(make_image):
+    """Two real and two synthetic images per BI-RADS category 1-5, no KL grades."""
+    return [
+        make_image(source, b % 5, kl_grade=None, references={"birads": b})
+        for b in range(1, 6)
+        for source in ("real", "real", "synthetic", "synthetic")
+    ]
+
+
 def test_own_questions_are_read_by_keyboard_and_mouse_then_exported_and_reported(
-    live_server, page, pool, make_reader, django_user_model
+    live_server, page, mammo_pool, make_reader, django_user_model
 ):
     study = _setup()
     enrollment = services.enrollment_consent(enrollment=make_reader(study))
@@ -161,6 +176,15 @@ def test_own_questions_are_read_by_keyboard_and_mouse_then_exported_and_reported
     expect(table.locator('tr[data-key="realism"]')).to_contain_text("detection")
     kappa = table.locator('tr[data-key="birads"] td').nth(4).inner_text()
     assert kappa != "n/a" and "to" in kappa  # the mean over 3 pairs, with its range
+    # BI-RADS against the pool's reference categories, as the exported rows say.
+    reference = page.locator('.tt-question-reference[data-key="birads"]')
+    expect(reference).to_contain_text("20 images with a reference value")
+    expect(reference.locator(".tt-reference-readers tbody tr")).to_have_count(3)
+    shown_exact = reference.locator("p strong").first.inner_text()
+    expect(
+        page.locator('#report-questions-table tr[data-key="realism"]')
+    ).to_be_visible()
+    assert not page.locator('.tt-question-reference[data-key="realism"]').count()
     expect(page.locator("#free-text")).to_be_visible()
     expect(page.locator(".tt-free-text").first).to_contain_text("edges at case")
 
@@ -178,8 +202,21 @@ def test_own_questions_are_read_by_keyboard_and_mouse_then_exported_and_reported
         expected = given[(row["phase"], int(row["position"]))]
         for column, value in expected.items():
             assert row[column] == value, (row, expected)
+    graded = [
+        r
+        for r in rows("judgments.csv")
+        if r["phase"] == "grading" and r["repeat"] == "false"
+    ]
+    assert {r["reference_birads"] for r in graded} == {"1", "2", "3", "4", "5"}
+    assert {r["reference_kl"] for r in graded} == {""}
+    exact = sum(r["birads"] == r["reference_birads"] for r in graded) / len(graded)
+    assert shown_exact.startswith(f"{100 * exact:.1f}% (")
+    images = rows("images.csv")
+    assert len(images) == 20 and all(r["reference_birads"] for r in images)
     written = {
         (r["phase"], r["text"]) for r in rows("free_text.csv") if r["reader"] == reader
     }
     assert written == {("detection", a["why"]) for a in given.values() if a["why"]}
-    assert "Questions of this study" in archive.read("mammo/report.html").decode()
+    html = archive.read("mammo/report.html").decode()
+    assert "Questions of this study" in html
+    assert "against the reference values on the scale birads" in html

@@ -167,6 +167,19 @@ class Scale:
         """One value as messages and tables write it: "KL 2", else its label."""
         return f"{self.abbreviation} {code}" if self.abbreviation else self.label(code)
 
+    def codes_from_text(self, text: str) -> tuple[Code, ...]:
+        """The values named in comma-separated ``text`` ("1,2,5"), in the
+        order given; raises ScaleError naming any that are not values."""
+        by_text = {str(code): code for code in self.codes}
+        given = [part.strip() for part in text.split(",") if part.strip()]
+        unknown = [part for part in given if part not in by_text]
+        if unknown or not given:
+            raise ScaleError(
+                f"{', '.join(unknown) or 'nothing'}: not values of the "
+                f"{self.short_label} ({', '.join(by_text)})."
+            )
+        return tuple(dict.fromkeys(by_text[part] for part in given))
+
     def range_text(self, between: str = " to ") -> str:
         """The values of an ordinal scale in words: "0 to 4"."""
         return f"{self.min}{between}{self.max}"

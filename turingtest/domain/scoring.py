@@ -45,18 +45,19 @@ def grade_within_one(given: Code, reference: Code, scale: Scale = KL) -> bool:
 def is_correct(
     phase_kind: str,
     truth: str,
-    reference_kl: int,
+    reference_kl: int | None,
     answer: str | None,
     kl_grade: int | None,
 ) -> bool | None:
     """Correctness as each phase defines it: the real/synthetic call, else the KL grade.
 
     ``None`` where the answer has nothing to score (a grade given only
-    alongside the real/synthetic call is scored by :func:`grade_exact`).
+    alongside the real/synthetic call is scored by :func:`grade_exact`; an
+    image of a pool without KL grades has no reference to score against).
     """
     if answer is not None:
         return detection_correct(answer, truth)
-    if kl_grade is not None and phase_kind == "grading":
+    if kl_grade is not None and phase_kind == "grading" and reference_kl is not None:
         return grade_exact(kl_grade, reference_kl)
     return None
 
@@ -70,14 +71,15 @@ class Score:
     grading_within_one: int = 0
 
 
-def score(rows: Iterable[tuple[Given, str, int]]) -> Score:
-    """A reader's score over ``(final answer, truth, reference KL)`` rows."""
+def score(rows: Iterable[tuple[Given, str, int | None]]) -> Score:
+    """A reader's score over ``(final answer, truth, reference KL)`` rows;
+    grades of images without a reference KL grade are not scored."""
     d_total = d_correct = g_total = g_exact = g_near = 0
     for given, truth, reference_kl in rows:
         if given.answer is not None:
             d_total += 1
             d_correct += detection_correct(given.answer, truth)
-        if given.kl_grade is not None:
+        if given.kl_grade is not None and reference_kl is not None:
             g_total += 1
             g_exact += grade_exact(given.kl_grade, reference_kl)
             g_near += grade_within_one(given.kl_grade, reference_kl)

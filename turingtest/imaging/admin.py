@@ -14,6 +14,7 @@ class ImageAdmin(admin.ModelAdmin):
         "sha256",
         "source",
         "kl_grade",
+        "other_references",
         "generator",
         "seed",
         "batch",
@@ -43,6 +44,11 @@ class ImageAdmin(admin.ModelAdmin):
             '<img src="{}" width="224" alt="">', reverse("api-image", args=[obj.token])
         )
 
+    @admin.display(description="Other references")
+    def other_references(self, obj: Image) -> str:
+        refs = obj.references or {}
+        return ", ".join(f"{k} {v}" for k, v in sorted(refs.items())) or "—"
+
     @admin.display(description="Canonical file")
     def file_name(self, obj: Image) -> str:
         return obj.file.name
@@ -56,7 +62,7 @@ class ImageAdmin(admin.ModelAdmin):
         if obj is not None and obj.cases.exclude(study__status="draft").exists():
             # The truth of a case that readers are answering (or have answered):
             # a case of a study past its draft (the pool names no study model).
-            fields += ["source", "kl_grade", "generator", "seed"]
+            fields += ["source", "kl_grade", "references", "generator", "seed"]
         return fields
 
 

@@ -9,10 +9,13 @@ module of this app imports either app.
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
-from turingtest.domain.scales import KL
+from turingtest.domain.references import describe as describe_references
+from turingtest.domain.references import problems as reference_problems
+from turingtest.domain.scales import KL, Code
 
 
 def new_token() -> str:
@@ -76,7 +79,17 @@ class Image(models.Model):
     """One image of the pool, shared across studies, in canonical form."""
 
     source = models.CharField(max_length=10, choices=Source)
-    kl_grade = models.PositiveSmallIntegerField(f"reference {KL.short_label}")
+    kl_grade = models.PositiveSmallIntegerField(
+        f"reference {KL.short_label}", null=True, blank=True
+    )
+    # Reference values on other scales, by scale name ({"birads": 4}); the
+    # KL grade keeps its own column (the reference study's, and indexed).
+    references = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Reference values on other scales, e.g. {"birads": 4}; '
+        "never shown to readers.",
+    )
     token = models.CharField(
         max_length=32, unique=True, default=new_token, editable=False
     )
@@ -129,7 +142,8 @@ class Image(models.Model):
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(kl_grade__lte=KL.max), name="image_kl_grade_0_4"
+                condition=Q(kl_grade__isnull=True) | Q(kl_grade__lte=KL.max),
+                name="image_kl_grade_0_4",
             ),
             models.CheckConstraint(
                 condition=Q(source="synthetic")
@@ -143,4 +157,19 @@ class Image(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.source} {KL.abbreviation}{self.kl_grade} {self.sha256[:10]}"
+        return f"{self.source} {self.reference_text()} {self.sha256[:10]}"
+
+    def clean(self) -> None:
+        found = reference_problems(self.references)
+        if found:
+            raise ValidationError({"references": found})
+
+    def reference(self, scale: str) -> Code | None:
+        """The image's reference value on the scale named, or None."""
+        if scale == KL.name:
+            return self.kl_grade
+        return (self.references or {}).get(scale)
+
+    def reference_text(self) -> str:
+        """Its reference values in words: "KL 2", "BI-RADS 4"."""
+        return describe_references(self.kl_grade, self.references or {})

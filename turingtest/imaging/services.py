@@ -34,7 +34,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from turingtest.conf import project_settings
-from turingtest.domain.scales import KL
+from turingtest.domain import references as reference_values
+from turingtest.domain.scales import KL, Code
 from turingtest.imaging.canonical import CanonicalSpec, canonicalise
 from turingtest.imaging.decode import ImageRejected, Limits, decode, sniff
 from turingtest.imaging.models import Image, ImportBatch, Source, Tag
@@ -53,7 +54,14 @@ EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "DICOM": ".dcm"}
 # when they sit at the top of the imported folder.
 DOC_SUFFIXES = {".csv", ".txt", ".md", ".json", ".pdf", ".html", ".rst", ".yaml"}
 IGNORED_NAMES = {"thumbs.db", "desktop.ini", "__macosx"}
-MANIFEST_COLUMNS = ("path", "kl_grade")
+MANIFEST_COLUMNS = ("path",)
+# Besides the path, a manifest gives each image at least one reference value:
+# kl_grade (the reference study's column, also read as reference_kl) or
+# reference_<scale> for any other scale (reference_birads).
+MANIFEST_HELP = (
+    "needs path and kl_grade or reference_<scale> columns (e.g. "
+    "reference_birads)[, source, patient, side, note, seed]"
+)
 # Rows committed together: one fsync per batch, and a write lock held for
 # a fraction of a second only (rows are saved after the files are written).
 BATCH_SIZE = 32
@@ -276,7 +284,7 @@ def _image_prepare(
     width: int,
     height: int,
     source: str,
-    kl_grade: int,
+    kl_grade: int | None,
     origin: str,
     generator: Generator | None,
     seed: int | None,
@@ -285,6 +293,7 @@ def _image_prepare(
     original_bytes: bytes | None,
     original_name: str,
     batch: ImportBatch | None = None,
+    references: dict[str, Code] | None = None,
 ) -> Image | _Pending:
     """The image already holding this content (or job slot), or a pending one."""
     existing = _existing(sha256, job, job_index)
@@ -303,6 +312,7 @@ def _image_prepare(
     image = Image(
         source=source,
         kl_grade=kl_grade,
+        references=references or {},
         file=file_name,
         sha256=sha256,
         width=width,
@@ -355,7 +365,7 @@ def image_create(
     *,
     pixels,
     source: str,
-    kl_grade: int,
+    kl_grade: int | None,
     origin: str = "",
     generator: Generator | None = None,
     seed: int | None = None,
@@ -365,6 +375,7 @@ def image_create(
     original_name: str = "",
     batch: ImportBatch | None = None,
     size: int | None = None,
+    references: dict[str, Code] | None = None,
 ) -> Image:
     """Put one image into the pool in canonical form (``size`` px square;
     the configured size by default).
@@ -391,6 +402,7 @@ def image_create(
         original_bytes=original_bytes,
         original_name=original_name,
         batch=batch,
+        references=references,
     )
     if isinstance(step, Image):
         return step
@@ -414,6 +426,7 @@ class _Candidate:
     read: Callable[[], bytes] | None = None
     problem: str = ""
     kl_grade: int | None = None
+    references: dict[str, Code] = field(default_factory=dict)
     source: str | None = None
     seed: int | None = None
     origin_extra: str = ""
@@ -548,7 +561,7 @@ def _zip_reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], byte
 
 
 def _grade_from_folder(cand: _Candidate, grade: int | None) -> None:
-    if cand.problem or cand.kl_grade is not None:
+    if cand.problem or cand.kl_grade is not None or cand.references:
         return
     if grade is not None:
         cand.kl_grade = grade
@@ -572,10 +585,20 @@ def _read_manifest(data: bytes, label: str) -> list[dict[str, str]]:
     reader = csv.DictReader(io.StringIO(text))
     columns = [c.strip().lower() for c in reader.fieldnames or []]
     missing = [c for c in MANIFEST_COLUMNS if c not in columns]
+    try:
+        scales = [reference_values.scale_of_column(c) for c in columns]
+    except reference_values.ReferenceError as exc:
+        raise ImportRefused(f"manifest {label}: {exc}") from None
+    if not any(scales) and "kl_grade" not in columns:
+        missing.append("kl_grade or reference_<scale>")
+    if "kl_grade" in columns and reference_values.column(KL) in columns:
+        raise ImportRefused(
+            f"manifest {label} has both kl_grade and {reference_values.column(KL)}: "
+            "keep one"
+        )
     if missing:
         raise ImportRefused(
-            f"manifest {label} lacks column(s) {', '.join(missing)} "
-            "(needs path, kl_grade[, source, patient, side, note, seed])"
+            f"manifest {label} lacks column(s) {', '.join(missing)} ({MANIFEST_HELP})"
         )
     rows = []
     for row in reader:
@@ -605,11 +628,7 @@ def _manifest_candidates(
                 name=name, parts=(), problem="listed in the manifest but not found"
             )
             continue
-        raw_grade = row.get("kl_grade", "")
-        if not (raw_grade.isdigit() and int(raw_grade) in KL):
-            cand.problem = cand.problem or f"kl_grade {raw_grade!r} is not {_RANGE}"
-        else:
-            cand.kl_grade = int(raw_grade)
+        _manifest_references(cand, row)
         if row.get("source"):
             if row["source"] not in Source.values:
                 cand.problem = cand.problem or f"source {row['source']!r} unknown"
@@ -622,6 +641,37 @@ def _manifest_candidates(
         extra = [f"{k}={row[k]}" for k in ("patient", "side", "note") if row.get(k)]
         cand.origin_extra = ", ".join(extra)
         yield cand
+
+
+def _manifest_references(cand: _Candidate, row: dict[str, str]) -> None:
+    """The row's reference values onto the candidate; an empty cell is no
+    value, a bad one the file's problem, a row with none at all too."""
+    given = {"kl_grade": row.get("kl_grade", "")} if "kl_grade" in row else {}
+    given |= {c: v for c, v in row.items() if c.startswith(reference_values.PREFIX)}
+    for name, raw in given.items():
+        if not raw.strip():
+            continue
+        scale = (
+            KL.name if name == "kl_grade" else reference_values.scale_of_column(name)
+        )
+        assert scale is not None  # only reference columns are in `given`
+        try:
+            code = reference_values.parse(scale, raw)
+        except reference_values.ReferenceError as exc:
+            problem = str(exc)
+            if name == "kl_grade":
+                problem = f"kl_grade {raw!r} is not {_RANGE}"
+            cand.problem = cand.problem or problem
+            continue
+        if scale == KL.name:
+            cand.kl_grade = int(code)
+        else:
+            cand.references[scale] = code
+    if cand.kl_grade is None and not cand.references:
+        cand.problem = (
+            cand.problem
+            or "no reference value in its row (kl_grade, reference_<scale>)"
+        )
 
 
 def _select_split(cands: list[_Candidate], split: str | None, label: str):
@@ -876,7 +926,7 @@ def _import_batch(
                     continue
                 saved[item.pending.image.sha256] = image
                 if created:
-                    reason = f"{KL.value_text(image.kl_grade)}, {image.source}"
+                    reason = f"{image.reference_text()}, {image.source}"
                     if item.notes:
                         reason += "; " + "; ".join(item.notes)
                     outcomes.append(
@@ -962,6 +1012,7 @@ def _import_prepare(
         height=height,
         source=source,
         kl_grade=cand.kl_grade,
+        references=cand.references,
         origin=f"{origin_prefix}{cand.name} ({'; '.join(details)})",
         generator=generator,
         seed=cand.seed if source == Source.SYNTHETIC else None,
@@ -980,11 +1031,13 @@ def _duplicate_reason(existing: Image, cand: _Candidate) -> str:
     reason = "same image already in the pool"
     if existing.origin:
         reason += f" (from {existing.origin.split(' (')[0]})"
-    if cand.kl_grade is not None and cand.kl_grade != existing.kl_grade:
-        reason += (
-            f"; graded {KL.value_text(existing.kl_grade)} there, "
-            f"{KL.value_text(cand.kl_grade)} here"
-        )
+    given = dict(cand.references)
+    if cand.kl_grade is not None:
+        given[KL.name] = cand.kl_grade
+    if any(existing.reference(scale) != code for scale, code in given.items()):
+        there = existing.reference_text()
+        here = reference_values.describe(cand.kl_grade, cand.references)
+        reason += f"; graded {there} there, {here} here"
     return reason
 
 

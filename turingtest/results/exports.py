@@ -13,6 +13,7 @@ from pathlib import Path
 
 from django.utils import timezone
 
+from turingtest.domain.references import column as reference_column
 from turingtest.domain.scoring import is_correct
 from turingtest.results import report
 from turingtest.safe_csv import SafeDictWriter
@@ -83,9 +84,38 @@ def question_keys(study: Study) -> list[str]:
     return list(dict.fromkeys(keys.values_list("key", flat=True)))
 
 
+def reference_scales(study: Study) -> list[str]:
+    """The scales other than KL that the study's images hold reference values
+    on (``Image.references``), sorted: each is a ``reference_<scale>`` column."""
+    held: set[str] = set()
+    for values in Case.objects.filter(study=study).values_list(
+        "image__references", flat=True
+    ):
+        held.update(values or {})
+    return sorted(held)
+
+
+def _with_references(columns: list[str], study: Study) -> list[str]:
+    """``columns`` with a ``reference_<scale>`` column after ``reference_kl``
+    for each other scale the study's images hold reference values on."""
+    at = columns.index("reference_kl") + 1
+    extra = [reference_column(scale) for scale in reference_scales(study)]
+    return columns[:at] + extra + columns[at:]
+
+
+def _references(image) -> dict[str, object]:
+    return {reference_column(k): v for k, v in (image.references or {}).items()}
+
+
 def judgment_columns(study: Study) -> list[str]:
-    """The columns of ``judgments.csv``: the fixed ones, then one per extra question."""
-    return JUDGMENT_COLUMNS + question_keys(study)
+    """The columns of ``judgments.csv``: the fixed ones (with a reference
+    column per scale the images hold values on), then one per extra question."""
+    return _with_references(JUDGMENT_COLUMNS, study) + question_keys(study)
+
+
+def image_columns(study: Study) -> list[str]:
+    """The columns of ``images.csv``, with a reference column per scale."""
+    return _with_references(IMAGE_COLUMNS, study)
 
 
 def iso(value: datetime | None) -> str:
@@ -136,6 +166,7 @@ def judgment_rows(study: Study, *, with_role: bool = False) -> Iterator[dict]:
             "image": j.case.token,
             "truth": image.source,
             "reference_kl": image.kl_grade,
+            **_references(image),
             "generator": image.generator.name if image.generator else "",
             "served_at": iso(j.served_at),
         }
@@ -195,6 +226,7 @@ def image_rows(study: Study) -> Iterator[dict]:
             "role": case.role,
             "truth": image.source,
             "reference_kl": image.kl_grade,
+            **_references(image),
             "generator": image.generator.name if image.generator else "",
             "seed": "" if image.seed is None else image.seed,
             "sha256": image.sha256,
@@ -241,7 +273,7 @@ Columns = list[str] | Callable[[Study], list[str]] | None
 RESULT_FILES: list[tuple[str, Columns, Callable[[Study], Iterable]]] = [
     ("judgments.csv", judgment_columns, judgment_rows),
     ("readers.csv", READER_COLUMNS, reader_rows),
-    ("images.csv", IMAGE_COLUMNS, image_rows),
+    ("images.csv", image_columns, image_rows),
     ("orders.csv", ORDER_COLUMNS, order_rows),
 ]
 

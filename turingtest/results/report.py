@@ -35,7 +35,7 @@ from turingtest.domain.scales import KL
 from turingtest.domain.scoring import is_correct
 from turingtest.results.models import StudyReport
 from turingtest.stats import plots as report_plots
-from turingtest.stats.questions import question_summary
+from turingtest.stats.questions import question_summary, reference_agreement
 from turingtest.stats.report import (
     QUESTION_LABELS,
     REPORT_VERSION,
@@ -52,6 +52,7 @@ from turingtest.stats.report import (
     retest_rows,
 )
 from turingtest.stats.report.formatting import (
+    MISSING,
     ci_page,
     fixed,
     interval_page,
@@ -59,7 +60,12 @@ from turingtest.stats.report.formatting import (
     percent,
     percent_ci_page,
 )
-from turingtest.stats.report.results import Detection, DetectionImage, Grading
+from turingtest.stats.report.results import (
+    Detection,
+    DetectionImage,
+    Figure,
+    Grading,
+)
 from turingtest.studies import interactions
 from turingtest.studies.models import (
     Case,
@@ -380,16 +386,20 @@ def question_report(study: Study) -> list[dict[str, Any]]:
     ]
     if not asked:
         return []
-    cases = dict(
-        Case.objects.filter(study=study, role=Case.Role.MAIN).values_list(
-            "id", "image__source"
-        )
+    main = Case.objects.filter(study=study, role=Case.Role.MAIN).values_list(
+        "id", "image__source", "image__kl_grade", "image__references"
     )
+    cases = {pk: source for pk, source, _, _ in main}
+    references = {
+        pk: (references or {}) | {KL.name: kl_grade}
+        for pk, _, kl_grade, references in main
+    }
     case_ids = sorted(cases)
     at_case = {pk: i for i, pk in enumerate(case_ids)}
-    readers = sorted(
-        Enrollment.objects.filter(study=study).values_list("id", flat=True)
+    enrollments = dict(
+        Enrollment.objects.filter(study=study).values_list("id", "reader__code")
     )
+    readers = sorted(enrollments)
     at_reader = {pk: i for i, pk in enumerate(readers)}
     grids = {
         (phase.id, q.field): np.full((len(readers), len(case_ids)), None, object)
@@ -401,18 +411,28 @@ def question_report(study: Study) -> list[dict[str, Any]]:
             if grid is not None:
                 grid[at_reader[enrollment], at_case[case]] = value
     sources = [cases[pk] for pk in case_ids]
-    return [
-        question_summary(
+    summaries = []
+    for phase, q in asked:
+        summary = question_summary(
             key=q.field,
             kind=q.kind.value,
             codes=q.scale.codes,
             labels=q.scale.labels,
             ratings=grids[(phase.id, q.field)],
             sources=sources,
-        ).to_dict()
-        | {"phase": phase.kind, "title": q.title}
-        for phase, q in asked
-    ]
+        )
+        against = reference_agreement(
+            scale=q.scale.name,
+            kind=q.kind.value,
+            codes=q.scale.codes,
+            ratings=grids[(phase.id, q.field)],
+            reference=[references[pk].get(q.scale.name) for pk in case_ids],
+            sources=sources,
+            readers=[enrollments[pk] for pk in readers],
+        )
+        summary = replace(summary, reference=against)
+        summaries.append(summary.to_dict() | {"phase": phase.kind, "title": q.title})
+    return summaries
 
 
 FREE_TEXT_COLUMNS = (
@@ -883,6 +903,14 @@ def _retest_view(data: Report) -> dict[str, Any] | None:
     return {"threshold": retest.threshold, "rows": rows}
 
 
+def _figure(d: Mapping[str, Any] | None) -> Figure | None:
+    return None if d is None else Figure(d)
+
+
+def _percent_or_missing(x: float | None) -> str:
+    return MISSING if x is None else percent(x)
+
+
 def _questions_view(data: Report) -> list[dict[str, Any]]:
     """The study's own choice questions: agreement and spread, for display."""
     out = []
@@ -891,8 +919,54 @@ def _questions_view(data: Report) -> list[dict[str, Any]]:
         kappa = fixed(q["kappa"])
         if q["n_pairs"]:
             kappa += f" ({fixed(q['kappa_min'])} to {fixed(q['kappa_max'])})"
+        ref = q.get("reference")
+        reference = None
+        if ref:
+            ordinal = ref["within_one"] is not None
+            reference = {
+                "scale": ref["scale"],
+                "n_answers": ref["n_answers"],
+                "n_images": ref["n_images"],
+                "exact": percent_ci_page(_figure(ref["exact"])),
+                "within_one": percent_ci_page(_figure(ref["within_one"]))
+                if ordinal
+                else None,
+                "exact_real": _percent_or_missing(ref["exact_by_source"]["real"]),
+                "exact_synthetic": _percent_or_missing(
+                    ref["exact_by_source"]["synthetic"]
+                ),
+                "mean_kappa": fixed(ref["mean_kappa"]),
+                "weights": ref["weights"],
+                "readers": [
+                    {
+                        "reader": r["reader"],
+                        "n": r["n"],
+                        "exact": percent_ci_page(_figure(r["exact"])),
+                        "within_one": percent_ci_page(_figure(r["within_one"]))
+                        if ordinal
+                        else None,
+                        "kappa": ci_page(_figure(r["kappa"]), 2),
+                    }
+                    for r in ref["readers"]
+                ],
+                "confusion": [
+                    {
+                        "source": source,
+                        "rows": [
+                            {"code": code, "counts": list(row)}
+                            for code, row in zip(
+                                q["codes"], ref["confusion"][source], strict=True
+                            )
+                        ],
+                    }
+                    for source in ("real", "synthetic")
+                ],
+                "note": ref.get("note") or "",
+            }
         out.append(
             {
+                "reference": reference,
+                "codes": list(q["codes"]),
                 "phase": q["phase"],
                 "key": q["key"],
                 "title": q["title"],

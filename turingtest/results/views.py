@@ -43,11 +43,14 @@ def _staff_context(request: HttpRequest, study: Study, **extra) -> dict:
             "free_text": report.free_text_by_image(study),
             "cases_form": extra.pop("cases_form", None)
             or CasesForm(
+                scales=selectors.balance_scales(study),
+                default_scale=selectors.default_balance_scale(study),
                 initial={
+                    "scale": selectors.default_balance_scale(study),
                     "seed": study.seed,
                     "practice": study.practice_count,
                     "attention": 0,
-                }
+                },
             ),
             "title": study.name,
         }
@@ -190,7 +193,11 @@ def staff_study_heatmap(request: HttpRequest, slug: str, number: int) -> HttpRes
 def staff_study_cases(request: HttpRequest, slug: str) -> HttpResponse:
     """Draw the cases of a draft study from the images chosen, as build_cases does."""
     study = get_object_or_404(Study, slug=slug)
-    form = CasesForm(request.POST)
+    form = CasesForm(
+        request.POST,
+        scales=selectors.balance_scales(study),
+        default_scale=selectors.default_balance_scale(study),
+    )
     if not form.is_valid():
         return render(
             request,
@@ -205,6 +212,8 @@ def staff_study_cases(request: HttpRequest, slug: str) -> HttpResponse:
             study=study,
             per_grade=data["per_grade"],
             seed=data["seed"],
+            scale=data["scale"],
+            grades=data["grades"],
             practice=data["practice"],
             attention=data["attention"],
             **case_choice(real_from, generators),

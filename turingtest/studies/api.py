@@ -560,8 +560,6 @@ def _practice_feedback(judgment, definition: selectors.StudyDefinition) -> dict:
     if judgment.answer is None and judgment.kl_grade is None:
         return {}  # the phase's own questions have no reference to show
     feedback = {
-        "reference_kl": grade,
-        "reference_label": f"Reference {KL.short_label}",
         "correct": scoring.is_correct(
             definition.phases[0].kind,
             source,
@@ -572,6 +570,9 @@ def _practice_feedback(judgment, definition: selectors.StudyDefinition) -> dict:
     }
     if judgment.answer is not None:
         feedback["truth"] = source
+    if grade is not None:  # a pool without KL grades has none to show
+        feedback["reference_kl"] = grade
+        feedback["reference_label"] = f"Reference {KL.short_label}"
     return feedback
 
 

@@ -1,7 +1,9 @@
+from collections.abc import Mapping
+
 from django import forms
 from django.contrib.auth.password_validation import password_validators_help_text_html
 
-from turingtest.domain.scales import KL
+from turingtest.domain.scales import KL, Scale, ScaleError
 from turingtest.imaging.selectors import pool_choices
 from turingtest.studies.models import Reader
 
@@ -66,11 +68,24 @@ class InviteForm(forms.Form):
 class CasesForm(forms.Form):
     """The study page's case draw: what ``build_cases`` takes, with the same choice."""
 
+    scale = forms.ChoiceField(
+        required=False,
+        label="Balanced on",
+        help_text="The scale of the pool's reference values that the cases are "
+        f"balanced on: the {KL.short_label} for the reference study, BI-RADS for "
+        "a mammography pool.",
+    )
+    grades = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Grades",
+        help_text="Values of that scale, comma-separated (empty: all of them).",
+    )
     per_grade = forms.IntegerField(
         min_value=1,
         max_value=1000,
-        label=f"Images per {KL.abbreviation} grade and source",
-        help_text=f"N real and N synthetic images per {KL.abbreviation} grade.",
+        label="Images per grade and source",
+        help_text="N real and N synthetic images per value of that scale.",
     )
     seed = forms.IntegerField(min_value=0, max_value=2**31 - 1)
     practice = forms.IntegerField(min_value=0, max_value=100, label="Practice cases")
@@ -95,9 +110,29 @@ class CasesForm(forms.Form):
         label="Fill short cells from the rest of the pool (and say so)",
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(
+        self, *args, scales: Mapping[str, Scale], default_scale: str, **kwargs
+    ):
         super().__init__(*args, **kwargs)
+        self.scales = scales
+        self.default_scale = default_scale
+        self.fields["scale"].choices = [
+            (name, f"{scale.short_label} ({name})") for name, scale in scales.items()
+        ]
         choices = pool_choices()
         origins = dict.fromkeys(choices["batches"] + choices["tags"])
         self.fields["real_from"].choices = [(n, n) for n in origins]
         self.fields["generator"].choices = [(n, n) for n in choices["generators"]]
+
+    def clean(self):
+        data = super().clean()
+        scale = self.scales[data.get("scale") or self.default_scale]
+        data["scale"] = scale
+        if data.get("grades"):
+            try:
+                data["grades"] = scale.codes_from_text(data["grades"])
+            except ScaleError as exc:
+                self.add_error("grades", str(exc))
+        else:
+            data["grades"] = None
+        return data

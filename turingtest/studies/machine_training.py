@@ -85,9 +85,10 @@ def machine_reader_train(
             "(import_images) and try again."
         )
     needs_grade = any(p.asks_grade for p in phases)
+    graded_real = [i for i in pool.real if i.kl_grade is not None]
     if needs_grade and train and not Path(train).exists():
         raise ValidationError(f"--train {train}: no such folder or file.")
-    if needs_grade and train is None and not pool.real:
+    if needs_grade and train is None and not graded_real:
         raise ValidationError(
             f"No real images outside the study's cases to train the {KL.abbreviation} "
             "classifier on; give --train DIR."
@@ -135,8 +136,8 @@ def machine_reader_train(
             images, labels = data.images, data.labels
             source = f"{len(labels)} real images from {train}"
         else:
-            images = _pixels(pool.real)
-            labels = np.array([i.kl_grade for i in pool.real])
+            images = _pixels(graded_real)
+            labels = np.array([i.kl_grade for i in graded_real])
             source = f"{len(labels)} real pool images outside the study"
         folder = None if cache == "" else Path(cache or default_cache_dir())
         try:

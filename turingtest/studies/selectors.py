@@ -8,6 +8,7 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
 from turingtest.domain import protocols, scoring
+from turingtest.domain.scales import DETECTION, KL, Scale, scale_named, scale_names
 from turingtest.domain.wording import revealing_words
 from turingtest.imaging.models import Image
 from turingtest.studies.models import (
@@ -45,6 +46,38 @@ def enrollment_for(*, user, study_slug: str) -> Enrollment | None:
         return None
     found = _ENROLLMENT(user_id=user.pk, slug=study_slug)
     return found[0] if found else None
+
+
+def balance_scales(study: Study) -> dict[str, Scale]:
+    """The scales a study's cases can be balanced on, by name: KL, the
+    registered grading scales, and the scales of the study's own questions
+    (levels of their own included). The pool's images hold reference values
+    on some of them (``Image.references``)."""
+    scales = {name: scale_named(name) for name in scale_names()}
+    scales.pop(DETECTION.name, None)  # the source itself, not a grade
+    for question in PhaseQuestion.objects.filter(phase__study=study).exclude(
+        type=PhaseQuestion.Type.FREE_TEXT
+    ):
+        scale = question.scale_obj()
+        if scale is not None:
+            scales.setdefault(scale.name, scale)
+    return scales
+
+
+def default_balance_scale(study: Study) -> str:
+    """KL where the study asks a KL grade, else its first ordinal question's
+    scale (the one its readers grade on), else KL."""
+    if any(phase.asks_grade for phase in study.phases.all()):
+        return KL.name
+    question = (
+        PhaseQuestion.objects.filter(
+            phase__study=study, type=PhaseQuestion.Type.ORDINAL
+        )
+        .order_by("phase__index", "order", "id")
+        .first()
+    )
+    scale = question.scale_obj() if question is not None else None
+    return scale.name if scale is not None else KL.name
 
 
 def reader_enrollments(*, user) -> list[Enrollment]:

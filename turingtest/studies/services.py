@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from turingtest.conf import project_settings
 from turingtest.domain.questions import QuestionError
-from turingtest.domain.scales import DETECTION, KL, detection_answer
+from turingtest.domain.scales import DETECTION, KL, Code, Scale, detection_answer
 from turingtest.domain.wording import REVEALING_WORDS
 from turingtest.imaging.models import Image, Source
 from turingtest.imaging.selectors import ImageFilter, image_filter
@@ -435,13 +435,30 @@ def _origin_counts(images: Sequence[Image]) -> str:
     return ", ".join(f"{n} from {label}" for label, n in sorted(counts.items()))
 
 
+def _graded(images: QuerySet[Image], scale: Scale, grades: Sequence[Code]):
+    """The images with a reference value on ``scale`` (among ``grades`` for
+    KL, whose column the database filters; other scales' values are JSON,
+    which the caller checks per image)."""
+    if scale.name == KL.name:
+        return images.filter(kl_grade__in=grades)
+    return images.filter(references__has_key=scale.name)
+
+
+def _grade_label(scale: Scale, grade: Code) -> str:
+    """A cell's grade in messages: "KL0", "BI-RADS 4"."""
+    if scale.name == KL.name:
+        return f"{KL.abbreviation}{grade}"
+    return scale.value_text(grade) if scale.abbreviation else f"{scale.name} {grade}"
+
+
 @transaction.atomic
 def cases_build(
     *,
     study: Study,
     per_grade: int,
     seed: int,
-    grades: Sequence[int] = KL.codes,
+    grades: Sequence[Code] | None = None,
+    scale: Scale = KL,
     practice: int | None = None,
     attention: int = 0,
     real: ImageFilter | None = None,
@@ -449,10 +466,12 @@ def cases_build(
     exclude_used: bool = False,
     fill_from_pool: bool = False,
 ) -> CaseCounts:
-    """Draw ``per_grade`` real and ``per_grade`` synthetic images per KL grade.
+    """Draw ``per_grade`` real and ``per_grade`` synthetic images per grade.
 
-    Balanced by grade × source so that neither grade nor source predicts the
-    other. Practice cases are real images outside the main set (a grading
+    The grades are the pool's reference values on ``scale`` (KL by default,
+    BI-RADS for a mammography pool; all of the scale's values unless
+    ``grades`` names some). Balanced by grade × source so that neither grade
+    nor source predicts the other. Practice cases are real images outside the main set (a grading
     phase must not reveal that synthetic images exist); attention checks are
     extra real images, shown inside the phases and excluded from statistics.
 
@@ -475,6 +494,14 @@ def cases_build(
     _require_draft(study, "cases")
     if per_grade < 1:
         raise ValidationError("--per-grade must be at least 1.")
+    grades = list(scale.codes if grades is None else grades)
+    outside = [g for g in grades if g not in scale]
+    if outside or not grades:
+        raise ValidationError(
+            f"Grades to balance on are values of the {scale.short_label}: "
+            f"{', '.join(str(c) for c in scale.codes)}"
+            + (f" (not {', '.join(map(str, outside))})." if outside else ".")
+        )
     practice = study.practice_count if practice is None else practice
     choice = {
         Source.REAL: real or ImageFilter(),
@@ -484,11 +511,13 @@ def cases_build(
     # The image rows are locked, so two studies built or opened at once
     # cannot put one image on both sides.
     size = study.image_size
-    images = list(
-        Image.objects.select_for_update()
-        .filter(kl_grade__in=grades, width=size, height=size)
+    images = [
+        image
+        for image in _graded(Image.objects.select_for_update(), scale, grades)
+        .filter(width=size, height=size)
         .order_by("sha256")
-    )
+        if image.reference(scale.name) in grades
+    ]
     chosen_ids = {
         source: set(image_filter(filt).values_list("id", flat=True)) if filt else None
         for source, filt in choice.items()
@@ -508,7 +537,11 @@ def cases_build(
     spare_other: list[Image] = []
     for grade in grades:
         for source in (Source.REAL, Source.SYNTHETIC):
-            cell = [i for i in images if i.source == source and i.kl_grade == grade]
+            cell = [
+                i
+                for i in images
+                if i.source == source and i.reference(scale.name) == grade
+            ]
             # Shuffled whole, then thinned: the draw from one pool and seed
             # stays the same whatever other studies reserve later.
             rng.shuffle(cell)
@@ -517,7 +550,7 @@ def cases_build(
             others = [] if ids is None else [i for i in cell if i.pk not in ids]
             usable = [i for i in pool if i.pk not in left_out]
             extra = [i for i in others if i.pk not in left_out]
-            label = f"{KL.abbreviation}{grade} {source}"
+            label = f"{_grade_label(scale, grade)} {source}"
             if ids is not None:
                 label += f" ({choice[source].describe()})"
             take = usable[:per_grade]
@@ -579,7 +612,7 @@ def cases_build(
                 "many came from where."
             )
         other_sizes = (
-            Image.objects.filter(kl_grade__in=grades)
+            _graded(Image.objects.all(), scale, grades)
             .exclude(width=size, height=size)
             .count()
         )

@@ -156,7 +156,7 @@ def readers_simulate(
                         sign * dprime / 2 + looks[case.id] - criterion + rng.normal()
                     )
                     confidence = DETECTION.codes[int(np.searchsorted(CUTS, latent))]
-                if asks.asks_grade:
+                if asks.asks_grade and image.kl_grade is not None:
                     sd = 0.6 if image.source == "real" else 0.9
                     kl_grade = int(
                         np.clip(

@@ -14,11 +14,13 @@ from turingtest.domain.scales import DETECTION, KL
 from turingtest.stats.proportions import REAL, SYNTHETIC
 from turingtest.stats.report.compute import KL_GRADES, MACHINE, SIMULATED, SOURCES
 from turingtest.stats.report.formatting import (
+    MISSING,
     ci_text,
     fixed_text,
     interval_text,
     number,
     p_text,
+    percent,
     percent_ci_text,
 )
 from turingtest.stats.report.results import (
@@ -478,4 +480,65 @@ def questions_markdown(questions: Sequence[Mapping[str, Any]]) -> list[str]:
                 f"{spread['synthetic']['counts'][i]} |"
             )
         out.append("")
+        out += _reference_markdown(q)
+    return out
+
+
+def _figure(d: Mapping[str, Any] | None) -> Figure | None:
+    return None if d is None else Figure(d)
+
+
+def _reference_markdown(q: Mapping[str, Any]) -> list[str]:
+    """One question's answers against the pool's reference values."""
+    ref = q.get("reference")
+    if not ref:
+        return []
+    ordinal = ref["within_one"] is not None
+    by_source = ref["exact_by_source"]
+    out = [
+        f"**{q['key']}** against the reference values on the scale "
+        f"{ref['scale']} ({ref['n_answers']} answers on {ref['n_images']} images "
+        "with a reference value): exact agreement "
+        f"{percent_ci_text(_figure(ref['exact']))}"
+        + (
+            f", within one step {percent_ci_text(_figure(ref['within_one']))}"
+            if ordinal
+            else ""
+        )
+        + "; exact on real images "
+        + (MISSING if by_source["real"] is None else percent(by_source["real"]))
+        + ", on synthetic images "
+        + (
+            MISSING
+            if by_source["synthetic"] is None
+            else percent(by_source["synthetic"])
+        )
+        + f"; mean kappa against the reference ({ref['weights']} weights) "
+        f"{fixed_text(ref['mean_kappa'])}.",
+        "",
+        "| Reader | Answers | Exact | "
+        + ("Within one | " if ordinal else "")
+        + "Kappa |",
+        "|---|---|---|" + ("---|" if ordinal else "") + "---|",
+    ]
+    for r in ref["readers"]:
+        out.append(
+            f"| {r['reader']} | {r['n']} | {percent_ci_text(_figure(r['exact']))} | "
+            + (f"{percent_ci_text(_figure(r['within_one']))} | " if ordinal else "")
+            + f"{ci_text(_figure(r['kappa']), 2)} |"
+        )
+    out.append("")
+    codes = [str(c) for c in q["codes"]]
+    for source in ("real", "synthetic"):
+        out += [
+            f"Confusion, {source} images (rows reference, columns reader):",
+            "",
+            "| ref \\ reader | " + " | ".join(codes) + " |",
+            "|---" * (len(codes) + 1) + "|",
+        ]
+        for code, row in zip(codes, ref["confusion"][source], strict=True):
+            out.append(f"| {code} | " + " | ".join(map(str, row)) + " |")
+        out.append("")
+    if ref.get("note"):
+        out += [ref["note"], ""]
     return out

@@ -1,10 +1,11 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from turingtest.domain.scales import KL
+from turingtest.domain.scales import KL, ScaleError
 from turingtest.imaging.models import Source
 from turingtest.imaging.selectors import case_choice, generators_check, origins_check
 from turingtest.studies.models import Study
+from turingtest.studies.selectors import balance_scales, default_balance_scale
 from turingtest.studies.services import cases_build
 
 
@@ -16,15 +17,28 @@ def _names(values: list[str]) -> tuple[str, ...]:
 
 class Command(BaseCommand):
     help = (
-        f"Draw a study's cases: N real and N synthetic images per {KL.abbreviation} grade, with a "
-        "seed, from the import batches, tags and generators chosen."
+        "Draw a study's cases: N real and N synthetic images per grade of the "
+        f"scale they are balanced on ({KL.abbreviation} by default), with a seed, "
+        "from the import batches, tags and generators chosen."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("slug")
         parser.add_argument("--per-grade", type=int, required=True)
         parser.add_argument("--seed", type=int, required=True)
-        parser.add_argument("--grades", default="0,1,2,3,4")
+        parser.add_argument(
+            "--scale",
+            default=None,
+            help="The scale of the pool's reference values to balance on: kl, "
+            "birads, or a scale of the study's own questions (default: the "
+            f"{KL.abbreviation} grade where the study asks it, else its first "
+            "ordinal question's scale).",
+        )
+        parser.add_argument(
+            "--grades",
+            default=None,
+            help="Comma-separated values of that scale (default: all of them).",
+        )
         parser.add_argument(
             "--practice",
             type=int,
@@ -58,7 +72,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--fill-from-pool",
             action="store_true",
-            help=f"Where the choice cannot fill a {KL.abbreviation} grade x source cell, fill it "
+            help="Where the choice cannot fill a grade x source cell, fill it "
             "from the rest of the pool (and say how many came from where) "
             "instead of refusing.",
         )
@@ -72,12 +86,25 @@ class Command(BaseCommand):
         try:
             origins_check(real_from)
             generators_check(generators)
-            grades = [int(g) for g in opts["grades"].split(",")]
+            scales = balance_scales(study)
+            name = opts["scale"] or default_balance_scale(study)
+            if name not in scales:
+                raise CommandError(
+                    f"No scale {name!r} to balance on (known: {', '.join(scales)})."
+                )
+            scale = scales[name]
+            grades = None
+            if opts["grades"] is not None:
+                try:
+                    grades = scale.codes_from_text(opts["grades"])
+                except ScaleError as exc:
+                    raise CommandError(f"--grades {exc}") from None
             counts = cases_build(
                 study=study,
                 per_grade=opts["per_grade"],
                 seed=opts["seed"],
                 grades=grades,
+                scale=scale,
                 practice=opts["practice"],
                 attention=opts["attention"],
                 **case_choice(real_from, generators),
