@@ -126,3 +126,30 @@ def test_pool_page_refuses_bad_filters_and_non_staff(
         tagged = visitor.post("/staff/images/tag", {"tag_name": "x", "action": "add"})
         assert tagged.status_code == 302
     assert not Image.objects.filter(tags__name="x").exists()
+
+
+def test_pool_page_counts_reference_values_on_other_scales(staff_client, make_image):
+    """A pool with mammograms (BI-RADS, no KL grade) beside knees: the KL
+    table counts the images without a KL grade in a row of their own, and
+    each other scale gets its table in the scale's order."""
+    for birads, source in [(4, "real"), (4, "synthetic"), (0, "real"), (6, "real")]:
+        make_image(source, 1, kl_grade=None, references={"birads": birads})
+    make_image("real", 2, references={"birads": 2})  # a knee with both
+    make_image("synthetic", 3)
+    html = staff_client.get("/staff/images/").content.decode()
+    assert counts(html)[2] == (1, 0) and counts(html)[3] == (0, 1)
+    kl = section(html, "pool-counts")
+    assert re.search(
+        r'data-grade="none"><td>No KL grade</td><td class="real">3</td>'
+        r'<td class="synthetic">1</td><td>4</td>',
+        kl,
+    )
+    start = html.index('data-scale="birads"')
+    birads = html[start : html.index("</table>", start)]
+    assert "<th>BI-RADS category</th>" in birads
+    rows = re.findall(
+        r'data-value="(\d)"><td>\d</td><td class="real">(\d+)</td>'
+        r'<td class="synthetic">(\d+)</td>',
+        birads,
+    )
+    assert rows == [("0", "1", "0"), ("2", "1", "0"), ("4", "1", "1"), ("6", "1", "0")]

@@ -118,6 +118,34 @@ def test_zip_upload_shows_rejected_files_and_imports_the_rest(
     assert Image.objects.filter(source="synthetic").count() == 2
 
 
+def test_a_zip_with_a_manifest_brings_reference_values_on_any_scale(
+    staff_client, media, upload_tmp
+):
+    """A mammography set uploaded from the admin: its manifest.csv gives each
+    image's BI-RADS category; a file it does not list is left out, as a
+    manifest beside a folder chooses its images."""
+    archive = zip_upload(
+        "mammo.zip",
+        {
+            "manifest.csv": b"path,reference_birads\nimg/a.png,4\nimg/b.png,1\n",
+            "img/a.png": builders.png(builders.picture(11)),
+            "img/b.png": builders.png(builders.picture(12)),
+            "img/c.png": builders.png(builders.picture(13)),
+        },
+    )
+    response = staff_client.post(
+        reverse("imaging:upload"), {"files": [archive], "source": "real"}
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "2 imported, 0 duplicates skipped, 0 rejected" in html
+    assert "BI-RADS 4, real" in html
+    assert sorted((i.reference("birads"), i.kl_grade) for i in Image.objects.all()) == [
+        (1, None),
+        (4, None),
+    ]
+
+
 def test_single_files_need_a_grade(staff_client, media, upload_tmp):
     response = staff_client.post(
         reverse("imaging:upload"), {"files": [png_upload("a.png", 1)], "source": "real"}

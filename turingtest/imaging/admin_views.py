@@ -46,6 +46,7 @@ from turingtest.imaging.selectors import (
     pool_counts,
     pool_montage,
     pool_page_images,
+    reference_counts,
 )
 from turingtest.imaging.services import (
     MIN_IMAGE_SIZE,
@@ -90,7 +91,8 @@ class UploadForm(forms.Form):
     files = MultipleFileField(
         label="Images or ZIP archives",
         help_text="PNG, JPEG, TIFF or DICOM files, or ZIPs laid out {grade}/* or "
-        "{split}/{grade}/*.",
+        "{split}/{grade}/*, or holding a manifest.csv at their top (columns path "
+        "and kl_grade or reference_<scale>, e.g. reference_birads).",
     )
     source = forms.ChoiceField(choices=Source.choices)
     grade = forms.TypedChoiceField(
@@ -373,6 +375,7 @@ def pool(request: HttpRequest) -> HttpResponse:
         "used_any": USED_ANY,
         "grades": KL.codes,
         "counts": pool_counts(filt),
+        "reference_counts": reference_counts(filt),
         "montage": pool_montage(filt, per_cell=MONTAGE_PER_CELL),
         "montage_per_cell": MONTAGE_PER_CELL,
         "page": page,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields, replace
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
+from turingtest.domain.references import known_scale
 from turingtest.domain.scales import KL
 from turingtest.imaging.models import Image, ImportBatch, Source, Tag
 
@@ -228,10 +229,14 @@ def generators_check(names: Iterable[str]) -> None:
 class PoolCounts:
     """Images per KL grade and source."""
 
-    cells: dict[tuple[int, str], int]
+    cells: dict[tuple[int | None, str], int]
 
-    def rows(self) -> list[tuple[int, int, int, int]]:
-        """(grade, real, synthetic, total) per KL grade."""
+    def rows(self) -> list[tuple[int | None, int, int, int]]:
+        """(grade, real, synthetic, total) per KL grade, then (None, ...) for
+        the images without one (a pool graded on another scale)."""
+        grades: list[int | None] = list(KL.codes)
+        if any(g is None for g, _ in self.cells):
+            grades.append(None)
         return [
             (
                 g,
@@ -240,7 +245,7 @@ class PoolCounts:
                 self.cells.get((g, Source.REAL), 0)
                 + self.cells.get((g, Source.SYNTHETIC), 0),
             )
-            for g in KL.codes
+            for g in grades
         ]
 
     def total(self, source: str | None = None) -> int:
@@ -263,6 +268,47 @@ def pool_counts(filt: ImageFilter) -> PoolCounts:
         .annotate(n=Count("id"))
     )
     return PoolCounts({(r["kl_grade"], r["source"]): r["n"] for r in rows})
+
+
+def reference_counts(filt: ImageFilter) -> list[dict]:
+    """Images per reference value and source on each scale other than KL
+    (``Image.references``): ``[{"scale", "title", "rows": [(value, real,
+    synthetic, total)]}]``, values in the scale's order where it is known."""
+    cells: dict[str, dict[object, dict[str, int]]] = {}
+    rows = (
+        image_filter(filt)
+        .exclude(references={})
+        .order_by()
+        .values_list("references", "source")
+    )
+    for references, source in rows.iterator(chunk_size=5000):
+        for name, value in (references or {}).items():
+            by_value = cells.setdefault(name, {}).setdefault(value, {})
+            by_value[source] = by_value.get(source, 0) + 1
+    out = []
+    for name in sorted(cells):
+        scale = known_scale(name)
+        values = list(cells[name])
+        if scale is not None:
+            values.sort(key=lambda v: scale.rank(v) if v in scale else len(scale.codes))
+        else:
+            values.sort(key=lambda v: (isinstance(v, str), str(v).zfill(12)))
+        out.append(
+            {
+                "scale": name,
+                "title": scale.short_label if scale is not None else name,
+                "rows": [
+                    (
+                        v,
+                        cells[name][v].get(Source.REAL, 0),
+                        cells[name][v].get(Source.SYNTHETIC, 0),
+                        sum(cells[name][v].values()),
+                    )
+                    for v in values
+                ],
+            }
+        )
+    return out
 
 
 def pool_montage(filt: ImageFilter, *, per_cell: int = 8) -> list[dict]:

@@ -713,9 +713,11 @@ def images_import(
     size: int | None = None,
 ) -> ImportResult:
     """Import a file, a ``{grade}/*`` folder, a ``{split}/{grade}/*`` dataset,
-    a ZIP of either, or a CSV manifest (``path, kl_grade[, source, patient,
-    side, note, seed]``, paths relative to the manifest, or to ``path`` when
-    ``manifest`` is given separately).
+    a ZIP of either, or a CSV manifest (``path`` and ``kl_grade`` or
+    ``reference_<scale>`` columns, e.g. ``reference_birads``, ``[, source,
+    patient, side, note, seed]``; paths relative to the manifest, or to
+    ``path`` when ``manifest`` is given separately; a ZIP may hold its own
+    ``manifest.csv`` at its top).
 
     Each file goes in on its own; bad files are listed in the result with a
     reason. Raises :class:`ImportRefused` only for problems with the import
@@ -829,6 +831,27 @@ def images_discard(*, images: list[Image]) -> None:
     transaction.on_commit(lambda: _discard(names))
 
 
+ZIP_MANIFEST = "manifest.csv"
+
+
+def _zip_manifest(
+    zf: zipfile.ZipFile, label: str, limits: ImportLimits
+) -> tuple[bytes, str] | None:
+    """A ``manifest.csv`` at the top of an archive, which then lists its
+    images and their reference values as a manifest beside a folder does."""
+    try:
+        info = zf.getinfo(ZIP_MANIFEST)
+    except KeyError:
+        return None
+    if info.file_size > limits.max_file_bytes:
+        raise ImportRefused(f"{label}:{ZIP_MANIFEST} is too large")
+    try:
+        with zf.open(info) as fh:
+            return fh.read(info.file_size + 1), f"{label}:{ZIP_MANIFEST}"
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ImportRefused(f"{label}:{ZIP_MANIFEST} is damaged: {exc}") from None
+
+
 def _candidates(
     root: Path,
     manifest: str | os.PathLike | None,
@@ -841,12 +864,15 @@ def _candidates(
     if manifest is None and root.is_file() and root.suffix.lower() == ".csv":
         manifest, root = root, root.parent
 
+    manifest_data: tuple[bytes, str] | None = None
     if is_zip:
         try:
             zf = stack.enter_context(zipfile.ZipFile(root))
         except (zipfile.BadZipFile, OSError) as exc:
             raise ImportRefused(f"{root.name} is not a readable ZIP: {exc}") from None
         found = list(_zip_candidates(zf, root.name, limits))
+        if manifest is None:
+            manifest_data = _zip_manifest(zf, root.name, limits)
     elif root.is_dir():
         found = list(_folder_candidates(root, limits))
     else:
@@ -862,7 +888,9 @@ def _candidates(
         manifest = Path(manifest)
         if not manifest.is_file():
             raise ImportRefused(f"manifest {manifest} does not exist")
-        rows = _read_manifest(manifest.read_bytes(), manifest.name)
+        manifest_data = manifest.read_bytes(), manifest.name
+    if manifest_data is not None:
+        rows = _read_manifest(*manifest_data)
         if split is not None and rows and "split" in rows[0]:
             rows = [r for r in rows if r.get("split") == split]
         by_rel: dict[str, _Candidate] = {}
@@ -876,7 +904,7 @@ def _candidates(
             alt = key.removeprefix(f"{root.name}/")
             return by_rel.pop(key, None) or by_rel.pop(alt, None)
 
-        return list(_manifest_candidates(rows, lookup, manifest.name))
+        return list(_manifest_candidates(rows, lookup, manifest_data[1]))
 
     found = _select_split(found, split, root.name)
     for cand in found:
