@@ -79,6 +79,10 @@ def test_questions_are_stored_in_order_per_phase(make_study):
         (QuestionSpec(1, "x", "ordinal", scale="birads", keys={"f": 1}), "zooms"),
         (QuestionSpec(3, "x", "ordinal", scale="birads"), "phases 1 to 2"),
         (QuestionSpec(2, "why", "free_text", scale="birads"), "no scale"),
+        (
+            QuestionSpec(1, "x", "ordinal", scale="real-synthetic-6"),
+            "question of a detection or combined phase",
+        ),
     ],
 )
 def test_bad_questions_are_refused_and_nothing_is_written(pool, spec, message):

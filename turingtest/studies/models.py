@@ -267,6 +267,16 @@ class PhaseQuestion(models.Model):
                 scale = scale_named(self.scale)
             except LookupError as exc:
                 raise ValidationError({"scale": str(exc)}) from None
+            if scale.name == DETECTION.name:
+                # One real/synthetic question per answer, in the detection
+                # statistics: asked as an extra it would be reported apart.
+                raise ValidationError(
+                    {
+                        "scale": "Real or synthetic with confidence is the own "
+                        "question of a detection or combined phase: choose that "
+                        "phase kind instead of adding it as a question."
+                    }
+                )
         elif self.levels is not None:
             try:
                 scale = Scale.custom(
