@@ -94,6 +94,8 @@ def test_keys_name_answers_and_may_not_take_a_built_in_field():
     assert key_problem("birads") is None
     assert "built-in" in key_problem("kl_grade")
     assert "lowercase" in key_problem("Why?")
+    # reference_<scale> names the exports' reference columns.
+    assert "reference column" in key_problem("reference_birads")
 
 
 def test_an_extra_question_reads_as_the_built_in_ones_do():

@@ -210,6 +210,23 @@ def test_manifest_with_bad_reference_columns_is_refused(
     assert not Image.objects.exists()
 
 
+def test_import_images_gives_every_file_a_reference_on_another_scale(media, tmp_path):
+    write(tmp_path / "set" / "a.png", builders.png(builders.picture(40)))
+    write(tmp_path / "set" / "b.png", builders.png(builders.picture(41)))
+    out = io.StringIO()
+    call_command(
+        "import_images", str(tmp_path / "set"), "--source", "real",
+        "--reference", "birads=2", "--no-progress", stdout=out,
+    )  # fmt: skip
+    assert "2 imported" in out.getvalue()
+    assert {i.reference("birads") for i in Image.objects.all()} == {2}
+    with pytest.raises(CommandError, match="--reference 'birads': give SCALE=VALUE"):
+        call_command(
+            "import_images", str(tmp_path / "set"), "--source", "real",
+            "--reference", "birads",
+        )  # fmt: skip
+
+
 def test_reference_values_are_checked_on_the_image(media):
     image = image_create(
         pixels=builders.picture(30),

@@ -146,6 +146,36 @@ def test_a_zip_with_a_manifest_brings_reference_values_on_any_scale(
     ]
 
 
+def test_a_zip_of_one_folder_finds_its_manifest_and_single_files_take_a_reference(
+    staff_client, media, upload_tmp
+):
+    archive = zip_upload(
+        "wrapped.zip",
+        {
+            "mammo/manifest.csv": b"path,reference_birads\nimg/a.png,3\n",
+            "mammo/img/a.png": builders.png(builders.picture(14)),
+        },
+    )
+    url = reverse("imaging:upload")
+    first = staff_client.post(url, {"files": [archive], "source": "real"})
+    assert "1 imported" in first.content.decode()
+    assert Image.objects.get().references == {"birads": 3}
+
+    def single(reference):
+        return {
+            "files": [png_upload("m.png", 15)],
+            "source": "real",
+            "reference": reference,
+        }
+
+    refused = staff_client.post(url, single("birads=9"))
+    assert refused.status_code == 400
+    assert "is not a BI-RADS category (0–6)" in refused.content.decode()
+    taken = staff_client.post(url, single("birads=5"))
+    assert "BI-RADS 5, real" in taken.content.decode()
+    assert Image.objects.filter(kl_grade=None, references={"birads": 5}).count() == 1
+
+
 def test_single_files_need_a_grade(staff_client, media, upload_tmp):
     response = staff_client.post(
         reverse("imaging:upload"), {"files": [png_upload("a.png", 1)], "source": "real"}

@@ -330,6 +330,18 @@ def test_cases_are_balanced_on_the_scale_the_study_grades_on(mammo_pool):
             run("build_cases", "mammo", "--per-grade", "1", "--seed", "1", *args)
 
 
+def test_a_study_without_kl_grades_on_a_knee_pool_still_balances_on_kl(pool):
+    """Its realism question has no reference values in the pool: the cases
+    are balanced on the KL grades the pool holds, as before."""
+    run(
+        "create_study", "likert", "--name", "Likert", "--practice", "0",
+        "--phases", "detection", "--no-kl-grade",
+        "--question", "1:realism:ordinal:realism-5",
+    )  # fmt: skip
+    out, _ = run("build_cases", "likert", "--per-grade", "1", "--seed", "1")
+    assert "10 main cases" in out
+
+
 def test_the_study_page_offers_the_scales_to_balance_on(mammo_pool, staff_client):
     run(
         "create_study", "mammo", "--name", "Mammo", "--practice", "0",

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
 from tests.conftest import ReaderAPI
+from turingtest.domain.scales import BIRADS
 from turingtest.studies import services
 from turingtest.studies.models import Judgment, PhaseQuestion, Study
 from turingtest.studies.services import QuestionSpec
@@ -488,3 +489,50 @@ def test_a_phase_without_the_kl_grade_needs_a_required_question(pool):
         stdout=io.StringIO(),
     )
     assert not Study.objects.get(slug="mammo").phases.filter(asks_kl_grade=True)
+
+
+def test_simulated_birads_readers_land_near_the_reference_and_the_report_says_so(
+    make_image,
+):
+    """On a pool graded in BI-RADS, simulated readers answer near each image's
+    reference category: the report's exact agreement is well above chance
+    (1 in 7) and within one step is most answers; a question on a scale the
+    pool holds no reference values on (realism) has no such section."""
+    from turingtest.results.report import study_report
+    from turingtest.studies.simulation import readers_simulate
+
+    for birads in range(7):
+        for source in ("real", "real", "synthetic", "synthetic"):
+            make_image(source, birads % 5, kl_grade=None, references={"birads": birads})
+    study = services.study_create(
+        slug="mammo-sim",
+        name="Mammo",
+        practice_count=0,
+        asks_kl_grade=False,
+        questions=[BIRADS_Q, REALISM_Q],
+    )
+    services.cases_build(study=study, per_grade=2, seed=1, scale=BIRADS)
+    study = services.study_open(study=study)
+    readers_simulate(study=study, readers=3, accuracy=0.7, seed=4)
+    by_key = {q["key"]: q for q in study_report(study).questions}
+    reference = by_key["birads"]["reference"]
+    assert reference["n_images"] == 28 and reference["n_answers"] == 3 * 28
+    assert reference["exact"]["estimate"] > 0.35
+    assert reference["within_one"]["estimate"] > 0.75
+    assert by_key["realism"]["reference"] is None
+
+
+def test_a_stored_real_synthetic_question_still_reads(make_study):
+    """Refused when set up now, but a row saved before the refusal still
+    reads: readers' pages and reports go on working."""
+    study = _study(make_study, open=False)
+    row = PhaseQuestion.objects.create(
+        phase=study.phases.get(index=1),
+        key="rating",
+        type="ordinal",
+        scale="real-synthetic-6",
+        order=5,
+    )
+    assert row.as_question().scale.name == "real-synthetic-6"
+    with pytest.raises(ValidationError, match="detection or combined phase"):
+        row.full_clean()

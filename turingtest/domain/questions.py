@@ -16,6 +16,7 @@ import enum
 import re
 from collections.abc import Mapping
 
+from turingtest.domain.references import PREFIX as REFERENCE_PREFIX
 from turingtest.domain.scales import Code, Kind, Scale
 
 FREE_TEXT_MAX = 2000
@@ -65,6 +66,11 @@ def key_problem(key: str) -> str | None:
         )
     if key in RESERVED_FIELDS:
         return f"The key {key!r} is taken by a built-in field; choose another."
+    if key.startswith(REFERENCE_PREFIX):
+        return (
+            f"The key {key!r} starts like a reference column "
+            f"({REFERENCE_PREFIX}<scale>) of the exports; choose another."
+        )
     return None
 
 

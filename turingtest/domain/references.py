@@ -26,7 +26,7 @@ _WHOLE = re.compile(r"^-?\d{1,9}$")
 MAX_TEXT = 80
 
 
-class ReferenceError(ValueError):
+class ReferenceValueError(ValueError):
     """A reference value or column that cannot be kept: the message says why."""
 
 
@@ -38,13 +38,13 @@ def column(scale: Scale | str) -> str:
 def scale_of_column(name: str) -> str | None:
     """The scale a ``reference_<scale>`` column names, or None for other columns.
 
-    Raises ReferenceError where the name after the prefix cannot name a scale.
+    Raises ReferenceValueError where the name after the prefix cannot name a scale.
     """
     if not name.startswith(PREFIX):
         return None
     scale = name[len(PREFIX) :]
     if not _NAME.match(scale):
-        raise ReferenceError(
+        raise ReferenceValueError(
             f"column {name!r}: {scale!r} is not a scale name (lowercase letters, "
             "digits and dashes)"
         )
@@ -65,26 +65,52 @@ def _values_text(scale: Scale) -> str:
 
 
 def parse(scale_name: str, raw: str) -> Code:
-    """The code ``raw`` stands for on the scale; raises ReferenceError."""
+    """The code ``raw`` stands for on the scale; raises ReferenceValueError."""
     text = raw.strip()
     scale = known_scale(scale_name)
     if scale is not None:
         for code in scale.codes:
             if str(code) == text:
                 return code
-        raise ReferenceError(
+        raise ReferenceValueError(
             f"{column(scale_name)} {raw!r} is not a {scale.short_label} "
             f"({_values_text(scale)})"
         )
     if not text:
-        raise ReferenceError(f"{column(scale_name)} is empty")
+        raise ReferenceValueError(f"{column(scale_name)} is empty")
     if _WHOLE.match(text):
         return int(text)
     if len(text) > MAX_TEXT:
-        raise ReferenceError(
+        raise ReferenceValueError(
             f"{column(scale_name)} is longer than {MAX_TEXT} characters"
         )
     return text
+
+
+def parse_assignment(text: str) -> dict[str, Code]:
+    """``"birads=4"`` as ``{"birads": 4}``: one reference value for every
+    file of an import; raises ReferenceValueError."""
+    name, sep, raw = text.partition("=")
+    name = name.strip().lower()
+    if not sep or not name or not raw.strip():
+        raise ReferenceValueError(f"{text!r}: give SCALE=VALUE, e.g. birads=4")
+    scale = scale_of_column(PREFIX + name)
+    assert scale is not None
+    return {scale: parse(scale, raw)}
+
+
+def on_scale(scale: Scale, value: object) -> Code | None:
+    """The scale's code a stored reference value stands for, or None.
+
+    Matched by text, so a value imported as 3 is the code "3" of a scale
+    whose levels an admin typed as text, and the other way round."""
+    if value is None or isinstance(value, bool):
+        return None
+    text = str(value)
+    for code in scale.codes:
+        if str(code) == text:
+            return code
+    return None
 
 
 def problems(references: object) -> list[str]:

@@ -34,6 +34,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
 from turingtest.conf import project_settings
+from turingtest.domain.references import ReferenceValueError, parse_assignment
 from turingtest.domain.scales import KL
 from turingtest.imaging.models import ImportBatch, Source, Tag
 from turingtest.imaging.selectors import (
@@ -104,6 +105,13 @@ class UploadForm(forms.Form):
         required=False,
         help_text="Needed for individual files; overrides folder names in ZIPs.",
     )
+    reference = forms.CharField(
+        label="Or a reference on another scale",
+        required=False,
+        max_length=120,
+        help_text="For individual files of a pool graded on another scale: "
+        "SCALE=VALUE, e.g. birads=4.",
+    )
     split = forms.CharField(
         required=False, max_length=80, help_text="Which split of a dataset ZIP."
     )
@@ -148,6 +156,15 @@ class UploadForm(forms.Form):
         if data.get("generator") and data.get("source") != Source.SYNTHETIC:
             self.add_error("generator", "Only synthetic images come from a generator.")
         return data
+
+    def clean_reference(self) -> dict | None:
+        text = self.cleaned_data.get("reference", "").strip()
+        if not text:
+            return None
+        try:
+            return parse_assignment(text)
+        except ReferenceValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
 
 class SizeLimitUploadHandler(FileUploadHandler):
@@ -228,11 +245,12 @@ def _upload(
     data = form.cleaned_data
     with tempfile.TemporaryDirectory(prefix="turingtest-upload-") as tmp:
         archives, loose = _save_uploads(data["files"], Path(tmp))
-        if loose and data["grade"] is None:
+        if loose and data["grade"] is None and not data["reference"]:
             form.add_error(
                 "grade",
-                f"Choose a {KL.abbreviation} grade for individual files (ZIP archives take it from "
-                "their folder names).",
+                f"Choose a {KL.abbreviation} grade or a reference on another scale "
+                "for individual files (ZIP archives take it from their folder names "
+                "or their manifest.csv).",
             )
             return render(request, TEMPLATE, context, status=400)
         batch = None
@@ -264,7 +282,8 @@ def _upload(
     if not result.total:
         context["error"] = (
             "Nothing was imported: the upload holds no image files (archives "
-            "are searched for images in {grade}/ or {split}/{grade}/ folders)."
+            "are searched for images in {grade}/ or {split}/{grade}/ folders, "
+            "or for the files their manifest.csv lists)."
         )
         return render(request, TEMPLATE, context, status=400)
     context["result"] = result
@@ -331,6 +350,7 @@ def _import_all(
         "generator": data["generator"],
         "split": data["split"] or None,
         "grade": data["grade"],
+        "references": data["reference"],
         "origin_prefix": origin_prefix,
         "all_or_nothing": True,
         "size": data.get("size"),

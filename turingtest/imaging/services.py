@@ -560,11 +560,14 @@ def _zip_reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], byte
     return read
 
 
-def _grade_from_folder(cand: _Candidate, grade: int | None) -> None:
+def _grade_from_folder(
+    cand: _Candidate, grade: int | None, references: dict[str, Code] | None = None
+) -> None:
     if cand.problem or cand.kl_grade is not None or cand.references:
         return
-    if grade is not None:
+    if grade is not None or references:
         cand.kl_grade = grade
+        cand.references = dict(references or {})
         return
     folder = cand.folder
     if folder is None:
@@ -587,7 +590,7 @@ def _read_manifest(data: bytes, label: str) -> list[dict[str, str]]:
     missing = [c for c in MANIFEST_COLUMNS if c not in columns]
     try:
         scales = [reference_values.scale_of_column(c) for c in columns]
-    except reference_values.ReferenceError as exc:
+    except reference_values.ReferenceValueError as exc:
         raise ImportRefused(f"manifest {label}: {exc}") from None
     if not any(scales) and "kl_grade" not in columns:
         missing.append("kl_grade or reference_<scale>")
@@ -657,7 +660,7 @@ def _manifest_references(cand: _Candidate, row: dict[str, str]) -> None:
         assert scale is not None  # only reference columns are in `given`
         try:
             code = reference_values.parse(scale, raw)
-        except reference_values.ReferenceError as exc:
+        except reference_values.ReferenceValueError as exc:
             problem = str(exc)
             if name == "kl_grade":
                 problem = f"kl_grade {raw!r} is not {_RANGE}"
@@ -704,6 +707,7 @@ def images_import(
     generator: Generator | None = None,
     split: str | None = None,
     grade: int | None = None,
+    references: dict[str, Code] | None = None,
     origin_prefix: str = "",
     canonical: bool | None = None,
     all_or_nothing: bool = False,
@@ -722,8 +726,9 @@ def images_import(
     Each file goes in on its own; bad files are listed in the result with a
     reason. Raises :class:`ImportRefused` only for problems with the import
     as a whole (missing path, ambiguous splits, archive bomb, bad manifest),
-    before anything is written. ``grade`` sets the KL grade of every file
-    (folder names are then ignored). ``canonical=False`` stores files as they
+    before anything is written. ``grade`` sets the KL grade of every file,
+    ``references`` its reference values on other scales (``{"birads": 4}``);
+    folder names are then ignored. ``canonical=False`` stores files as they
     came, which breaks blinding; it exists to show that the audit notices.
     ``progress(done, total)`` is called after each file.
 
@@ -741,6 +746,8 @@ def images_import(
         raise ImportRefused("a generator can only be given for synthetic images")
     if grade is not None and grade not in KL:
         raise ImportRefused(f"grade {grade} is not a {KL.short_label} ({_RANGE})")
+    if references and reference_values.problems(references):
+        raise ImportRefused(" ".join(reference_values.problems(references)))
     root = Path(path)
     if not root.exists() and not root.is_symlink():
         raise ImportRefused(f"{root} does not exist")
@@ -767,7 +774,7 @@ def images_import(
             ) from None
     own_batch = batch is None
     with ExitStack() as stack:
-        cands = _candidates(root, manifest, limits, stack, split, grade)
+        cands = _candidates(root, manifest, limits, stack, split, grade, references)
         if own_batch:
             batch = import_batch_get_or_create(
                 name=import_batch_default_name(root.name),
@@ -836,20 +843,30 @@ ZIP_MANIFEST = "manifest.csv"
 
 def _zip_manifest(
     zf: zipfile.ZipFile, label: str, limits: ImportLimits
-) -> tuple[bytes, str] | None:
-    """A ``manifest.csv`` at the top of an archive, which then lists its
-    images and their reference values as a manifest beside a folder does."""
+) -> tuple[bytes, str, str] | None:
+    """A ``manifest.csv`` at the top of an archive (or of the one folder
+    that holds everything in it), which then lists the archive's images and
+    their reference values as a manifest beside a folder does: its bytes,
+    its name, and the folder its paths are relative to."""
+    names = [i.filename for i in zf.infolist() if not i.is_dir()]
+    tops = {name.split("/", 1)[0] for name in names}
+    folder = f"{next(iter(tops))}/" if len(tops) == 1 and "/" in names[0] else ""
     try:
-        info = zf.getinfo(ZIP_MANIFEST)
+        info = zf.getinfo(folder + ZIP_MANIFEST)
     except KeyError:
         return None
+    where = f"{label}:{info.filename}"
+    if info.flag_bits & 0x1:
+        raise ImportRefused(f"{where} is encrypted")
     if info.file_size > limits.max_file_bytes:
-        raise ImportRefused(f"{label}:{ZIP_MANIFEST} is too large")
+        raise ImportRefused(f"{where} is too large")
     try:
         with zf.open(info) as fh:
-            return fh.read(info.file_size + 1), f"{label}:{ZIP_MANIFEST}"
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ImportRefused(f"{label}:{ZIP_MANIFEST} is damaged: {exc}") from None
+            return fh.read(info.file_size + 1), where, folder
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+        raise ImportRefused(f"{where} is damaged: {exc}") from None
+    except NotImplementedError as exc:
+        raise ImportRefused(f"{where}: {exc}") from None
 
 
 def _candidates(
@@ -859,20 +876,24 @@ def _candidates(
     stack: ExitStack,
     split: str | None,
     grade: int | None,
+    references: dict[str, Code] | None = None,
 ) -> list[_Candidate]:
     is_zip = root.is_file() and zipfile.is_zipfile(root)
     if manifest is None and root.is_file() and root.suffix.lower() == ".csv":
         manifest, root = root, root.parent
 
     manifest_data: tuple[bytes, str] | None = None
+    manifest_folder = ""  # inside an archive: the folder its paths start from
     if is_zip:
         try:
             zf = stack.enter_context(zipfile.ZipFile(root))
         except (zipfile.BadZipFile, OSError) as exc:
             raise ImportRefused(f"{root.name} is not a readable ZIP: {exc}") from None
         found = list(_zip_candidates(zf, root.name, limits))
-        if manifest is None:
-            manifest_data = _zip_manifest(zf, root.name, limits)
+        inner = _zip_manifest(zf, root.name, limits) if manifest is None else None
+        if inner is not None:
+            data, name, manifest_folder = inner
+            manifest_data = data, name
     elif root.is_dir():
         found = list(_folder_candidates(root, limits))
     else:
@@ -902,13 +923,17 @@ def _candidates(
             key = "/".join(PurePosixPath(rel.replace("\\", "/")).parts)
             # Manifests often name files from the folder above the dataset.
             alt = key.removeprefix(f"{root.name}/")
-            return by_rel.pop(key, None) or by_rel.pop(alt, None)
+            return (
+                by_rel.pop(manifest_folder + key, None)
+                or by_rel.pop(key, None)
+                or by_rel.pop(alt, None)
+            )
 
         return list(_manifest_candidates(rows, lookup, manifest_data[1]))
 
     found = _select_split(found, split, root.name)
     for cand in found:
-        _grade_from_folder(cand, grade)
+        _grade_from_folder(cand, grade, references)
     return found
 
 

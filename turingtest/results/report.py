@@ -31,6 +31,7 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
+from turingtest.domain.references import on_scale
 from turingtest.domain.scales import KL
 from turingtest.domain.scoring import is_correct
 from turingtest.results.models import StudyReport
@@ -426,7 +427,9 @@ def question_report(study: Study) -> list[dict[str, Any]]:
             kind=q.kind.value,
             codes=q.scale.codes,
             ratings=grids[(phase.id, q.field)],
-            reference=[references[pk].get(q.scale.name) for pk in case_ids],
+            reference=[
+                on_scale(q.scale, references[pk].get(q.scale.name)) for pk in case_ids
+            ],
             sources=sources,
             readers=[enrollments[pk] for pk in readers],
         )
@@ -922,7 +925,7 @@ def _questions_view(data: Report) -> list[dict[str, Any]]:
         ref = q.get("reference")
         reference = None
         if ref:
-            ordinal = ref["within_one"] is not None
+            ordinal = ref["kind"] == "ordinal"
             reference = {
                 "scale": ref["scale"],
                 "n_answers": ref["n_answers"],

@@ -83,6 +83,7 @@ class ReferenceAgreement(Result):
     """
 
     scale: str
+    kind: str  # "ordinal" | "nominal"
     n_images: int
     n_answers: int
     exact: dict | None
@@ -342,6 +343,7 @@ def reference_agreement(
         confusion[source] = tuple(tuple(int(x) for x in row) for row in table)
     return ReferenceAgreement(
         scale=scale,
+        kind=kind,
         n_images=int(has_ref.sum()),
         n_answers=n,
         exact=pooled(exact, "share of answers equal to the reference value"),

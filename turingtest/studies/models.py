@@ -267,16 +267,7 @@ class PhaseQuestion(models.Model):
                 scale = scale_named(self.scale)
             except LookupError as exc:
                 raise ValidationError({"scale": str(exc)}) from None
-            if scale.name == DETECTION.name:
-                # One real/synthetic question per answer, in the detection
-                # statistics: asked as an extra it would be reported apart.
-                raise ValidationError(
-                    {
-                        "scale": "Real or synthetic with confidence is the own "
-                        "question of a detection or combined phase: choose that "
-                        "phase kind instead of adding it as a question."
-                    }
-                )
+
         elif self.levels is not None:
             try:
                 scale = Scale.custom(
@@ -307,6 +298,16 @@ class PhaseQuestion(models.Model):
         if problem:
             raise ValidationError({"key": problem})
         scale = self.scale_obj()
+        if scale is not None and scale.name == DETECTION.name:
+            # One real/synthetic question per answer, in the detection
+            # statistics: asked as an extra it would be reported apart.
+            raise ValidationError(
+                {
+                    "scale": "Real or synthetic with confidence is the own "
+                    "question of a detection or combined phase: choose that "
+                    "phase kind instead of adding it as a question."
+                }
+            )
         if self.keys is not None:
             if scale is None:
                 raise ValidationError({"keys": "Free text takes no keyboard map."})

@@ -65,19 +65,22 @@ def balance_scales(study: Study) -> dict[str, Scale]:
 
 
 def default_balance_scale(study: Study) -> str:
-    """KL where the study asks a KL grade, else its first ordinal question's
-    scale (the one its readers grade on), else KL."""
+    """KL where the study asks a KL grade, else the first of its ordinal
+    questions' scales (the ones its readers grade on) that the pool holds
+    reference values on, else KL."""
     if any(phase.asks_grade for phase in study.phases.all()):
         return KL.name
-    question = (
-        PhaseQuestion.objects.filter(
-            phase__study=study, type=PhaseQuestion.Type.ORDINAL
-        )
-        .order_by("phase__index", "order", "id")
-        .first()
-    )
-    scale = question.scale_obj() if question is not None else None
-    return scale.name if scale is not None else KL.name
+    questions = PhaseQuestion.objects.filter(
+        phase__study=study, type=PhaseQuestion.Type.ORDINAL
+    ).order_by("phase__index", "order", "id")
+    for question in questions:
+        scale = question.scale_obj()
+        if (
+            scale is not None
+            and Image.objects.filter(references__has_key=scale.name).exists()
+        ):
+            return scale.name
+    return KL.name
 
 
 def reader_enrollments(*, user) -> list[Enrollment]:

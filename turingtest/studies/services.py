@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from turingtest.conf import project_settings
 from turingtest.domain.questions import QuestionError
+from turingtest.domain.references import on_scale
 from turingtest.domain.scales import DETECTION, KL, Code, Scale, detection_answer
 from turingtest.domain.wording import REVEALING_WORDS
 from turingtest.imaging.models import Image, Source
@@ -516,7 +517,7 @@ def cases_build(
         for image in _graded(Image.objects.select_for_update(), scale, grades)
         .filter(width=size, height=size)
         .order_by("sha256")
-        if image.reference(scale.name) in grades
+        if on_scale(scale, image.reference(scale.name)) in grades
     ]
     chosen_ids = {
         source: set(image_filter(filt).values_list("id", flat=True)) if filt else None
@@ -540,7 +541,8 @@ def cases_build(
             cell = [
                 i
                 for i in images
-                if i.source == source and i.reference(scale.name) == grade
+                if i.source == source
+                and on_scale(scale, i.reference(scale.name)) == grade
             ]
             # Shuffled whole, then thinned: the draw from one pool and seed
             # stays the same whatever other studies reserve later.

@@ -23,6 +23,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from scipy.stats import norm
 
+from turingtest.domain.references import on_scale
 from turingtest.domain.scales import DETECTION, KL
 from turingtest.stats.simulate import evidence_effects
 from turingtest.studies import selectors, services
@@ -54,9 +55,11 @@ def _latent_dprime(accuracy: float) -> float:
     return 2.0 * float(norm.ppf(np.clip(accuracy, 0.01, 0.99)))
 
 
-def _extra_answers(questions, effect: float, rng: np.random.Generator) -> dict:
-    """Answers to a phase's extra questions: near a value each image has for
-    every reader (its effect), so readers agree more than by chance."""
+def _extra_answers(questions, image, effect: float, rng: np.random.Generator) -> dict:
+    """Answers to a phase's extra questions: near the image's reference value
+    on the question's scale where the pool holds one (as readers grading
+    BI-RADS land near the reference category), else near a value each image
+    has for every reader (its effect), so readers agree more than by chance."""
     answers = {}
     for q in questions:
         if q.scale is None:
@@ -65,7 +68,13 @@ def _extra_answers(questions, effect: float, rng: np.random.Generator) -> dict:
             continue
         codes = q.scale.codes
         k = len(codes)
-        at = (k - 1) / 2 + effect * k / 2 + rng.normal(0, 0.6)
+        reference = on_scale(q.scale, image.reference(q.scale.name))
+        if reference is None:
+            at = (k - 1) / 2 + effect * k / 2 + rng.normal(0, 0.6)
+        elif q.scale.ordinal:
+            at = q.scale.rank(reference) + rng.normal(0, 0.7)
+        else:
+            at = q.scale.rank(reference) if rng.random() < 0.7 else rng.integers(k)
         answers[q.field] = codes[int(np.clip(round(at), 0, k - 1))]
     return answers
 
@@ -156,15 +165,17 @@ def readers_simulate(
                         sign * dprime / 2 + looks[case.id] - criterion + rng.normal()
                     )
                     confidence = DETECTION.codes[int(np.searchsorted(CUTS, latent))]
-                if asks.asks_grade and image.kl_grade is not None:
+                if asks.asks_grade:
                     sd = 0.6 if image.source == "real" else 0.9
+                    # An image without a reference KL grade gets one by chance.
+                    centre = image.kl_grade
+                    if centre is None:
+                        centre = int(rng.integers(KL.min, KL.max + 1))
                     kl_grade = int(
-                        np.clip(
-                            round(image.kl_grade + rng.normal(0, sd)), KL.min, KL.max
-                        )
+                        np.clip(round(centre + rng.normal(0, sd)), KL.min, KL.max)
                     )
                 extra = _extra_answers(
-                    definition.extras(asks), image_effect[case.id], rng
+                    definition.extras(asks), image, image_effect[case.id], rng
                 )
                 clock += timedelta(seconds=float(rng.uniform(1, 4)))
                 services.reading_session_serve(

@@ -60,7 +60,7 @@ __all__ = [
     "RETEST_KAPPA_MIN",
 ]
 
-REPORT_VERSION = 3
+REPORT_VERSION = 4
 PHASES = ("grading", "detection", "combined")
 ROLES = ("main", "practice", "attention")
 KL_GRADES = KL.codes

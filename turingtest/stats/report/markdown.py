@@ -493,7 +493,7 @@ def _reference_markdown(q: Mapping[str, Any]) -> list[str]:
     ref = q.get("reference")
     if not ref:
         return []
-    ordinal = ref["within_one"] is not None
+    ordinal = ref["kind"] == "ordinal"
     by_source = ref["exact_by_source"]
     out = [
         f"**{q['key']}** against the reference values on the scale "

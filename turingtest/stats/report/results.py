@@ -11,7 +11,7 @@ below :data:`~turingtest.stats.report.REPORT_VERSION`) are rebuilt before
 they are exported; until then the staff page shows them as they are, so the
 fields that later versions added have defaults: readers' ``kind``,
 ``machine_readers`` and ``counts.machine`` (version 2), ``retest`` and
-``counts.repeats`` (version 3).
+``counts.repeats`` (version 3), a question's ``reference`` (version 4).
 
 Each estimate (a proportion, a kappa, an AUC...) is a :class:`Figure`: the
 plain fields of the :mod:`turingtest.stats` result it came from, with NaN

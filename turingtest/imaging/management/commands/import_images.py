@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from turingtest.domain.references import ReferenceValueError, parse_assignment
 from turingtest.domain.scales import KL
 from turingtest.imaging.models import Source
 from turingtest.imaging.selectors import generator_model
@@ -19,14 +20,18 @@ from turingtest.imaging.services import (
 class Command(BaseCommand):
     help = (
         "Import a file, a {grade}/* folder, a {split}/{grade}/* dataset, a ZIP or "
-        "a CSV manifest (path, kl_grade[, source, patient, side, note]) into the "
+        "a CSV manifest (path, kl_grade or reference_<scale>[, source, patient, "
+        "side, note]) into the "
         "image pool in canonical form."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("path")
         parser.add_argument("--source", required=True, choices=Source.values)
-        parser.add_argument("--manifest", help="CSV with columns path, kl_grade, ...")
+        parser.add_argument(
+            "--manifest",
+            help="CSV with columns path, kl_grade or reference_<scale>, ...",
+        )
         parser.add_argument("--generator", help="Generator name (synthetic only).")
         parser.add_argument("--split", help="Which split of a {split}/{grade}/* set.")
         parser.add_argument(
@@ -34,6 +39,12 @@ class Command(BaseCommand):
             type=int,
             choices=KL.codes,
             help=f"{KL.short_label} of every file.",
+        )
+        parser.add_argument(
+            "--reference",
+            metavar="SCALE=VALUE",
+            help="A reference value on another scale for every file, e.g. "
+            "birads=4 (a manifest gives one per file: reference_<scale> columns).",
         )
         parser.add_argument(
             "--batch",
@@ -95,6 +106,12 @@ class Command(BaseCommand):
                 bar = tqdm(total=total, unit="img", file=self.stderr._out)
             bar.update(done - bar.n)
 
+        references = None
+        if opts["reference"]:
+            try:
+                references = parse_assignment(opts["reference"])
+            except ReferenceValueError as exc:
+                raise CommandError(f"--reference {exc}") from None
         try:
             result = images_import(
                 opts["path"],
@@ -103,6 +120,7 @@ class Command(BaseCommand):
                 generator=generator,
                 split=opts["split"],
                 grade=opts["grade"],
+                references=references,
                 progress=None if opts["no_progress"] else progress,
                 batch=batch,
                 tags=tags,
