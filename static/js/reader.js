@@ -267,6 +267,7 @@
     const parts = scored ? [fb.correct ? "Correct." : "Not quite."] : ["Answer saved."];
     if (fb.truth) parts.push(`This image is ${fb.truth}.`);
     if (fb.reference_label) parts.push(`${fb.reference_label}: ${fb.reference_kl}.`);
+    for (const r of fb.references || []) parts.push(`${r.label}: ${r.value} (${r.value_label}).`);
     box.textContent = parts.join(" ") + " Press Enter to continue.";
     box.className = "feedback" + (scored ? (fb.correct ? " ok" : " miss") : "");
     box.hidden = false;

@@ -536,3 +536,52 @@ def test_a_stored_real_synthetic_question_still_reads(make_study):
     assert row.as_question().scale.name == "real-synthetic-6"
     with pytest.raises(ValidationError, match="detection or combined phase"):
         row.full_clean()
+
+
+def test_practice_shows_the_reference_on_the_questions_own_scale(
+    make_image, make_reader, client
+):
+    """On a pool graded in BI-RADS, a practice answer is followed by the
+    practice image's reference category; main cases never get one."""
+    for birads in range(1, 4):
+        for source in ("real", "real", "real", "synthetic"):
+            make_image(source, birads, kl_grade=None, references={"birads": birads})
+    study = services.study_create(
+        slug="mammo-practice",
+        name="Mammo",
+        practice_count=2,
+        asks_kl_grade=False,
+        questions=[BIRADS_Q],
+    )
+    services.cases_build(
+        study=study, per_grade=1, seed=2, scale=BIRADS, grades=(1, 2, 3)
+    )
+    study = services.study_open(study=study)
+    enrollment = services.enrollment_consent(enrollment=make_reader(study))
+    client.force_login(enrollment.reader.user)
+    api = ReaderAPI(client, study.slug)
+    step = api.next().json()
+    seen = []
+    while step["stage"] == "practice":
+        case = Judgment.objects.filter(session__enrollment=enrollment).count()
+        reply = _answer(api, step, birads=6).json()
+        judgment = Judgment.objects.filter(session__enrollment=enrollment).latest("id")
+        assert (
+            Judgment.objects.filter(session__enrollment=enrollment).count() == case + 1
+        )
+        expected = judgment.case.image.reference("birads")
+        assert reply["feedback"] == {
+            "references": [
+                {
+                    "field": "birads",
+                    "label": "Reference BI-RADS category",
+                    "value": expected,
+                    "value_label": BIRADS.label(expected),
+                }
+            ]
+        }
+        seen.append(expected)
+        step = reply["next"]
+    assert len(seen) == 2
+    main = _answer(api, step, birads=2).json()
+    assert "feedback" not in main or not main["feedback"]

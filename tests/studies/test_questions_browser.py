@@ -35,7 +35,7 @@ def _setup() -> Study:
         "--name",
         "Own questions",
         "--practice",
-        "0",
+        "2",
         "--repeats",
         "10",
         "--repeat-gap",
@@ -64,11 +64,14 @@ def _choice(page, field: str, value) -> None:
 
 @pytest.fixture
 def mammo_pool(make_image):
-    """Two real and two synthetic images per BI-RADS category 1-5, no KL grades."""
+    """Two real and two synthetic images per BI-RADS category 1-5, and two
+    more real ones for practice; no KL grades."""
     return [
         make_image(source, b % 5, kl_grade=None, references={"birads": b})
         for b in range(1, 6)
         for source in ("real", "real", "synthetic", "synthetic")
+    ] + [
+        make_image("real", 3, kl_grade=None, references={"birads": 3}) for _ in range(2)
     ]
 
 
@@ -89,6 +92,7 @@ def test_own_questions_are_read_by_keyboard_and_mouse_then_exported_and_reported
     given = {}  # (phase, position from 1) -> the answers given
     stage_kinds = {"Part 1 of 2": "grading", "Part 2 of 2": "detection"}
     checked_labels = set()
+    practiced = 0
     while not page.url.endswith("/done/"):
         _wait_image(page)
         inter = page.locator("#interstitial")
@@ -96,7 +100,21 @@ def test_own_questions_are_read_by_keyboard_and_mouse_then_exported_and_reported
             page.keyboard.press("Enter")
             inter.wait_for(state="hidden")
             continue
-        kind = stage_kinds[page.locator("#phase-label").inner_text()]
+        label = page.locator("#phase-label").inner_text()
+        if label == "Practice round":
+            # The practice image's reference category follows the answer.
+            before = _progress(page)
+            page.keyboard.press("4")
+            page.keyboard.press("Enter")
+            page.locator("#feedback").wait_for(state="visible")
+            expect(page.locator("#feedback")).to_contain_text(
+                "Reference BI-RADS category: 3 (Probably benign)."
+            )
+            page.keyboard.press("Enter")
+            _wait_progress_change(page, before)
+            practiced += 1
+            continue
+        kind = stage_kinds[label]
         before = _progress(page)
         position = int(before.split("/")[0])
         mouse = position % 3 == 0
@@ -151,6 +169,7 @@ def test_own_questions_are_read_by_keyboard_and_mouse_then_exported_and_reported
             }
         _wait_progress_change(page, before)
     assert len(given) == 2 * 30  # 20 cases and 10 repeats per phase
+    assert practiced == 2
     assert errors == []
     assert Judgment.objects.filter(repeat=True).count() == 20
 
@@ -212,7 +231,7 @@ def test_own_questions_are_read_by_keyboard_and_mouse_then_exported_and_reported
     exact = sum(r["birads"] == r["reference_birads"] for r in graded) / len(graded)
     assert shown_exact.startswith(f"{100 * exact:.1f}% (")
     images = rows("images.csv")
-    assert len(images) == 20 and all(r["reference_birads"] for r in images)
+    assert len(images) == 22 and all(r["reference_birads"] for r in images)
     written = {
         (r["phase"], r["text"]) for r in rows("free_text.csv") if r["reader"] == reader
     }

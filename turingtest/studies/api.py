@@ -41,6 +41,7 @@ from pydantic_core import PydanticCustomError
 from turingtest.conf import project_settings
 from turingtest.domain import protocols, scoring
 from turingtest.domain.questions import FREE_TEXT_MAX
+from turingtest.domain.references import on_scale
 from turingtest.domain.scales import DETECTION, KL
 from turingtest.imaging.models import Image
 from turingtest.imaging.serving import IMAGE_HEADERS
@@ -210,6 +211,15 @@ class Step(BaseModel):
     preload: str | None = Field(None, description="The following case's image")
 
 
+class OwnReference(BaseModel):
+    """A practice image's reference value on an extra question's scale."""
+
+    field: str
+    label: str
+    value: int | str
+    value_label: str
+
+
 class Feedback(BaseModel):
     """The reference for a practice answer (practice images only)."""
 
@@ -217,6 +227,7 @@ class Feedback(BaseModel):
     reference_label: str | None = None
     correct: bool | None = None
     truth: str | None = None
+    references: list[OwnReference] | None = None
 
 
 class Stored(BaseModel):
@@ -556,9 +567,11 @@ def next_payload(enrollment: Enrollment, stage: selectors.Stage | None = None) -
 def _practice_feedback(judgment, definition: selectors.StudyDefinition) -> dict:
     """The reference for a practice answer: practice images are reserved, so
     what it tells the reader is about no main case of any study."""
-    source, grade = definition.practice_truth[judgment.case_id]
+    source, grade, references = definition.practice_truth[judgment.case_id]
+    own = _own_references(judgment, references, definition)
     if judgment.answer is None and judgment.kl_grade is None:
-        return {}  # the phase's own questions have no reference to show
+        # A phase graded by its own questions: their references, if any.
+        return {"references": own} if own else {}
     feedback = {
         "correct": scoring.is_correct(
             definition.phases[0].kind,
@@ -573,7 +586,32 @@ def _practice_feedback(judgment, definition: selectors.StudyDefinition) -> dict:
     if grade is not None:  # a pool without KL grades has none to show
         feedback["reference_kl"] = grade
         feedback["reference_label"] = f"Reference {KL.short_label}"
+    if own:
+        feedback["references"] = own
     return feedback
+
+
+def _own_references(
+    judgment, references: dict, definition: selectors.StudyDefinition
+) -> list[dict]:
+    """The practice image's reference values on the scales of the questions
+    the reader answered (a BI-RADS category), as the feedback shows them."""
+    given = judgment.answers or {}
+    shown = []
+    for question in definition.extras(definition.phases[0]):
+        if question.scale is None or question.field not in given:
+            continue
+        value = on_scale(question.scale, references.get(question.scale.name))
+        if value is not None:
+            shown.append(
+                {
+                    "field": question.field,
+                    "label": f"Reference {question.scale.short_label}",
+                    "value": value,
+                    "value_label": question.scale.label(value),
+                }
+            )
+    return shown
 
 
 def _session_ref(

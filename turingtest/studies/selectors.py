@@ -109,7 +109,8 @@ class StudyDefinition:
     practice_ids: tuple[int, ...]  # by case number
     main_ids: tuple[int, ...]  # main and attention-check cases, by case number
     tokens: dict[int, str]  # case id -> token
-    practice_truth: dict[int, tuple[str, int]]  # case id -> (source, KL grade)
+    # case id -> (source, KL grade, reference values on other scales)
+    practice_truth: dict[int, tuple[str, int | None, dict]]
     # Main cases only (not attention checks), by case number: those a phase
     # may show a second time (Study.repeat_cases).
     repeatable_ids: tuple[int, ...] = ()
@@ -143,21 +144,29 @@ _DEFINITIONS_KEPT = 32
 def _definition_key(study: Study) -> str | None:
     if study.opened_at is None:
         return None  # a draft changes: never cached
-    return f"tt:study:{study.pk}:{study.seed}:{study.opened_at.timestamp():.6f}"
+    # v2: practice_truth holds the practice images' other reference values.
+    return f"tt:study:v2:{study.pk}:{study.seed}:{study.opened_at.timestamp():.6f}"
 
 
 def _definition_build(study: Study) -> StudyDefinition:
     phases = tuple(Phase.objects.filter(study=study).order_by("index"))
     practice, main, repeatable, tokens, truth = [], [], [], {}, {}
-    for pk, role, token, source, grade in (
+    for pk, role, token, source, grade, references in (
         Case.objects.filter(study=study)
         .order_by("number")
-        .values_list("id", "role", "token", "image__source", "image__kl_grade")
+        .values_list(
+            "id",
+            "role",
+            "token",
+            "image__source",
+            "image__kl_grade",
+            "image__references",
+        )
     ):
         tokens[pk] = token
         if role == Case.Role.PRACTICE:
             practice.append(pk)
-            truth[pk] = (source, grade)
+            truth[pk] = (source, grade, references or {})
         else:
             main.append(pk)
             if role == Case.Role.MAIN:
