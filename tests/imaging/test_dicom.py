@@ -1,3 +1,4 @@
+import csv
 import io
 
 import numpy as np
@@ -173,6 +174,33 @@ def test_export_dicom_secondary_capture_round_trips(media, tmp_path, make_image)
         assert ds.SOPInstanceUID == ds.file_meta.MediaStorageSOPInstanceUID
     assert len(uids) == 2
     assert (out / "manifest.csv").read_text().count("\n") == 3
+
+
+@pytest.mark.django_db
+def test_export_dicom_names_every_reference(media, tmp_path, make_image):
+    """Synthetic mammograms: their BI-RADS category is in the statement and
+    in the manifest's reference_birads column."""
+    generator = Generator.objects.create(
+        name="mammo", checkpoint="m.pt", sha256="1" * 64
+    )
+    image = make_image(
+        "synthetic", 2, generator=generator, seed=5, kl_grade=None,
+        references={"birads": 4},
+    )  # fmt: skip
+    make_image("synthetic", 1, generator=generator, seed=6)  # a knee, KL 1
+    out = tmp_path / "export"
+    call_command("export_dicom", "--source", "synthetic", "--out", str(out))
+    ds = pydicom.dcmread(out / f"{image.sha256[:16]}.dcm")
+    assert ds.ImageComments.endswith("for reference BI-RADS 4.")
+    with open(out / "manifest.csv", newline="") as fh:
+        rows = {r["file"]: r for r in csv.DictReader(fh)}
+    assert list(next(iter(rows.values()))) == [
+        "file", "kl_grade", "reference_birads", "generator", "seed", "sop_instance_uid",
+    ]  # fmt: skip
+    mammo = rows[f"{image.sha256[:16]}.dcm"]
+    assert (mammo["kl_grade"], mammo["reference_birads"]) == ("", "4")
+    knee = next(r for name, r in rows.items() if r is not mammo)
+    assert (knee["kl_grade"], knee["reference_birads"]) == ("1", "")
 
 
 @pytest.mark.django_db

@@ -6,6 +6,7 @@ import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 from pydicom.uid import generate_uid
 
+from turingtest.domain.references import column as reference_column
 from turingtest.imaging.decode import decode
 from turingtest.imaging.dicom import dicom_write, secondary_capture
 from turingtest.imaging.models import Image, Source
@@ -66,17 +67,24 @@ class Command(BaseCommand):
                 {
                     "file": name,
                     "kl_grade": image.kl_grade,
+                    **{
+                        reference_column(scale): value
+                        for scale, value in (image.references or {}).items()
+                    },
                     "generator": generator,
                     "seed": "" if image.seed is None else image.seed,
                     "sop_instance_uid": ds.SOPInstanceUID,
                 }
             )
+        # A reference column per scale the images hold values on, after KL's.
+        scales = sorted({k for row in rows for k in row if k.startswith("reference_")})
         with open(out / "manifest.csv", "w", newline="") as fh:
             writer = SafeDictWriter(
                 fh,
                 fieldnames=[
                     "file",
                     "kl_grade",
+                    *scales,
                     "generator",
                     "seed",
                     "sop_instance_uid",
