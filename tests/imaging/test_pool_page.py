@@ -148,8 +148,27 @@ def test_pool_page_counts_reference_values_on_other_scales(staff_client, make_im
     birads = html[start : html.index("</table>", start)]
     assert "<th>BI-RADS category</th>" in birads
     rows = re.findall(
-        r'data-value="(\d)"><td>\d</td><td class="real">(\d+)</td>'
+        r'data-value="(\d)"><td><a href="\?ref=birads:\d">\d</a></td>'
+        r'<td class="real">(\d+)</td>'
         r'<td class="synthetic">(\d+)</td>',
         birads,
     )
     assert rows == [("0", "1", "0"), ("2", "1", "0"), ("4", "1", "1"), ("6", "1", "0")]
+
+
+def test_pool_page_filters_by_a_reference_on_another_scale(staff_client, make_image):
+    wanted = [
+        make_image("real", 1, kl_grade=None, references={"birads": 4}),
+        make_image("synthetic", 1, kl_grade=None, references={"birads": 4}),
+    ]
+    make_image("real", 1, kl_grade=None, references={"birads": 2})
+    make_image("real", 2)
+    html = staff_client.get("/staff/images/?ref=birads:4").content.decode()
+    assert "2 images: BI-RADS 4" in html
+    assert set(IMG.findall(section(html, "pool-montage"))) == {i.token for i in wanted}
+    assert 'data-grade="none"><th>No KL grade</th>' in section(html, "pool-montage")
+    assert set(IMG.findall(section(html, "pool-list"))) == {i.token for i in wanted}
+    assert 'href="?ref=birads:4"' in staff_client.get("/staff/images/").content.decode()
+    bad = staff_client.get("/staff/images/?ref=birads")
+    assert bad.status_code == 400
+    assert "a reference is SCALE:VALUE" in bad.content.decode()

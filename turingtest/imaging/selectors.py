@@ -13,7 +13,13 @@ from dataclasses import dataclass, fields, replace
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
-from turingtest.domain.references import known_scale
+from turingtest.domain.references import (
+    ReferenceValueError,
+    known_scale,
+    on_scale,
+    scale_of_column,
+)
+from turingtest.domain.references import column as reference_column
 from turingtest.domain.scales import KL
 from turingtest.imaging.models import Image, ImportBatch, Source, Tag
 
@@ -57,13 +63,17 @@ class ImageFilter:
     # or one of its tags is so named (build_cases --real-from).
     origins: tuple[str, ...] = ()
     used: str = ""  # "", USED_NONE, USED_ANY or a study's slug
+    # Reference values on other scales, "scale:value" ("birads:4"): an image
+    # passes if it holds any of them.
+    references: tuple[str, ...] = ()
 
     # --- as GET parameters, so that a filter can be bookmarked
 
-    LIST_FIELDS = ("grades", "generators", "batches", "tags", "origins")
+    LIST_FIELDS = ("grades", "generators", "batches", "tags", "origins", "references")
     PARAMS = {
         "source": "source",
         "grades": "grade",
+        "references": "ref",
         "generators": "generator",
         "batches": "batch",
         "tags": "tag",
@@ -100,6 +110,14 @@ class ImageFilter:
             errors["source"] = f"Source is one of {', '.join(Source.values)}."
         if any(g not in KL for g in self.grades):
             errors["grade"] = GRADE_ERROR
+        for item in self.references:
+            scale, _, value = item.partition(":")
+            try:
+                scale_of_column(reference_column(scale))
+            except ReferenceValueError:
+                value = ""
+            if not value:
+                errors["ref"] = f"{item!r}: a reference is SCALE:VALUE, e.g. birads:4."
         if errors:
             raise ValidationError(errors)
 
@@ -128,6 +146,8 @@ class ImageFilter:
             parts.append(self.source)
         if self.grades:
             parts.append(f"{KL.abbreviation} " + ", ".join(map(str, self.grades)))
+        if self.references:
+            parts.append(" or ".join(_reference_words(r) for r in self.references))
         if self.generators:
             parts.append("from generator " + " or ".join(self.generators))
         if self.origins:
@@ -143,6 +163,28 @@ class ImageFilter:
         elif self.used:
             parts.append(f"used by {self.used}")
         return ", ".join(parts) or "the whole pool"
+
+
+def _reference_words(item: str) -> str:
+    """ "birads:4" as "BI-RADS 4"; a scale the registry does not know as
+    "density c"."""
+    name, _, value = item.partition(":")
+    scale = known_scale(name)
+    code = on_scale(scale, value) if scale is not None else None
+    if scale is not None and code is not None and scale.abbreviation:
+        return scale.value_text(code)
+    return f"{name} {value}"
+
+
+def _reference_q(item: str) -> Q:
+    """Images holding the reference value ``item`` ("birads:4"), stored as a
+    number or as text."""
+    name, _, value = item.partition(":")
+    lookup = f"references__{name}"
+    q = Q(**{lookup: value})
+    if value.lstrip("-").isdigit():
+        q |= Q(**{lookup: int(value)})
+    return q
 
 
 def case_choice(
@@ -174,6 +216,11 @@ def image_filter(filt: ImageFilter, images: QuerySet | None = None) -> QuerySet:
         qs = qs.filter(source=filt.source)
     if filt.grades:
         qs = qs.filter(kl_grade__in=filt.grades)
+    if filt.references:
+        wanted = Q()
+        for item in filt.references:
+            wanted |= _reference_q(item)
+        qs = qs.filter(wanted)
     if filt.generators:
         qs = qs.filter(generator__name__in=filt.generators)
     if filt.batches:
@@ -313,10 +360,11 @@ def reference_counts(filt: ImageFilter) -> list[dict]:
 
 def pool_montage(filt: ImageFilter, *, per_cell: int = 8) -> list[dict]:
     """Up to ``per_cell`` images per KL grade and source, the oldest first:
-    one row per grade, real beside synthetic."""
+    one row per grade, real beside synthetic, then one (grade None) of the
+    images without a KL grade (a pool graded on another scale)."""
     rows = []
     base = image_filter(filt).order_by("id")
-    for grade in KL.codes:
+    for grade in (*KL.codes, None):
         row = {"grade": grade}
         for source in Source.values:
             row[source] = list(
