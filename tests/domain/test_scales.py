@@ -170,7 +170,10 @@ def test_builtin_scales():
         scales.scale_named("lung-rads")
 
 
-def test_custom_scales():
+def test_custom_scales(monkeypatch):
+    # The registration below is this test's own: the registry is the
+    # process's, and other tests rely on "lung-rads" being unknown.
+    monkeypatch.setattr(scales, "_REGISTRY", dict(scales._REGISTRY))
     artefact = Scale.custom(
         name="artefact",
         title="What gave it away?",
