@@ -161,9 +161,13 @@ def test_pool_page_filters_by_a_reference_on_another_scale(staff_client, make_im
         make_image("real", 1, kl_grade=None, references={"birads": 4}),
         make_image("synthetic", 1, kl_grade=None, references={"birads": 4}),
     ]
-    make_image("real", 1, kl_grade=None, references={"birads": 2})
+    make_image("real", 1, kl_grade=None, references={"birads": 2, "realism-5": 3})
     make_image("real", 2)
     html = staff_client.get("/staff/images/?ref=birads:4").content.decode()
+    dashed = staff_client.get("/staff/images/?ref=realism-5:3").content.decode()
+    assert "1 image: realism-5 3" in dashed
+    huge = staff_client.get("/staff/images/?ref=birads:99999999999999999999")
+    assert huge.status_code == 200 and "0 images" in huge.content.decode()
     assert "2 images: BI-RADS 4" in html
     assert set(IMG.findall(section(html, "pool-montage"))) == {i.token for i in wanted}
     assert 'data-grade="none"><th>No KL grade</th>' in section(html, "pool-montage")

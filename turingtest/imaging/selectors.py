@@ -7,6 +7,7 @@ does not filter. Fields combine with AND, the values of one field with OR.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 
@@ -182,7 +183,7 @@ def _reference_q(item: str) -> Q:
     name, _, value = item.partition(":")
     lookup = f"references__{name}"
     q = Q(**{lookup: value})
-    if value.lstrip("-").isdigit():
+    if re.fullmatch(r"-?\d{1,9}", value):  # as references.parse stores numbers
         q |= Q(**{lookup: int(value)})
     return q
 
