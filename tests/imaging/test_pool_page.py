@@ -176,3 +176,29 @@ def test_pool_page_filters_by_a_reference_on_another_scale(staff_client, make_im
     bad = staff_client.get("/staff/images/?ref=birads")
     assert bad.status_code == 400
     assert "a reference is SCALE:VALUE" in bad.content.decode()
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("ref=kl:2", "has its own filter (grade=)"),
+        ("ref=" + ",".join(f"birads:{i}" for i in range(51)), "At most 50"),
+        ("ref=4:1", "a reference is SCALE:VALUE"),
+    ],
+)
+def test_pool_page_refuses_references_it_cannot_filter_by(
+    staff_client, db, query, message
+):
+    response = staff_client.get("/staff/images/?" + query)
+    assert response.status_code == 400 and message in response.content.decode()
+
+
+def test_a_scale_named_like_a_lookup_is_still_a_key(staff_client, make_image):
+    """A scale called "contains" or "gt" names a key of the references, never
+    one of the database's lookups on the whole field."""
+    held = make_image("real", 1, kl_grade=None, references={"contains": 1, "gt": 5})
+    make_image("real", 2, kl_grade=None, references={"birads": 1})
+    for query in ("ref=contains:1", "ref=gt:5", "ref=GT:5"):
+        html = staff_client.get("/staff/images/?" + query).content.decode()
+        assert set(IMG.findall(section(html, "pool-list"))) == {held.token}, query
+    assert "0 images" in staff_client.get("/staff/images/?ref=gt:1").content.decode()

@@ -21,7 +21,9 @@ import re
 from turingtest.domain.scales import KL, Code, Scale, scale_named
 
 PREFIX = "reference_"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+# A leading letter: a key of digits alone reads as an array index in JSON
+# paths (on PostgreSQL and SQLite alike).
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 _WHOLE = re.compile(r"^-?\d{1,9}$")
 MAX_TEXT = 80
 
@@ -46,7 +48,7 @@ def scale_of_column(name: str) -> str | None:
     if not _NAME.match(scale):
         raise ReferenceValueError(
             f"column {name!r}: {scale!r} is not a scale name (lowercase letters, "
-            "digits and dashes)"
+            "digits and dashes, starting with a letter)"
         )
     return scale
 

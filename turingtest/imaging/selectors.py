@@ -49,6 +49,7 @@ def generator_model():
     return _related(Image, "generator")
 
 
+MAX_REFERENCES = 50  # values in one ?ref= filter
 USED_NONE = "none"
 USED_ANY = "any"
 
@@ -101,6 +102,16 @@ class ImageFilter:
             values["grades"] = tuple(sorted({int(g) for g in values["grades"]}))
         except ValueError:
             raise ValidationError({"grade": GRADE_ERROR}) from None
+        values["references"] = tuple(
+            dict.fromkeys(
+                f"{scale.strip().lower()}:{value.strip()}"
+                if sep
+                else scale  # refused by check(), as given
+                for scale, sep, value in (
+                    r.partition(":") for r in values["references"]
+                )
+            )
+        )
         filt = cls(**values)
         filt.check()
         return filt
@@ -111,13 +122,19 @@ class ImageFilter:
             errors["source"] = f"Source is one of {', '.join(Source.values)}."
         if any(g not in KL for g in self.grades):
             errors["grade"] = GRADE_ERROR
+        if len(self.references) > MAX_REFERENCES:
+            errors["ref"] = f"At most {MAX_REFERENCES} reference values at once."
         for item in self.references:
             scale, _, value = item.partition(":")
             try:
                 scale_of_column(reference_column(scale))
             except ReferenceValueError:
                 value = ""
-            if not value:
+            if scale == KL.name:
+                errors["ref"] = (
+                    f"The {KL.short_label} has its own filter (grade=), not ref=."
+                )
+            elif not value:
                 errors["ref"] = f"{item!r}: a reference is SCALE:VALUE, e.g. birads:4."
         if errors:
             raise ValidationError(errors)
@@ -181,7 +198,8 @@ def _reference_q(item: str) -> Q:
     """Images holding the reference value ``item`` ("birads:4"), stored as a
     number or as text."""
     name, _, value = item.partition(":")
-    lookup = f"references__{name}"
+    # __exact ends the path: a scale named like a lookup ("contains") is a key.
+    lookup = f"references__{name}__exact"
     q = Q(**{lookup: value})
     if re.fullmatch(r"-?\d{1,9}", value):  # as references.parse stores numbers
         q |= Q(**{lookup: int(value)})
