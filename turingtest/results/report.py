@@ -906,12 +906,54 @@ def _retest_view(data: Report) -> dict[str, Any] | None:
     return {"threshold": retest.threshold, "rows": rows}
 
 
-def _figure(d: Mapping[str, Any] | None) -> Figure | None:
-    return None if d is None else Figure(d)
-
-
 def _percent_or_missing(x: float | None) -> str:
     return MISSING if x is None else percent(x)
+
+
+def _reference_view(q: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A question's answers against the pool's reference values, for display."""
+    ref = q.get("reference")
+    if not ref:
+        return None
+    ordinal = ref["kind"] == "ordinal"
+    return {
+        "scale": ref["scale"],
+        "n_answers": ref["n_answers"],
+        "n_images": ref["n_images"],
+        "exact": percent_ci_page(Figure.of(ref["exact"])),
+        "within_one": percent_ci_page(Figure.of(ref["within_one"]))
+        if ordinal
+        else None,
+        "exact_real": _percent_or_missing(ref["exact_by_source"]["real"]),
+        "exact_synthetic": _percent_or_missing(ref["exact_by_source"]["synthetic"]),
+        "mean_kappa": fixed(ref["mean_kappa"]),
+        "weights": ref["weights"],
+        "readers": [
+            {
+                "reader": r["reader"],
+                "n": r["n"],
+                "exact": percent_ci_page(Figure.of(r["exact"])),
+                "within_one": percent_ci_page(Figure.of(r["within_one"]))
+                if ordinal
+                else None,
+                "kappa": ci_page(Figure.of(r["kappa"]), 2),
+            }
+            for r in ref["readers"]
+        ],
+        "confusion": [
+            {
+                "source": source,
+                "rows": [
+                    {"code": code, "counts": list(row)}
+                    for code, row in zip(
+                        q["codes"], ref["confusion"][source], strict=True
+                    )
+                ],
+            }
+            for source in ("real", "synthetic")
+        ],
+        "note": ref.get("note") or "",
+    }
 
 
 def _questions_view(data: Report) -> list[dict[str, Any]]:
@@ -922,53 +964,9 @@ def _questions_view(data: Report) -> list[dict[str, Any]]:
         kappa = fixed(q["kappa"])
         if q["n_pairs"]:
             kappa += f" ({fixed(q['kappa_min'])} to {fixed(q['kappa_max'])})"
-        ref = q.get("reference")
-        reference = None
-        if ref:
-            ordinal = ref["kind"] == "ordinal"
-            reference = {
-                "scale": ref["scale"],
-                "n_answers": ref["n_answers"],
-                "n_images": ref["n_images"],
-                "exact": percent_ci_page(_figure(ref["exact"])),
-                "within_one": percent_ci_page(_figure(ref["within_one"]))
-                if ordinal
-                else None,
-                "exact_real": _percent_or_missing(ref["exact_by_source"]["real"]),
-                "exact_synthetic": _percent_or_missing(
-                    ref["exact_by_source"]["synthetic"]
-                ),
-                "mean_kappa": fixed(ref["mean_kappa"]),
-                "weights": ref["weights"],
-                "readers": [
-                    {
-                        "reader": r["reader"],
-                        "n": r["n"],
-                        "exact": percent_ci_page(_figure(r["exact"])),
-                        "within_one": percent_ci_page(_figure(r["within_one"]))
-                        if ordinal
-                        else None,
-                        "kappa": ci_page(_figure(r["kappa"]), 2),
-                    }
-                    for r in ref["readers"]
-                ],
-                "confusion": [
-                    {
-                        "source": source,
-                        "rows": [
-                            {"code": code, "counts": list(row)}
-                            for code, row in zip(
-                                q["codes"], ref["confusion"][source], strict=True
-                            )
-                        ],
-                    }
-                    for source in ("real", "synthetic")
-                ],
-                "note": ref.get("note") or "",
-            }
         out.append(
             {
-                "reference": reference,
+                "reference": _reference_view(q),
                 "codes": list(q["codes"]),
                 "phase": q["phase"],
                 "key": q["key"],

@@ -484,10 +484,6 @@ def questions_markdown(questions: Sequence[Mapping[str, Any]]) -> list[str]:
     return out
 
 
-def _figure(d: Mapping[str, Any] | None) -> Figure | None:
-    return None if d is None else Figure(d)
-
-
 def _reference_markdown(q: Mapping[str, Any]) -> list[str]:
     """One question's answers against the pool's reference values."""
     ref = q.get("reference")
@@ -499,9 +495,9 @@ def _reference_markdown(q: Mapping[str, Any]) -> list[str]:
         f"**{q['key']}** against the reference values on the scale "
         f"{ref['scale']} ({ref['n_answers']} answers on {ref['n_images']} images "
         "with a reference value): exact agreement "
-        f"{percent_ci_text(_figure(ref['exact']))}"
+        f"{percent_ci_text(Figure.of(ref['exact']))}"
         + (
-            f", within one step {percent_ci_text(_figure(ref['within_one']))}"
+            f", within one step {percent_ci_text(Figure.of(ref['within_one']))}"
             if ordinal
             else ""
         )
@@ -523,9 +519,9 @@ def _reference_markdown(q: Mapping[str, Any]) -> list[str]:
     ]
     for r in ref["readers"]:
         out.append(
-            f"| {r['reader']} | {r['n']} | {percent_ci_text(_figure(r['exact']))} | "
-            + (f"{percent_ci_text(_figure(r['within_one']))} | " if ordinal else "")
-            + f"{ci_text(_figure(r['kappa']), 2)} |"
+            f"| {r['reader']} | {r['n']} | {percent_ci_text(Figure.of(r['exact']))} | "
+            + (f"{percent_ci_text(Figure.of(r['within_one']))} | " if ordinal else "")
+            + f"{ci_text(Figure.of(r['kappa']), 2)} |"
         )
     out.append("")
     codes = [str(c) for c in q["codes"]]

@@ -142,6 +142,11 @@ class Figure:
         """A field that only some estimates have (``equivalent``, ``mean``...)."""
         return self.fields.get(key, default)
 
+    @classmethod
+    def of(cls, fields: Mapping[str, Any] | None) -> Figure | None:
+        """The estimate a stats result's ``to_dict()`` gave, or None."""
+        return None if fields is None else cls(fields)
+
     def to_json(self) -> dict[str, Any]:
         return dict(self.fields)
 
