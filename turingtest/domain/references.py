@@ -32,6 +32,31 @@ class ReferenceValueError(ValueError):
     """A reference value or column that cannot be kept: the message says why."""
 
 
+def is_name(name: object) -> bool:
+    """Whether ``name`` can name a scale of reference values."""
+    return isinstance(name, str) and bool(_NAME.match(name))
+
+
+def stored_number(text: str) -> int | None:
+    """The whole number a value of a scale the registry does not know is
+    kept as (``"3"`` is 3), or None where it is kept as text."""
+    text = text.strip()
+    return int(text) if _WHOLE.match(text) else None
+
+
+def all_of(kl_grade: int | None, references: dict[str, Code]) -> dict[str, Code]:
+    """Every reference value an image holds, by scale name, KL's included."""
+    held = dict(references or {})
+    if kl_grade is not None:
+        held[KL.name] = kl_grade
+    return held
+
+
+def columns(references: dict[str, Code]) -> dict[str, Code]:
+    """Reference values (KL's column aside) as export cells: ``reference_<scale>``."""
+    return {column(name): value for name, value in (references or {}).items()}
+
+
 def column(scale: Scale | str) -> str:
     """The manifest and export column of a scale's reference values."""
     return PREFIX + (scale if isinstance(scale, str) else scale.name)
@@ -45,7 +70,7 @@ def scale_of_column(name: str) -> str | None:
     if not name.startswith(PREFIX):
         return None
     scale = name[len(PREFIX) :]
-    if not _NAME.match(scale):
+    if not is_name(scale):
         raise ReferenceValueError(
             f"column {name!r}: {scale!r} is not a scale name (lowercase letters, "
             "digits and dashes, starting with a letter)"
@@ -80,8 +105,9 @@ def parse(scale_name: str, raw: str) -> Code:
         )
     if not text:
         raise ReferenceValueError(f"{column(scale_name)} is empty")
-    if _WHOLE.match(text):
-        return int(text)
+    number = stored_number(text)
+    if number is not None:
+        return number
     if len(text) > MAX_TEXT:
         raise ReferenceValueError(
             f"{column(scale_name)} is longer than {MAX_TEXT} characters"
@@ -123,7 +149,7 @@ def problems(references: object) -> list[str]:
         return ['Give the reference values as {"scale": value, ...}.']
     found = []
     for name, value in references.items():
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not is_name(name):
             found.append(f"{name!r} is not a scale name.")
             continue
         if name == KL.name:

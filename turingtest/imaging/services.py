@@ -746,8 +746,9 @@ def images_import(
         raise ImportRefused("a generator can only be given for synthetic images")
     if grade is not None and grade not in KL:
         raise ImportRefused(f"grade {grade} is not a {KL.short_label} ({_RANGE})")
-    if references and reference_values.problems(references):
-        raise ImportRefused(" ".join(reference_values.problems(references)))
+    problems = reference_values.problems(references) if references else []
+    if problems:
+        raise ImportRefused(" ".join(problems))
     root = Path(path)
     if not root.exists() and not root.is_symlink():
         raise ImportRefused(f"{root} does not exist")
@@ -1084,9 +1085,7 @@ def _duplicate_reason(existing: Image, cand: _Candidate) -> str:
     reason = "same image already in the pool"
     if existing.origin:
         reason += f" (from {existing.origin.split(' (')[0]})"
-    given = dict(cand.references)
-    if cand.kl_grade is not None:
-        given[KL.name] = cand.kl_grade
+    given = reference_values.all_of(cand.kl_grade, cand.references)
     if any(existing.reference(scale) != code for scale, code in given.items()):
         there = existing.reference_text()
         here = reference_values.describe(cand.kl_grade, cand.references)

@@ -14,6 +14,7 @@ from pathlib import Path
 from django.utils import timezone
 
 from turingtest.domain.references import column as reference_column
+from turingtest.domain.references import columns as reference_columns
 from turingtest.domain.scoring import is_correct
 from turingtest.results import report
 from turingtest.safe_csv import SafeDictWriter
@@ -103,10 +104,6 @@ def _with_references(columns: list[str], study: Study) -> list[str]:
     return columns[:at] + extra + columns[at:]
 
 
-def _references(image) -> dict[str, object]:
-    return {reference_column(k): v for k, v in (image.references or {}).items()}
-
-
 def judgment_columns(study: Study) -> list[str]:
     """The columns of ``judgments.csv``: the fixed ones (with a reference
     column per scale the images hold values on), then one per extra question."""
@@ -166,7 +163,7 @@ def judgment_rows(study: Study, *, with_role: bool = False) -> Iterator[dict]:
             "image": j.case.token,
             "truth": image.source,
             "reference_kl": image.kl_grade,
-            **_references(image),
+            **reference_columns(image.references),
             "generator": image.generator.name if image.generator else "",
             "served_at": iso(j.served_at),
         }
@@ -226,7 +223,7 @@ def image_rows(study: Study) -> Iterator[dict]:
             "role": case.role,
             "truth": image.source,
             "reference_kl": image.kl_grade,
-            **_references(image),
+            **reference_columns(image.references),
             "generator": image.generator.name if image.generator else "",
             "seed": "" if image.seed is None else image.seed,
             "sha256": image.sha256,

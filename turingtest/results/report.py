@@ -31,6 +31,7 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
+from turingtest.domain.references import all_of as all_references
 from turingtest.domain.references import on_scale
 from turingtest.domain.scales import KL
 from turingtest.domain.scoring import is_correct
@@ -392,8 +393,7 @@ def question_report(study: Study) -> list[dict[str, Any]]:
     )
     cases = {pk: source for pk, source, _, _ in main}
     references = {
-        pk: (references or {}) | {KL.name: kl_grade}
-        for pk, _, kl_grade, references in main
+        pk: all_references(kl_grade, references) for pk, _, kl_grade, references in main
     }
     case_ids = sorted(cases)
     at_case = {pk: i for i, pk in enumerate(case_ids)}

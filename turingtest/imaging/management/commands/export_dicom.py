@@ -6,7 +6,8 @@ import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 from pydicom.uid import generate_uid
 
-from turingtest.domain.references import column as reference_column
+from turingtest.domain.references import PREFIX
+from turingtest.domain.references import columns as reference_columns
 from turingtest.imaging.decode import decode
 from turingtest.imaging.dicom import dicom_write, secondary_capture
 from turingtest.imaging.models import Image, Source
@@ -67,17 +68,14 @@ class Command(BaseCommand):
                 {
                     "file": name,
                     "kl_grade": image.kl_grade,
-                    **{
-                        reference_column(scale): value
-                        for scale, value in (image.references or {}).items()
-                    },
+                    **reference_columns(image.references),
                     "generator": generator,
                     "seed": "" if image.seed is None else image.seed,
                     "sop_instance_uid": ds.SOPInstanceUID,
                 }
             )
         # A reference column per scale the images hold values on, after KL's.
-        scales = sorted({k for row in rows for k in row if k.startswith("reference_")})
+        scales = sorted({k for row in rows for k in row if k.startswith(PREFIX)})
         with open(out / "manifest.csv", "w", newline="") as fh:
             writer = SafeDictWriter(
                 fh,
