@@ -3,7 +3,9 @@
 import pytest
 from django.db import transaction
 from django.db.models import Count
+from django.db.models.signals import post_save
 
+from turingtest.studies import prepared
 from turingtest.studies.models import Enrollment, ReadingSession, Study
 from turingtest.studies.prepared import PreparedQuery
 
@@ -76,3 +78,65 @@ def test_shapes_it_cannot_prepare_are_refused(db):
         annotated(n=1)
     with pytest.raises(TypeError):
         ENROLLMENT(user_id=1)
+
+
+def _session(enrollment, **fields) -> ReadingSession:
+    return ReadingSession(enrollment=enrollment, phase=None, seed=5, **fields)
+
+
+def test_an_insert_and_an_update_write_what_save_writes(
+    two_studies, django_assert_num_queries
+):
+    by_orm = _session(two_studies[2], order=[4, 2, {"case": 9}])
+    by_orm.save()
+    ours = _session(two_studies[0], order=[4, 2, {"case": 9}])
+    with django_assert_num_queries(1):
+        prepared.insert(ours)
+    assert ours.pk is not None and ours.pk != by_orm.pk and not ours._state.adding
+    stored = ReadingSession.objects.get(pk=ours.pk)
+    expected = ReadingSession.objects.get(pk=by_orm.pk)
+    fields = ["seed", "order", "completed_at", "served_position", "answered"]
+    assert [getattr(stored, f) for f in fields] == [
+        getattr(expected, f) for f in fields
+    ]
+    assert stored.enrollment == two_studies[0] and stored.phase is None
+    assert stored.started_at == ours.started_at is not None  # auto_now_add, as save()
+
+    ours.answered, ours.served_position = 2, 1
+    ours.served_at = by_orm.started_at
+    with django_assert_num_queries(1):
+        prepared.update(ours, ["answered", "served_position", "served_at"])
+    stored.refresh_from_db()
+    assert (stored.answered, stored.served_position, stored.served_at) == (
+        2,
+        1,
+        by_orm.started_at,
+    )
+    assert stored.order == [4, 2, {"case": 9}]  # fields not named stay as they were
+
+
+def test_an_update_of_a_row_that_is_gone_fails(two_studies):
+    session = _session(two_studies[0], order=[1])
+    prepared.insert(session)
+    ReadingSession.objects.filter(pk=session.pk).delete()
+    session.answered = 1
+    with pytest.raises(ReadingSession.DoesNotExist):
+        prepared.update(session, ["answered"])
+
+
+def test_a_save_receiver_is_never_skipped(two_studies):
+    heard = []
+
+    def receiver(sender, instance, created, **kwargs):
+        heard.append((instance.pk, created))
+
+    post_save.connect(receiver, sender=ReadingSession, dispatch_uid="test-prepared")
+    try:
+        session = _session(two_studies[0], order=[1])
+        prepared.insert(session)
+        session.answered = 1
+        prepared.update(session, ["answered"])
+    finally:
+        post_save.disconnect(dispatch_uid="test-prepared", sender=ReadingSession)
+    assert heard == [(session.pk, True), (session.pk, False)]
+    assert ReadingSession.objects.get(pk=session.pk).answered == 1

@@ -15,6 +15,13 @@ Written by hand: Django has no cache of compiled queries, and no maintained
 package adds one. Only for querysets whose SQL does not depend on the values
 (no ``__in`` lists, no ``None`` that turns ``=`` into ``IS NULL``): each
 variant of a shape is its own PreparedQuery.
+
+The answer a reader submits is written the same way: :func:`insert` and
+:func:`update` are ``Model.save()`` for a new row and for ``update_fields``,
+with the statement's SQL written once per model, fields and database (the
+ORM's save took a sixth of a submit's CPU, compiling its two statements).
+Both fall back to ``save()`` where anything listens for a model's save
+signals, so no receiver is ever skipped.
 """
 
 from __future__ import annotations
@@ -25,8 +32,9 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Model, QuerySet
+from django.db.models import Field, Model, QuerySet
 from django.db.models.query import get_related_populators
+from django.db.models.signals import post_save, pre_save
 
 _placeholder_numbers = itertools.count(1)
 
@@ -123,3 +131,78 @@ def _row_plan(compiler, db: str) -> Callable[[tuple], Model]:
         return obj
 
     return plan
+
+
+# --- writes -------------------------------------------------------------------
+
+_statements: dict[tuple, tuple[str, tuple[Field, ...]]] = {}
+
+
+def _listened(model: type[Model]) -> bool:
+    return pre_save.has_listeners(model) or post_save.has_listeners(model)
+
+
+def _columns(fields) -> list[str]:
+    return [f.column for f in fields]
+
+
+def _statement(model: type[Model], kind: str, names: tuple[str, ...], using: str):
+    """The SQL of an INSERT of a new row (``names`` empty: every column but an
+    automatic primary key, returning it) or of an UPDATE of ``names`` by
+    primary key, with the fields whose values it binds, in order."""
+    key = (model, kind, names, using)
+    found = _statements.get(key)
+    if found is not None:
+        return found
+    meta, quote = model._meta, connections[using].ops.quote_name
+    table = quote(meta.db_table)
+    if kind == "insert":
+        fields = tuple(
+            f
+            for f in meta.local_concrete_fields
+            if f is not meta.auto_field and not f.generated
+        )
+        sql = (
+            f"INSERT INTO {table} ({', '.join(quote(c) for c in _columns(fields))}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))}) "
+            f"RETURNING {quote(meta.pk.column)}"
+        )
+    else:
+        fields = tuple(meta.get_field(name) for name in names)
+        assignments = ", ".join(f"{quote(c)} = %s" for c in _columns(fields))
+        sql = f"UPDATE {table} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
+        fields += (meta.pk,)
+    if any(hasattr(f, "get_placeholder") for f in fields):
+        raise ValueError(f"{model.__name__} has a field with an SQL placeholder")
+    _statements[key] = (sql, fields)
+    return sql, fields
+
+
+def insert(obj: Model, *, using: str = "default") -> None:
+    """``obj.save()`` of a new row whose primary key the database assigns."""
+    model = type(obj)
+    if _listened(model) or not obj._state.adding or obj.pk is not None:
+        obj.save(using=using, force_insert=True)
+        return
+    connection = connections[using]
+    sql, fields = _statement(model, "insert", (), using)
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        obj.pk = cursor.fetchone()[0]
+    obj._state.adding, obj._state.db = False, using
+
+
+def update(obj: Model, fields: list[str], *, using: str = "default") -> None:
+    """``obj.save(update_fields=fields)`` of a row that exists."""
+    model = type(obj)
+    if _listened(model):
+        obj.save(using=using, update_fields=fields)
+        return
+    connection = connections[using]
+    sql, bound = _statement(model, "update", tuple(fields), using)
+    values = [f.get_db_prep_save(f.pre_save(obj, False), connection) for f in bound]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        if cursor.rowcount != 1:
+            raise model.DoesNotExist(f"{model.__name__} {obj.pk} is gone")

@@ -29,7 +29,7 @@ from turingtest.domain.scales import DETECTION, KL, Code, Scale, detection_answe
 from turingtest.domain.wording import REVEALING_WORDS
 from turingtest.imaging.models import Image, Source
 from turingtest.imaging.selectors import ImageFilter, image_filter
-from turingtest.studies import selectors
+from turingtest.studies import prepared, selectors
 from turingtest.studies.interactions import interaction_clean
 from turingtest.studies.models import (
     Case,
@@ -1149,6 +1149,14 @@ _PHASE_LOCKED = PreparedQuery(
     slug=str,
     index=int,
 )
+# A repeated submit (a double click, a retry) finds the answer it repeats.
+_ANSWER_AT = PreparedQuery(
+    lambda session_id, position: Judgment.objects.filter(
+        session_id=session_id, position=position
+    ).order_by("pk")[:1],
+    session_id=int,
+    position=int,
+)
 
 
 def reading_session_serve(
@@ -1302,9 +1310,10 @@ def judgment_record(
     if session.enrollment.study.status != Study.Status.OPEN:
         raise AnswerInvalid("This study is not open for reading.")
     if 0 <= position < session.answered:
-        existing = session.judgments.filter(position=position).first()
-        if existing is not None:
-            return Recorded(existing, created=False, session=session)
+        existing = _ANSWER_AT(session_id=session.pk, position=position)
+        if existing:
+            existing[0].session = session
+            return Recorded(existing[0], created=False, session=session)
     if session.completed_at is not None:
         raise AnswerInvalid("This phase is finished.")
     answered = session.answered
@@ -1341,7 +1350,7 @@ def judgment_record(
     judgment.full_clean(
         exclude=["session", "case"], validate_unique=False, validate_constraints=False
     )
-    judgment.save()
+    prepared.insert(judgment)
     session.answered = answered + 1
     fields = ["answered"]
     # A phase whose answers may still be revised ends when the reader says so.
@@ -1355,7 +1364,7 @@ def judgment_record(
     elif serve_next and session.answered < len(session.order):
         session.served_position, session.served_at = session.answered, now
         fields += ["served_position", "served_at"]
-    session.save(update_fields=fields)
+    prepared.update(session, fields)
     following = None
     if completed:
         _enrollment_complete_if_last(session, now)
