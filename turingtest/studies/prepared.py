@@ -73,14 +73,16 @@ class PreparedQuery:
         if set(values) != set(self._kinds):
             raise TypeError(f"expected values for {sorted(self._kinds)}")
         compiled = self._compiled.get(using) or self._compile(using)
-        sql, params, slots, compiler, plan = compiled
+        sql, params, slots, compiler, converters, plan = compiled
         bound = list(params)
         for name, index in slots:
             bound[index] = values[name]
         with connections[using].cursor() as cursor:
             cursor.execute(sql, bound)
             rows = cursor.fetchall()
-        return [plan(row) for row in compiler.results_iter([rows])]
+        if converters:
+            rows = compiler.apply_converters(rows, converters)
+        return [plan(row) for row in rows]
 
     def _compile(self, using: str) -> tuple[Any, ...]:
         with self._lock:
@@ -109,7 +111,14 @@ class PreparedQuery:
                     )
                 slots.append((name, where[0]))
             plan = _row_plan(compiler, using)
-            self._compiled[using] = (sql, tuple(params), slots, compiler, plan)
+            # What results_iter works out on every call: the same for every row.
+            fields = [s[0] for s in compiler.select[: compiler.col_count]]
+            if compiler.has_composite_fields(fields):
+                raise ValueError("a prepared query cannot select composite fields")
+            converters = compiler.get_converters(fields)
+            self._compiled[using] = (
+                sql, tuple(params), slots, compiler, converters, plan,
+            )  # fmt: skip
             return self._compiled[using]
 
 
