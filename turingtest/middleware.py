@@ -6,6 +6,8 @@ from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject
 
+from turingtest.sessions import remember_user_of_session, user_cache_key
+
 # No inline script anywhere: the reader viewer and the admin load script files.
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -40,10 +42,6 @@ class ContentSecurityPolicyMiddleware:
 USER_CACHE_SECONDS = 300
 
 
-def user_cache_key(user_id) -> str:
-    return f"tt:user:{user_id}"
-
-
 def cached_user(request: HttpRequest):
     """``django.contrib.auth.get_user`` with the user row from the cache.
 
@@ -63,7 +61,9 @@ def cached_user(request: HttpRequest):
     except KeyError:
         return auth.get_user(request)
     key = user_cache_key(user_id)
-    user = cache.get(key)
+    user = getattr(request.session, "user_beside", None)
+    if user is None or str(user.pk) != str(user_id):
+        user = cache.get(key)
     session_hash = request.session.get(auth.HASH_SESSION_KEY)
     if (
         user is not None
@@ -73,10 +73,12 @@ def cached_user(request: HttpRequest):
         and constant_time_compare(session_hash, user.get_session_auth_hash())
     ):
         user.backend = backend
+        remember_user_of_session(request.session.session_key, user_id)
         return user
     user = auth.get_user(request)
     if user.is_authenticated:
         cache.set(key, user, timeout=USER_CACHE_SECONDS)
+        remember_user_of_session(request.session.session_key, user_id)
     return user
 
 

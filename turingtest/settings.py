@@ -134,7 +134,8 @@ AUTHENTICATION_BACKENDS = [
 ]
 # Sessions are read from the cache (Redis, or the file cache by default) and
 # written through to the database, so a request reads no session row.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# Django's cached_db sessions, read with the signed-in user's cached row.
+SESSION_ENGINE = "turingtest.sessions"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

@@ -47,6 +47,9 @@ staff_patterns = [
 ]
 
 urlpatterns = [
+    # First: the reader API's requests are nearly all of the traffic, and
+    # Django tries the patterns in order.
+    path("api/v1/", include(api_patterns)),
     path("", views.home, name="home"),
     path("favicon.ico", views.favicon, name="favicon"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -83,7 +86,6 @@ urlpatterns = [
     path("s/<slug:slug>/", views.study_home, name="study-home"),
     path("s/<slug:slug>/read/", views.study_read, name="study-read"),
     path("s/<slug:slug>/done/", views.study_done, name="study-done"),
-    path("api/v1/", include(api_patterns)),
     path("staff/", include(staff_patterns)),
     path("staff/images/", include("turingtest.imaging.urls")),
     path("admin/", admin.site.urls),

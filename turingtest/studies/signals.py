@@ -12,7 +12,8 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_delete
 
-from turingtest.middleware import USER_CACHE_SECONDS, user_cache_key
+from turingtest.middleware import USER_CACHE_SECONDS
+from turingtest.sessions import user_cache_key
 from turingtest.studies import signed_images
 from turingtest.studies.models import Case, Enrollment, Study
 from turingtest.studies.selectors import image_access_revoke
