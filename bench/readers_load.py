@@ -3,7 +3,7 @@
     .venv/bin/python bench/readers_load.py [--scenarios human,saturation,images]
         [--human-readers 200] [--arrive-over 300] [--human-seconds 420]
         [--think 3,8] [--fast-readers 50] [--saturation-seconds 60]
-        [--workers 3] [--threads 4] [--image-seconds 5]
+        [--workers 3] [--threads 4] [--image-seconds 5] [--front none|nginx]
 
 Starts gunicorn (gthread workers) with production settings (DEBUG off,
 manifest static files, secure cookies behind a TLS proxy that the client
@@ -39,6 +39,11 @@ Scenarios:
   and their ratio.
 - ``images``: the access-checked image view beside whitenoise and nginx
   serving the same files from disk with the same worker processes.
+
+``--front nginx`` puts nginx in front of gunicorn as docs/deploy.md sets it
+up for many readers (upstream connections kept alive, images from signed URLs
+that nginx checks and serves alone); the server CPU then counts nginx's
+processes too.
 
 After each reading scenario the database must hold exactly one judgment per
 (reader, stage, position), none missing, none duplicated, each of the case
@@ -501,6 +506,75 @@ http {{
 """
 
 
+# nginx in front of gunicorn as docs/deploy.md sets it up for many readers:
+# the app behind kept-alive upstream connections, images from signed URLs.
+NGINX_FRONT_CONF = """
+worker_processes {workers};
+daemon off;
+pid {base}/nginx-front.pid;
+error_log {base}/nginx-front-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 30;
+    keepalive_requests 1000000;
+    client_body_temp_path {base}/nginx-tmp;
+    proxy_temp_path {base}/nginx-tmp;
+    upstream turingtest {{
+        server 127.0.0.1:{app_port};
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        client_max_body_size 16m;
+{signed}
+        location / {{
+            proxy_pass http://turingtest;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
+}}
+"""
+FRONT_SIGNING_KEY = "bench-front-signing-key-0123456789abcdef"
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+
+
+def start_front(stack: LiveStack, base: Path, workers: int) -> subprocess.Popen:
+    """nginx in front of the running gunicorn; from now on every client of
+    ``stack`` talks to nginx (``stack.port`` is nginx's)."""
+    from tests.nginx_signed import location as signed_location
+
+    nginx = nginx_binary()
+    if nginx is None:
+        sys.exit("--front nginx needs nginx (apt-get install nginx-light)")
+    port = free_port()
+    (base / "nginx-tmp").mkdir(exist_ok=True)
+    conf = base / "nginx-front.conf"
+    conf.write_text(
+        NGINX_FRONT_CONF.format(
+            workers=workers, base=base, port=port, app_port=stack.port,
+            signed=signed_location(media=stack.env["MEDIA_ROOT"], key=FRONT_SIGNING_KEY),
+        )
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        [nginx, "-c", str(conf), "-p", str(base)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    wait_for_port(port, proc)
+    stack.port = port
+    return proc
+
+
 def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
     import socket
 
@@ -573,9 +647,7 @@ def image_serving(stack: LiveStack, info: dict, args, base: Path) -> None:
     finally:
         stop_group(proc)
 
-    nginx = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
+    nginx = nginx_binary()
     if nginx:
         port = free_port()
         (base / "nginx-tmp").mkdir(exist_ok=True)
@@ -619,17 +691,21 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# nginx in front (--front nginx), whose processes serve the app too.
+FRONT: subprocess.Popen | None = None
+
+
 def server_cpu(stack: LiveStack) -> dict[int, float]:
     """CPU seconds of every process serving the app: gunicorn's master and
-    workers (its process group) and the PostgreSQL backends connected to the
-    app's database (keyed by negative pid). Redis, shared with the rest of
-    the machine, is left out."""
+    workers (its process group), nginx's with ``--front nginx``, and the
+    PostgreSQL backends connected to the app's database (keyed by negative
+    pid). Redis, shared with the rest of the machine, is left out."""
     pids = []
-    group = stack.server.pid
+    groups = {stack.server.pid} | ({FRONT.pid} if FRONT else set())
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if os.getpgid(int(entry.name)) == group:
+                if os.getpgid(int(entry.name)) in groups:
                     pids.append(int(entry.name))
             except ProcessLookupError:
                 pass
@@ -697,6 +773,7 @@ def signin_cost(repeat: int = 5) -> tuple[str, float]:
 
 
 def main() -> None:
+    global FRONT
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--scenarios",
@@ -714,6 +791,14 @@ def main() -> None:
     parser.add_argument("--image-seconds", type=float, default=5.0)
     parser.add_argument("--image-clients", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--front",
+        choices=("none", "nginx"),
+        default="none",
+        help="nginx: clients talk to nginx in front of gunicorn, as docs/deploy.md "
+        "sets it up for many readers (kept-alive upstream connections, images "
+        "from signed URLs, TURINGTEST_IMAGE_SERVING=nginx-signed); its CPU counts",
+    )
     parser.add_argument(
         "--probe-async-commit",
         action="store_true",
@@ -744,6 +829,11 @@ def main() -> None:
         f"gunicorn: {args.workers} gthread workers x {args.threads} threads on "
         f"{os.cpu_count()} CPUs; PostgreSQL and Redis on loopback; client in this process"
     )
+    if args.front == "nginx":
+        print(
+            f"nginx in front: {args.workers} workers, kept-alive upstream "
+            "connections, images from signed URLs (nginx-signed)"
+        )
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "turingtest.settings")
     hasher, hash_seconds = signin_cost()
     print(f"sign-in: {hasher}: {hash_seconds * 1000:.0f} ms of CPU per sign-in")
@@ -753,6 +843,9 @@ def main() -> None:
     )  # fmt: skip
     # The app's URLs plus the bare view, served by the same processes.
     stack.env["DJANGO_SETTINGS_MODULE"] = "bench.bare_settings"
+    if args.front == "nginx":
+        stack.env["TURINGTEST_IMAGE_SERVING"] = "nginx-signed"
+        stack.env["TURINGTEST_IMAGE_SIGNING_KEY"] = FRONT_SIGNING_KEY
     failed = False
     try:
         t0 = time.monotonic()
@@ -777,7 +870,11 @@ def main() -> None:
         print(
             f"database, static files and readers seeded in {time.monotonic() - t0:.0f} s"
         )
+        if args.front == "nginx":
+            stack.manage("signed_image_links")
         stack.start(workers=args.workers, threads=args.threads)
+        if args.front == "nginx":
+            FRONT = start_front(stack, base, args.workers)
         summary = {}
 
         if "human" in scenarios:
@@ -829,7 +926,7 @@ def main() -> None:
             fast.update(rps=counted / span, requests=counted, cpu=cpu)
             print(
                 f"   window: {counted} requests in {span:.0f} s after sign-in, "
-                f"{cpu:.1f} s of server CPU (gunicorn "
+                f"{cpu:.1f} s of server CPU ({'gunicorn and nginx' if FRONT else 'gunicorn'} "
                 f"{cpu_used(window['before'], window['after'], 'gunicorn'):.1f}, "
                 f"PostgreSQL {cpu_used(window['before'], window['after'], 'postgresql'):.1f})"
             )
@@ -882,6 +979,8 @@ def main() -> None:
         runs = [v for k, v in summary.items() if k in ("human", "saturation")]
         failed = any(r["problems"] or r["duplicates"] for r in runs)
     finally:
+        if FRONT is not None:
+            stop_group(FRONT)
         stack.close()
         shutil.rmtree(base, ignore_errors=True)
     if failed:
