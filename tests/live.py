@@ -195,7 +195,14 @@ class LiveStack:
 
     # --- server ---------------------------------------------------------------
 
-    def start(self, *, workers: int = 2, threads: int = 2, timeout: float = 60) -> None:
+    def start(
+        self,
+        *,
+        workers: int = 2,
+        threads: int = 2,
+        worker_class: str = "gthread",
+        timeout: float = 60,
+    ) -> None:
         log = open(self.log_path, "a")  # noqa: SIM115 - the server writes to it
         self.server = subprocess.Popen(
             [
@@ -210,7 +217,7 @@ class LiveStack:
                 "--threads",
                 str(threads),
                 "--worker-class",
-                "gthread",
+                worker_class,
                 "--keep-alive",
                 "30",
                 "--graceful-timeout",
