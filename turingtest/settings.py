@@ -133,8 +133,8 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 # Sessions are read from the cache (Redis, or the file cache by default) and
-# written through to the database, so a request reads no session row.
-# Django's cached_db sessions, read with the signed-in user's cached row.
+# written through to the database, so a request reads no session row: Django's
+# cached_db, read with the signed-in user's cached row (turingtest/sessions.py).
 SESSION_ENGINE = "turingtest.sessions"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"

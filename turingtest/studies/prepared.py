@@ -189,11 +189,15 @@ def _statement(model: type[Model], kind: str, names: tuple[str, ...], using: str
 
 def insert(obj: Model, *, using: str = "default") -> None:
     """``obj.save()`` of a new row whose primary key the database assigns."""
-    model = type(obj)
-    if _listened(model) or not obj._state.adding or obj.pk is not None:
+    model, connection = type(obj), connections[using]
+    if (
+        _listened(model)
+        or not obj._state.adding
+        or obj.pk is not None
+        or not connection.features.can_return_columns_from_insert
+    ):
         obj.save(using=using, force_insert=True)
         return
-    connection = connections[using]
     sql, fields = _statement(model, "insert", (), using)
     values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
     with connection.cursor() as cursor:
