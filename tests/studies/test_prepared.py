@@ -1,7 +1,7 @@
 """Querysets compiled once (turingtest.studies.prepared) give what the ORM gives."""
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count
 from django.db.models.signals import post_save
 
@@ -140,3 +140,31 @@ def test_a_save_receiver_is_never_skipped(two_studies):
         post_save.disconnect(dispatch_uid="test-prepared", sender=ReadingSession)
     assert heard == [(session.pk, True), (session.pk, False)]
     assert ReadingSession.objects.get(pk=session.pk).answered == 1
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="one statement needs PostgreSQL"
+)
+def test_a_row_is_inserted_only_where_the_other_row_had_not_moved(two_studies):
+    first = _session(two_studies[0], order=[1, 2])
+    prepared.insert(first)
+    assert prepared.writes_combine(ReadingSession)
+
+    first.answered = 1  # what the row should become where it still holds 0
+    second = _session(two_studies[2], order=[{"case": 3}])
+    moved = prepared.insert_if_moved(
+        second, first, ["answered"], expect={"answered": 0, "completed_at": None}
+    )
+    assert moved and second.pk is not None
+    assert ReadingSession.objects.get(pk=first.pk).answered == 1
+    assert ReadingSession.objects.get(pk=second.pk).order == [{"case": 3}]
+
+    # The same expectation again: the row holds 1 now, so nothing is written.
+    first.answered = 2
+    third = _session(two_studies[1], order=[4])
+    count = ReadingSession.objects.count()
+    assert not prepared.insert_if_moved(
+        third, first, ["answered"], expect={"answered": 0, "completed_at": None}
+    )
+    assert third.pk is None and ReadingSession.objects.count() == count
+    assert ReadingSession.objects.get(pk=first.pk).answered == 1

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from django.core.exceptions import RequestDataTooBig, ValidationError
-from django.db import IntegrityError, OperationalError
+from django.db import IntegrityError, OperationalError, connections
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -378,7 +378,16 @@ def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
 def _try_again(request: HttpRequest, exc: Exception) -> HttpResponse:
     # The database dropped us mid-request, or another request stored the
     # same row first; the transaction rolled back, so a retry of the same
-    # request is safe and stores one answer.
+    # request is safe and stores one answer. A connection the server dropped
+    # is closed now, as Django would close it after the request: the retry
+    # gets a new one whatever ends this request.
+    for conn in connections.all(initialized_only=True):
+        if (
+            conn.errors_occurred
+            and conn.connection is not None
+            and not conn.is_usable()
+        ):
+            conn.close()
     return error("The server could not save this just now. Please try again.", 503)
 
 

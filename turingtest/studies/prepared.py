@@ -219,3 +219,80 @@ def update(obj: Model, fields: list[str], *, using: str = "default") -> None:
         cursor.execute(sql, values)
         if cursor.rowcount != 1:
             raise model.DoesNotExist(f"{model.__name__} {obj.pk} is gone")
+
+
+def writes_combine(*models: type[Model], using: str = "default") -> bool:
+    """Whether :func:`insert_if_moved` can write to these models: PostgreSQL
+    (SQLite has no data-modifying WITH), and no receiver of their save
+    signals to skip."""
+    return connections[using].vendor == "postgresql" and not any(
+        _listened(m) for m in models
+    )
+
+
+def insert_if_moved(
+    obj: Model, row: Model, fields: list[str], *, expect: dict[str, Any],
+    using: str = "default",
+) -> bool:  # fmt: skip
+    """In one statement: ``row.save(update_fields=fields)`` only where the row
+    still holds ``expect``'s values (column name -> value, None for NULL),
+    and ``obj.save()`` of a new row only if it did. False where the row had
+    moved on: nothing is written. One statement is one transaction, so the
+    two rows are written together or not at all, and a concurrent writer of
+    ``row`` waits for it, then finds the values it expected gone."""
+    connection = connections[using]
+    model, row_model = type(obj), type(row)
+    nulls = tuple((name, value is None) for name, value in expect.items())
+    key = (model, row_model, tuple(fields), nulls, using)
+    found = _combined.get(key)
+    if found is None:
+        found = _combined[key] = _combined_statement(
+            model, row_model, fields, nulls, connection
+        )
+    sql, moved, inserted = found
+    params = [f.get_db_prep_save(f.pre_save(row, False), connection) for f in moved]
+    params.append(row.pk)
+    params += [value for value in expect.values() if value is not None]
+    params += [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in inserted]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        written = cursor.fetchone()
+    if written is None:
+        return False
+    obj.pk = written[0]
+    obj._state.adding, obj._state.db = False, using
+    return True
+
+
+_combined: dict[tuple, tuple[str, tuple[Field, ...], tuple[Field, ...]]] = {}
+
+
+def _combined_statement(model, row_model, fields, nulls, connection):
+    """The SQL of :func:`insert_if_moved`, with the fields whose values it
+    binds: the row's moved fields, then the new row's."""
+    quote = connection.ops.quote_name
+    meta, row_meta = model._meta, row_model._meta
+    inserted = tuple(
+        f
+        for f in meta.local_concrete_fields
+        if f is not meta.auto_field and not f.generated
+    )
+    moved = tuple(row_meta.get_field(name) for name in fields)
+    conditions = [f"{quote(row_meta.pk.column)} = %s"] + [
+        f"{quote(row_meta.get_field(name).column)} " + ("IS NULL" if null else "= %s")
+        for name, null in nulls
+    ]
+    # Typed placeholders: in a SELECT list PostgreSQL cannot tell a
+    # parameter's type from the column it goes into.
+    sql = (
+        f"WITH moved AS (UPDATE {quote(row_meta.db_table)} SET "
+        + ", ".join(f"{quote(f.column)} = %s" for f in moved)
+        + f" WHERE {' AND '.join(conditions)} RETURNING 1) "
+        f"INSERT INTO {quote(meta.db_table)} "
+        f"({', '.join(quote(c) for c in _columns(inserted))}) SELECT "
+        + ", ".join(f"%s::{f.cast_db_type(connection)}" for f in inserted)
+        + f" FROM moved RETURNING {quote(meta.pk.column)}"
+    )
+    if any(hasattr(f, "get_placeholder") for f in moved + inserted):
+        raise ValueError(f"{model.__name__} has a field with an SQL placeholder")
+    return sql, moved, inserted

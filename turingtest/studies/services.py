@@ -1106,49 +1106,62 @@ def _session_lock(session: ReadingSession | SessionRef) -> ReadingSession:
     and phase. Only its own row: PostgreSQL refuses FOR UPDATE across the
     nullable phase join."""
     if isinstance(session, ReadingSession):
-        return _sessions_locked().get(pk=session.pk)
-    if session.phase_index is None:
-        found = _PRACTICE_LOCKED(user_id=session.user_id, slug=session.study_slug)
+        return _sessions(lock=True).get(pk=session.pk)
+    return _session_find(session, _LOCKED)
+
+
+def _session_find(
+    ref: SessionRef, queries: tuple[PreparedQuery, PreparedQuery]
+) -> ReadingSession:
+    practice, phase = queries
+    if ref.phase_index is None:
+        found = practice(user_id=ref.user_id, slug=ref.study_slug)
     else:
-        found = _PHASE_LOCKED(
-            user_id=session.user_id,
-            slug=session.study_slug,
-            index=session.phase_index,
-        )
+        found = phase(user_id=ref.user_id, slug=ref.study_slug, index=ref.phase_index)
     if not found:
         raise ValidationError({"stage": "That stage has not started for you."})
     return found[0]
 
 
-def _sessions_locked(**where) -> QuerySet:
-    return (
-        ReadingSession.objects.select_for_update(of=("self",))
-        .select_related("enrollment__study", "enrollment__reader", "phase")
-        .filter(**where)
+def _sessions(*, lock: bool, **where) -> QuerySet:
+    sessions = ReadingSession.objects.select_related(
+        "enrollment__study", "enrollment__reader", "phase"
     )
+    if lock:
+        sessions = sessions.select_for_update(of=("self",))
+    return sessions.filter(**where)
 
 
-# Every submit locks its session: compiled to SQL once (see prepared.py), one
-# shape for practice (no phase) and one for the phases.
-_PRACTICE_LOCKED = PreparedQuery(
-    lambda user_id, slug: _sessions_locked(
-        enrollment__reader__user_id=user_id,
-        enrollment__study__slug=slug,
-        phase__isnull=True,
-    ).order_by("pk")[:1],
-    user_id=int,
-    slug=str,
-)
-_PHASE_LOCKED = PreparedQuery(
-    lambda user_id, slug, index: _sessions_locked(
-        enrollment__reader__user_id=user_id,
-        enrollment__study__slug=slug,
-        phase__index=index,
-    ).order_by("pk")[:1],
-    user_id=int,
-    slug=str,
-    index=int,
-)
+def _session_queries(*, lock: bool) -> tuple[PreparedQuery, PreparedQuery]:
+    """A session by its reader, study and stage, with what a submit needs:
+    compiled to SQL once (see prepared.py), one shape for practice (no
+    phase) and one for the phases."""
+    practice = PreparedQuery(
+        lambda user_id, slug: _sessions(
+            lock=lock,
+            enrollment__reader__user_id=user_id,
+            enrollment__study__slug=slug,
+            phase__isnull=True,
+        ).order_by("pk")[:1],
+        user_id=int,
+        slug=str,
+    )
+    phase = PreparedQuery(
+        lambda user_id, slug, index: _sessions(
+            lock=lock,
+            enrollment__reader__user_id=user_id,
+            enrollment__study__slug=slug,
+            phase__index=index,
+        ).order_by("pk")[:1],
+        user_id=int,
+        slug=str,
+        index=int,
+    )
+    return practice, phase
+
+
+_LOCKED = _session_queries(lock=True)
+_READ = _session_queries(lock=False)
 # A repeated submit (a double click, a retry) finds the answer it repeats.
 _ANSWER_AT = PreparedQuery(
     lambda session_id, position: Judgment.objects.filter(
@@ -1281,7 +1294,6 @@ def _enrollment_complete_if_last(session: ReadingSession, now: datetime) -> None
         enrollment.save(update_fields=["completed_at"])
 
 
-@transaction.atomic
 def judgment_record(
     *,
     session: ReadingSession | SessionRef,
@@ -1304,8 +1316,78 @@ def judgment_record(
     A repeated submit of an answered position returns the stored judgment
     unchanged (double clicks, retries after a dropped connection). Only the
     next unanswered position can be answered.
+
+    On PostgreSQL an answer to a session a request names takes two
+    statements: the session read, then one that moves the session's
+    position only where it still stands at this case and inserts the answer
+    with it (in a transaction with the next stage's start where it ends a
+    stage). Anything else (another request moved the session first, an
+    answer to refuse) takes the locked transaction, which answers exactly.
     """
     now = now or timezone.now()
+    answer = _AnswerGiven(position, confidence, kl_grade, answers, interaction)
+    if isinstance(session, SessionRef) and prepared.writes_combine(
+        Judgment, ReadingSession
+    ):
+        recorded = _judgment_record_at_once(
+            _session_find(session, _READ), answer, now, serve_next
+        )
+        if recorded is not None:
+            return recorded
+    return _judgment_record_locked(session, answer, now, serve_next)
+
+
+@dataclass(frozen=True)
+class _AnswerGiven:
+    position: int
+    confidence: int | None
+    kl_grade: int | None
+    answers: dict | None
+    interaction: dict | None
+
+
+def _judgment_record_at_once(
+    session: ReadingSession, given: _AnswerGiven, now: datetime, serve_next: bool
+) -> Recorded | None:
+    """The answer stored without a lock, or None where the locked path must
+    decide (see judgment_record)."""
+    position = given.position
+    if session.enrollment.study.status != Study.Status.OPEN:
+        return None
+    if 0 <= position < session.answered:  # a stored judgment never changes
+        existing = _ANSWER_AT(session_id=session.pk, position=position)
+        if not existing:
+            return None
+        existing[0].session = session
+        return Recorded(existing[0], created=False, session=session)
+    if session.completed_at is not None or position != session.answered:
+        return None
+    judgment = _judgment_new(session, given, now)
+    expect = {"answered": session.answered, "completed_at": None}
+    fields, completed = _session_move(session, now, serve_next)
+    if not completed:
+        if not prepared.insert_if_moved(judgment, session, fields, expect=expect):
+            return None
+        return Recorded(judgment, created=True, session=session)
+    with transaction.atomic():
+        # The UPDATE holds the session's row until this ends: no other
+        # request starts the next stage meanwhile.
+        if not prepared.insert_if_moved(judgment, session, fields, expect=expect):
+            return None
+        following = _stage_after(session, now, serve_next)
+    return Recorded(
+        judgment, created=True, session=session, completed=True, following=following
+    )
+
+
+@transaction.atomic
+def _judgment_record_locked(
+    session: ReadingSession | SessionRef,
+    given: _AnswerGiven,
+    now: datetime,
+    serve_next: bool,
+) -> Recorded:
+    position = given.position
     session = _session_lock(session)
     if session.enrollment.study.status != Study.Status.OPEN:
         raise AnswerInvalid("This study is not open for reading.")
@@ -1316,13 +1398,35 @@ def judgment_record(
             return Recorded(existing[0], created=False, session=session)
     if session.completed_at is not None:
         raise AnswerInvalid("This phase is finished.")
-    answered = session.answered
-    if position != answered:
+    if position != session.answered:
         raise AnswerInvalid(
-            f"Position {position} is not the current case; the current case is {answered}."
+            f"Position {position} is not the current case; "
+            f"the current case is {session.answered}."
         )
+    judgment = _judgment_new(session, given, now)
+    prepared.insert(judgment)
+    fields, completed = _session_move(session, now, serve_next)
+    prepared.update(session, fields)
+    # The next stage starts here, under this session's lock: no other
+    # request starts it before this one ends, since none sees this session
+    # ended until then.
+    following = _stage_after(session, now, serve_next) if completed else None
+    return Recorded(
+        judgment,
+        created=True,
+        session=session,
+        completed=completed,
+        following=following,
+    )
+
+
+def _judgment_new(
+    session: ReadingSession, given: _AnswerGiven, now: datetime
+) -> Judgment:
+    """The answer to the session's current case, checked field by field."""
+    position = given.position
     answer, confidence, kl_grade, answers = _answer_fields(
-        session, confidence, kl_grade, answers
+        session, given.confidence, given.kl_grade, given.answers
     )
     served_at = (
         session.served_at
@@ -1342,16 +1446,24 @@ def judgment_record(
         served_at=served_at,
         answered_at=now,
         duration_ms=max(0, int((now - served_at).total_seconds() * 1000)),
-        interaction=interaction_clean(interaction),
+        interaction=interaction_clean(given.interaction),
     )
-    # Fields only: the database enforces the constraints, and the session row
-    # lock above already rules out a second judgment for this position.
-    # Checking them here would cost five queries on every answer.
+    # Fields only: the database enforces the constraints, and the session
+    # cannot take a second judgment for this position (its row lock, or its
+    # position moved in the same statement). Checking them here would cost
+    # five queries on every answer.
     judgment.full_clean(
         exclude=["session", "case"], validate_unique=False, validate_constraints=False
     )
-    prepared.insert(judgment)
-    session.answered = answered + 1
+    return judgment
+
+
+def _session_move(
+    session: ReadingSession, now: datetime, serve_next: bool
+) -> tuple[list[str], bool]:
+    """The session one answer on: the fields that changed, and whether the
+    answer ended it."""
+    session.answered += 1
     fields = ["answered"]
     # A phase whose answers may still be revised ends when the reader says so.
     completed = session.answered == len(session.order) and (
@@ -1364,27 +1476,23 @@ def judgment_record(
     elif serve_next and session.answered < len(session.order):
         session.served_position, session.served_at = session.answered, now
         fields += ["served_position", "served_at"]
-    prepared.update(session, fields)
-    following = None
-    if completed:
-        _enrollment_complete_if_last(session, now)
-        if serve_next and session.enrollment.completed_at is None:
-            # The next stage starts here, under this session's lock: no other
-            # request starts it before this one ends, since none sees this
-            # session ended until then.
-            phases = selectors.study_definition(study=session.enrollment.study).phases
-            after = -1 if session.phase is None else session.phase.index
-            phase = next(p for p in phases if p.index > after)
-            following = _session_new(session.enrollment, phase, now)
-            following.save()
-    judgment.session = session
-    return Recorded(
-        judgment,
-        created=True,
-        session=session,
-        completed=completed,
-        following=following,
-    )
+    return fields, completed
+
+
+def _stage_after(
+    session: ReadingSession, now: datetime, serve_next: bool
+) -> ReadingSession | None:
+    """After the answer that ended ``session``: the reader done where it was
+    the last phase, else (``serve_next``) the next stage's session started."""
+    _enrollment_complete_if_last(session, now)
+    if not serve_next or session.enrollment.completed_at is not None:
+        return None
+    phases = selectors.study_definition(study=session.enrollment.study).phases
+    after = -1 if session.phase is None else session.phase.index
+    phase = next(p for p in phases if p.index > after)
+    following = _session_new(session.enrollment, phase, now)
+    following.save()
+    return following
 
 
 @transaction.atomic
