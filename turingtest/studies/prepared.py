@@ -155,6 +155,15 @@ def _columns(fields) -> list[str]:
     return [f.column for f in fields]
 
 
+def _new_row_fields(meta) -> tuple[Field, ...]:
+    """The fields an INSERT of a new row binds: all but an automatic key."""
+    return tuple(
+        f
+        for f in meta.local_concrete_fields
+        if f is not meta.auto_field and not f.generated
+    )
+
+
 def _statement(model: type[Model], kind: str, names: tuple[str, ...], using: str):
     """The SQL of an INSERT of a new row (``names`` empty: every column but an
     automatic primary key, returning it) or of an UPDATE of ``names`` by
@@ -166,11 +175,7 @@ def _statement(model: type[Model], kind: str, names: tuple[str, ...], using: str
     meta, quote = model._meta, connections[using].ops.quote_name
     table = quote(meta.db_table)
     if kind == "insert":
-        fields = tuple(
-            f
-            for f in meta.local_concrete_fields
-            if f is not meta.auto_field and not f.generated
-        )
+        fields = _new_row_fields(meta)
         sql = (
             f"INSERT INTO {table} ({', '.join(quote(c) for c in _columns(fields))}) "
             f"VALUES ({', '.join(['%s'] * len(fields))}) "
@@ -272,11 +277,7 @@ def _combined_statement(model, row_model, fields, nulls, connection):
     binds: the row's moved fields, then the new row's."""
     quote = connection.ops.quote_name
     meta, row_meta = model._meta, row_model._meta
-    inserted = tuple(
-        f
-        for f in meta.local_concrete_fields
-        if f is not meta.auto_field and not f.generated
-    )
+    inserted = _new_row_fields(meta)
     moved = tuple(row_meta.get_field(name) for name in fields)
     conditions = [f"{quote(row_meta.pk.column)} = %s"] + [
         f"{quote(row_meta.get_field(name).column)} " + ("IS NULL" if null else "= %s")
