@@ -1,4 +1,4 @@
-"""A reader's answer survives a dropped database connection and a closed browser."""
+"""A reader's answer survives a dropped database connection, a double click and a closed browser."""
 
 import json
 import time

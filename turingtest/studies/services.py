@@ -1275,7 +1275,7 @@ def _answer_fields(
 class Recorded:
     judgment: Judgment
     created: bool
-    # The session as this answer left it (locked and updated in its transaction).
+    # The session as this answer left it (read, or locked, then moved by it).
     session: ReadingSession | None = None
     # Whether this answer ended the session.
     completed: bool = False
