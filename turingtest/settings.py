@@ -51,7 +51,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     # Django's AuthenticationMiddleware, with the user row from the cache.
     "turingtest.middleware.CachedUserAuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    # Django's MessageMiddleware, its storage made only where a message is.
+    "turingtest.middleware.LazyMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "turingtest.middleware.ContentSecurityPolicyMiddleware",
     "axes.middleware.AxesMiddleware",

@@ -104,6 +104,9 @@ def test_pool_page_tags_a_filter(staff_client, stocked):
         "/staff/images/tag", {"tag_name": "no good", "action": "add"}, follow=True
     )
     assert "use letters, digits, hyphens and underscores only" in bad.content.decode()
+    # Shown once: the next page no longer carries it.
+    again = staff_client.get("/staff/images/").content.decode()
+    assert "use letters, digits" not in again
     assert not Image.objects.filter(tags__name="no good").exists()
 
     staff_client.post(

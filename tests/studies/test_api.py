@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from django.urls import reverse, set_script_prefix
 
 from turingtest.studies import api
 from turingtest.studies.models import Judgment
@@ -23,6 +24,25 @@ def test_next_preloads_the_following_image(reader_api):
     step = reader_api.next().json()
     following = reader_api.answer(step).json()["next"]
     assert step["preload"] == following["image"]
+
+
+def test_image_urls_follow_the_mount_point_and_open(reader_api):
+    """Behind a proxy that mounts the app under a prefix (SCRIPT_NAME, which
+    Django's WSGI handler makes the script prefix), the steps name images
+    under that prefix; at the root, as Django reverses them."""
+    client = reader_api.client
+    set_script_prefix("/reading/")
+    try:
+        mounted = client.get(f"{reader_api.base}/next").json()
+    finally:
+        set_script_prefix("/")
+    at_root = reader_api.next().json()
+    token = at_root["image"].rsplit("/", 1)[1]
+    assert at_root["image"] == reverse("api-image", args=[token])
+    assert mounted["image"] == "/reading" + at_root["image"]
+    assert mounted["preload"] == "/reading" + at_root["preload"]
+    image = client.get(at_root["image"])
+    assert image.status_code == 200 and image["Content-Type"] == "image/png"
 
 
 def test_practice_gives_feedback_and_phases_do_not(reader_api):

@@ -151,6 +151,39 @@ def test_a_closed_study_takes_no_answer_and_serves_no_image_from_the_cache(
     assert Judgment.objects.count() == 0
 
 
+def test_a_reader_of_two_studies_sees_both_within_budget(
+    make_study, enrollment, reader_client, django_assert_max_num_queries
+):
+    """Each study's tokens are kept per process beside a small cached list of
+    the reader's studies: a study consented to later, or a process that has
+    not seen the study yet, costs one query, then none; a removed
+    enrollment takes the images away at once."""
+    from turingtest.studies import selectors
+
+    first = enrollment.study.cases.first().token
+    with django_assert_max_num_queries(IMAGE):
+        assert reader_client.get(f"/api/v1/images/{first}").status_code == 200
+    other = make_study(slug="other", seed=8)
+    ((_, invitation),) = services.invitations_create(study=other, count=1)
+    later = services.enrollment_consent(
+        enrollment=services.invitation_accept(
+            token=invitation, reader=enrollment.reader
+        )
+    )
+    second = other.cases.exclude(image__in=enrollment.study.cases.values("image"))
+    second = second.first().token
+    for budget in (IMAGE, IMAGE, IMAGE_CACHED):  # checked once, read, then cached
+        with django_assert_max_num_queries(budget):
+            assert reader_client.get(f"/api/v1/images/{second}").status_code == 200
+    selectors._STUDY_FILES.clear()  # as in a process that has not read them
+    for budget in (IMAGE, IMAGE_CACHED):
+        with django_assert_max_num_queries(budget):
+            assert reader_client.get(f"/api/v1/images/{first}").status_code == 200
+    later.delete()
+    assert reader_client.get(f"/api/v1/images/{second}").status_code == 404
+    assert reader_client.get(f"/api/v1/images/{first}").status_code == 200
+
+
 def test_a_new_password_signs_the_cached_reader_out(reader_api, enrollment):
     step = reader_api.next().json()
     user = enrollment.reader.user

@@ -11,16 +11,18 @@ or where it came from: the reader gets positions, opaque image URLs and, in
 the practice round only, feedback.
 """
 
+import functools
 import json
 import string
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db import IntegrityError, OperationalError, connections
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import URLPattern, get_script_prefix, get_urlconf, path, reverse
 from django.utils import timezone
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
@@ -512,7 +514,24 @@ def _image_url(token: str) -> str:
     # unrelated URLs. Behind nginx with signed URLs, nginx checks and sends it.
     if signed_images.signing_enabled():
         return signed_images.signed_url(token)
-    return reverse("api-image", args=[token])
+    head, tail = _image_url_around(
+        get_script_prefix(), get_urlconf() or settings.ROOT_URLCONF
+    )
+    return f"{head}{token}{tail}"
+
+
+@functools.lru_cache(maxsize=8)
+def _image_url_around(script_prefix: str, urlconf: str) -> tuple[str, str]:
+    """What ``reverse("api-image")`` puts before and after a token, for the
+    URL configuration and prefix of the request: each step names two images,
+    and reversing costs more than the rest of building the step's reply. A
+    token is URL-safe (``TOKEN_CHARACTERS``), so reversing would quote
+    nothing in it."""
+    placeholder = "TOKEN"
+    head, _, tail = reverse(
+        "api-image", args=[placeholder], urlconf=urlconf
+    ).rpartition(placeholder)
+    return head, tail
 
 
 def _session_stage(
