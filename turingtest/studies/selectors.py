@@ -248,10 +248,11 @@ def session_answered(*, session: ReadingSession) -> int:
 # --- image access ----------------------------------------------------------------
 
 # Revoking access (a study closed or deleted, an enrollment removed) moves this
-# number, which every reader's cached tokens are checked against.
+# number, which every reader's cached studies and every kept token map are
+# checked against.
 ACCESS_GENERATION_KEY = "tt:access-generation"
-# Where a revocation is missed (rows changed by a bulk update), cached tokens
-# still go stale after this long.
+# Where a revocation is missed (rows changed by a bulk update), cached
+# studies and kept maps still go stale after this long.
 ACCESS_CACHE_SECONDS = 300
 
 
@@ -260,7 +261,7 @@ def _access_key(user_id: int) -> str:
 
 
 def image_access_revoke() -> None:
-    """Make every reader's cached image tokens stale."""
+    """Make every reader's cached studies and every kept token map stale."""
     try:
         cache.incr(ACCESS_GENERATION_KEY)
     except ValueError:
