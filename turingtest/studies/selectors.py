@@ -281,7 +281,12 @@ _STUDY_FILES_KEPT = 64
 
 def _study_files_keep(study_key: tuple, generation: int, files: dict[str, str]) -> None:
     if len(_STUDY_FILES) >= _STUDY_FILES_KEPT:
-        _STUDY_FILES.clear()
+        # Maps of earlier generations are never read again; else the oldest
+        # go. A copy of the keys: other threads of the process add maps too.
+        keys = list(_STUDY_FILES)
+        stale = [k for k in keys if k[-1] != generation]
+        for key in stale or keys[: len(keys) - _STUDY_FILES_KEPT + 1]:
+            _STUDY_FILES.pop(key, None)
     _STUDY_FILES[(*study_key, generation)] = (time.monotonic(), files)
 
 
