@@ -151,37 +151,74 @@ def test_a_closed_study_takes_no_answer_and_serves_no_image_from_the_cache(
     assert Judgment.objects.count() == 0
 
 
-def test_a_reader_of_two_studies_sees_both_within_budget(
+def _join(study, reader):
+    ((_, invitation),) = services.invitations_create(study=study, count=1)
+    return services.enrollment_consent(
+        enrollment=services.invitation_accept(token=invitation, reader=reader)
+    )
+
+
+def _own_case_token(study, *others) -> str:
+    """A case token of ``study`` whose image no study in ``others`` shows."""
+    cases = study.cases
+    for other in others:
+        cases = cases.exclude(image__in=other.cases.values("image"))
+    return cases.first().token
+
+
+def test_a_reader_of_several_studies_sees_each_within_budget(
     make_study, enrollment, reader_client, django_assert_max_num_queries
 ):
     """Each study's tokens are kept per process beside a small cached list of
-    the reader's studies: a study consented to later, or a process that has
-    not seen the study yet, costs one query, then none; a removed
-    enrollment takes the images away at once."""
+    the reader's studies: a study consented to later, or a process that does
+    not hold every map yet, costs one query, then none; a removed enrollment
+    takes its images away at once."""
     from turingtest.studies import selectors
 
-    first = enrollment.study.cases.first().token
+    first = enrollment.study
+    # Opening a study moves the access generation: these open first.
+    second = make_study(slug="second", seed=8)
+    third = make_study(slug="third", seed=9)
+    a = _own_case_token(first)
     with django_assert_max_num_queries(IMAGE):
-        assert reader_client.get(f"/api/v1/images/{first}").status_code == 200
-    other = make_study(slug="other", seed=8)
-    ((_, invitation),) = services.invitations_create(study=other, count=1)
-    later = services.enrollment_consent(
-        enrollment=services.invitation_accept(
-            token=invitation, reader=enrollment.reader
-        )
-    )
-    second = other.cases.exclude(image__in=enrollment.study.cases.values("image"))
-    second = second.first().token
+        assert reader_client.get(f"/api/v1/images/{a}").status_code == 200
+    later = _join(second, enrollment.reader)
+    b = _own_case_token(second, first)
     for budget in (IMAGE, IMAGE, IMAGE_CACHED):  # checked once, read, then cached
         with django_assert_max_num_queries(budget):
-            assert reader_client.get(f"/api/v1/images/{second}").status_code == 200
-    selectors._STUDY_FILES.clear()  # as in a process that has not read them
-    for budget in (IMAGE, IMAGE_CACHED):
-        with django_assert_max_num_queries(budget):
-            assert reader_client.get(f"/api/v1/images/{first}").status_code == 200
+            assert reader_client.get(f"/api/v1/images/{b}").status_code == 200
+    # Another process: it holds no map yet, and the reader has joined a third
+    # study since the cached list was made.
+    _join(third, enrollment.reader)
+    c = _own_case_token(third, first, second)
+    selectors._STUDY_FILES.clear()
+    for token in (c, a, b):
+        with django_assert_max_num_queries(IMAGE if token == c else IMAGE_CACHED):
+            assert reader_client.get(f"/api/v1/images/{token}").status_code == 200
     later.delete()
-    assert reader_client.get(f"/api/v1/images/{second}").status_code == 404
-    assert reader_client.get(f"/api/v1/images/{first}").status_code == 200
+    assert reader_client.get(f"/api/v1/images/{b}").status_code == 404
+    assert reader_client.get(f"/api/v1/images/{a}").status_code == 200
+
+
+def test_a_removal_holds_after_the_cache_lost_its_access_counter(
+    make_study, enrollment, reader_client
+):
+    """A counter the cache dropped (flushed, culled, expired) starts again at a
+    value no cached entry holds, so a removal after it still takes effect."""
+    from django.core.cache import cache
+
+    from turingtest.studies import selectors
+
+    second = make_study(slug="second", seed=8)
+    later = _join(second, enrollment.reader)
+    b = _own_case_token(second, enrollment.study)
+    cache.delete(selectors.ACCESS_GENERATION_KEY)
+    selectors.image_access_revoke()  # a study closed, say: the counter starts
+    selectors.image_access_revoke()  # and moves on
+    assert reader_client.get(f"/api/v1/images/{b}").status_code == 200
+    cache.delete(selectors.ACCESS_GENERATION_KEY)
+    later.delete()
+    assert reader_client.get(f"/api/v1/images/{b}").status_code == 404
 
 
 def test_a_new_password_signs_the_cached_reader_out(reader_api, enrollment):

@@ -265,7 +265,19 @@ def image_access_revoke() -> None:
     try:
         cache.incr(ACCESS_GENERATION_KEY)
     except ValueError:
-        cache.set(ACCESS_GENERATION_KEY, 1, timeout=None)
+        _access_generation_start()
+    else:
+        # Redis keeps a counter's lack of expiry through INCR; Django's other
+        # caches store the new value with their default timeout.
+        cache.touch(ACCESS_GENERATION_KEY, None)
+
+
+def _access_generation_start() -> int | None:
+    """The generation where the cache has none (never set, flushed, culled):
+    a value never used before (the clock in nanoseconds), so no entry cached
+    under an earlier generation can match it again."""
+    cache.add(ACCESS_GENERATION_KEY, time.time_ns(), timeout=None)
+    return cache.get(ACCESS_GENERATION_KEY)  # another process's, if it came first
 
 
 # A study's token -> file name map, kept in this process. A study's cases
@@ -290,9 +302,9 @@ def _study_files_keep(study_key: tuple, generation: int, files: dict[str, str]) 
     _STUDY_FILES[(*study_key, generation)] = (time.monotonic(), files)
 
 
-def _reader_studies_load(user, generation: int) -> tuple[tuple, ...]:
+def _reader_studies_load(user, generation: int) -> tuple[tuple, list[dict[str, str]]]:
     """The open studies this reader has consented to read, as (id, opened at)
-    keys, with every case's file kept per study: one query."""
+    keys, and their token maps, which are kept in this process: one query."""
     files: dict[tuple, dict[str, str]] = {}
     for study_id, opened_at, token, name in Case.objects.filter(
         study__status=Study.Status.OPEN,
@@ -302,30 +314,20 @@ def _reader_studies_load(user, generation: int) -> tuple[tuple, ...]:
         files.setdefault((study_id, opened_at), {})[token] = name
     for study_key, study_files in files.items():
         _study_files_keep(study_key, generation, study_files)
-    return tuple(files)
+    return tuple(files), list(files.values())
 
 
-def _study_files(studies: tuple[tuple, ...], generation: int) -> list[dict[str, str]]:
-    """The file maps of these studies: from this process, or one query for
-    those it does not hold (fresh)."""
+def _study_files_held(
+    studies: tuple[tuple, ...], generation: int
+) -> list[dict[str, str]] | None:
+    """The token maps of these studies if this process holds them all, fresh."""
     fresh_after = time.monotonic() - ACCESS_CACHE_SECONDS
-    maps, missing = [], []
+    maps = []
     for study_key in studies:
         kept = _STUDY_FILES.get((*study_key, generation))
-        if kept is not None and kept[0] > fresh_after:
-            maps.append(kept[1])
-        else:
-            missing.append(study_key)
-    if missing:
-        loaded: dict[tuple, dict[str, str]] = {key: {} for key in missing}
-        for study_id, opened_at, token, name in Case.objects.filter(
-            study_id__in=[study_id for study_id, _ in missing]
-        ).values_list("study_id", "study__opened_at", "token", "image__file"):
-            if (study_id, opened_at) in loaded:  # not reopened since
-                loaded[study_id, opened_at][token] = name
-        for study_key, study_files in loaded.items():
-            _study_files_keep(study_key, generation, study_files)
-            maps.append(study_files)
+        if kept is None or kept[0] <= fresh_after:
+            return None
+        maps.append(kept[1])
     return maps
 
 
@@ -348,14 +350,20 @@ def image_file_for_user(*, user, token: str) -> str | None:
         return image.file.name if image is not None else None
     key = _access_key(user.pk)
     found = cache.get_many([ACCESS_GENERATION_KEY, key])
-    generation = found.get(ACCESS_GENERATION_KEY, 0)
+    generation = found.get(ACCESS_GENERATION_KEY)
+    if generation is None:
+        generation = _access_generation_start()
     cached = found.get(key)
-    if cached is None or cached[0] != generation:
-        studies = _reader_studies_load(user, generation)
+    maps = None
+    if cached is not None and cached[0] == generation:
+        maps = _study_files_held(cached[1], generation)
+    if maps is None:
+        # Not cached, stale, or a process that does not hold every map: the
+        # reader's studies and their maps again, in one query.
+        studies, maps = _reader_studies_load(user, generation)
         cache.set(key, (generation, studies), timeout=ACCESS_CACHE_SECONDS)
-        maps = _study_files(studies, generation)  # just kept: no query
         return next((m[token] for m in maps if token in m), None)
-    for files in _study_files(cached[1], generation):
+    for files in maps:
         name = files.get(token)
         if name is not None:
             return name
