@@ -282,9 +282,9 @@ def _access_generation_start() -> int | None:
 
 # A study's token -> file name map, kept in this process. A study's cases
 # stay as they are while it is open, so every reader of it shares one map,
-# and a reader's cache entry names only the studies (a few bytes, where a
-# copy of every token would be some 150 kB and 0.35 ms to unpickle per image
-# in a study of 2,000 cases). A map is keyed by its study, the study's
+# and a reader's cache entry names only the studies (some 100 bytes, where a
+# copy of every token is 200 kB to read and unpickle per image in a study of
+# 2,000 cases: bench/image_access.py). A map is keyed by its study, the study's
 # opening time and the access generation (so any study saved or deleted
 # since makes it stale) and is rebuilt after ACCESS_CACHE_SECONDS at most.
 _STUDY_FILES: dict[tuple, tuple[float, dict[str, str]]] = {}
