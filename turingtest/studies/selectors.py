@@ -297,9 +297,11 @@ def _study_files_keep(study_key: tuple, generation: int, files: dict[str, str]) 
         # go. A copy of the keys: other threads of the process add maps too.
         keys = list(_STUDY_FILES)
         stale = [k for k in keys if k[-1] != generation]
-        for key in stale or keys[: len(keys) - _STUDY_FILES_KEPT + 1]:
-            _STUDY_FILES.pop(key, None)
-    _STUDY_FILES[(*study_key, generation)] = (time.monotonic(), files)
+        for old in stale or keys[: len(keys) - _STUDY_FILES_KEPT + 1]:
+            _STUDY_FILES.pop(old, None)
+    key = (*study_key, generation)
+    _STUDY_FILES.pop(key, None)  # a rebuilt map counts as the newest
+    _STUDY_FILES[key] = (time.monotonic(), files)
 
 
 def _reader_studies_load(user, generation: int) -> tuple[tuple, list[dict[str, str]]]:
