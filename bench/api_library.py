@@ -49,7 +49,12 @@ from django.test.utils import (  # noqa: E402
 from django.urls import path  # noqa: E402
 from django.views.decorators.http import require_GET, require_POST  # noqa: E402
 
-from bench.reader_queries import answer_body, post_answer, seed  # noqa: E402
+from bench.reader_queries import (  # noqa: E402
+    answer_body,
+    consented_reader,
+    post_answer,
+    seed,
+)
 from turingtest.studies import api, selectors, services  # noqa: E402
 from turingtest.urls import urlpatterns as app_urlpatterns  # noqa: E402
 
@@ -119,16 +124,7 @@ urlpatterns = [
 
 
 def reader_client(study, n: int) -> Client:
-    ((_, token),) = services.invitations_create(study=study, count=1)
-    enrollment = services.reader_signup(
-        token=token,
-        email=f"pair{n}@example.org",
-        password="correct-horse-battery-staple",
-        name=f"Reader {n}",
-        profession="radiologist",
-        experience_years=5,
-    )
-    services.enrollment_consent(enrollment=enrollment)
+    enrollment = consented_reader(study, f"pair{n}@example.org")
     client = Client()
     client.force_login(enrollment.reader.user)
     return client

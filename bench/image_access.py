@@ -46,6 +46,8 @@ from django.test.utils import (  # noqa: E402
     teardown_databases,
 )
 
+from bench.reader_queries import consented_reader  # noqa: E402
+
 
 def seed_study(cases: int, n: int):
     """A study of ``cases`` main cases (balanced by grade and source), one reader."""
@@ -69,16 +71,7 @@ def seed_study(cases: int, n: int):
         study=study, per_grade=per_grade, seed=n, practice=2, exclude_used=True
     )
     study = services.study_open(study=study)
-    ((_, token),) = services.invitations_create(study=study, count=1)
-    enrollment = services.reader_signup(
-        token=token,
-        email=f"access{n}@example.org",
-        password="correct-horse-battery-staple",
-        name="Reader",
-        profession="radiologist",
-        experience_years=5,
-    )
-    return study, services.enrollment_consent(enrollment=enrollment).reader.user
+    return study, consented_reader(study, f"access{n}@example.org").reader.user
 
 
 def measure(study, user, repeat: int) -> None:

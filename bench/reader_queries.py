@@ -68,17 +68,23 @@ def seed():
     )
     services.cases_build(study=study, per_grade=2, seed=1, practice=2)
     study = services.study_open(study=study)
+    return study, consented_reader(study, "reader@example.org")
+
+
+def consented_reader(study, email: str):
+    """A reader invited to ``study``, signed up and consented: the enrollment."""
+    from turingtest.studies import services
+
     ((_, token),) = services.invitations_create(study=study, count=1)
     enrollment = services.reader_signup(
         token=token,
-        email="reader@example.org",
+        email=email,
         password="correct-horse-battery-staple",
         name="Reader",
         profession="radiologist",
         experience_years=5,
     )
-    services.enrollment_consent(enrollment=enrollment)
-    return study, enrollment
+    return services.enrollment_consent(enrollment=enrollment)
 
 
 def answer_body(step: dict) -> dict:
