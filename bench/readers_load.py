@@ -76,6 +76,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.proc_cpu import cpu_used, server_cpu  # noqa: E402
 from tests.live import (  # noqa: E402
     HttpReader,
     LiveStack,
@@ -683,55 +684,8 @@ def image_serving(stack: LiveStack, info: dict, args, base: Path) -> None:
 # --- server CPU, saturation, sign-in -----------------------------------------
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 # nginx in front (--front nginx), whose processes serve the app too.
 FRONT: subprocess.Popen | None = None
-
-
-def server_cpu(stack: LiveStack) -> dict[int, float]:
-    """CPU seconds of every process serving the app: gunicorn's master and
-    workers (its process group), nginx's with ``--front nginx``, and the
-    PostgreSQL backends connected to the app's database (keyed by negative
-    pid). Redis, shared with the rest of the machine, is left out."""
-    pids = []
-    groups = {stack.server.pid} | ({FRONT.pid} if FRONT else set())
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getpgid(int(entry.name)) in groups:
-                    pids.append(int(entry.name))
-            except ProcessLookupError:
-                pass
-    if stack.pg_admin_url:
-        pids += [
-            -pid
-            for (pid,) in stack.query(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid()"
-            )
-        ]
-    return {pid: _cpu_seconds(abs(pid)) for pid in pids}
-
-
-def cpu_used(
-    before: dict[int, float], after: dict[int, float], part: str = "all"
-) -> float:
-    """CPU seconds between two ``server_cpu`` samples (new processes from 0):
-    of ``part`` "all", "gunicorn" or "postgresql"."""
-    keep = {"all": lambda pid: True, "gunicorn": lambda pid: pid > 0}.get(
-        part, lambda pid: pid < 0
-    )
-    return sum(
-        seconds - before.get(pid, 0.0) for pid, seconds in after.items() if keep(pid)
-    )
 
 
 def bare_view(stack: LiveStack, info: dict, seconds: float, clients: int) -> dict:
@@ -740,9 +694,9 @@ def bare_view(stack: LiveStack, info: dict, seconds: float, clients: int) -> dic
     reader.login(info["readers"][0])
     headers = reader.headers({"Accept": "application/json"})
     hammer(stack.port, ["/bench/bare"], headers, 1, 2)  # warm up
-    before = server_cpu(stack)
+    before = server_cpu(stack, FRONT)
     result = hammer(stack.port, ["/bench/bare"], headers, seconds, clients)
-    result["cpu"] = cpu_used(before, server_cpu(stack))
+    result["cpu"] = cpu_used(before, server_cpu(stack, FRONT))
     result["requests"] = result["per_s"] * seconds
     return result
 
@@ -914,8 +868,9 @@ def main() -> None:
                 )
             ]  # fmt: skip
             # Requests and server CPU are counted in a window that starts once
-            # every reader has signed in and ends before the run stops, so
-            # neither the password hashing nor the ramp is in the figure.
+            # every reader has signed in and ends when the first reader
+            # finishes the study (or before the run stops), so neither the
+            # password hashing, the ramp nor the tail is in the figure.
             arrive = min(10.0, args.saturation_seconds / 6)
             window = {}
             run = Run()
@@ -927,9 +882,17 @@ def main() -> None:
                     and time.monotonic() < stop - 5
                 ):
                     time.sleep(0.1)
-                window["start"], window["before"] = time.monotonic(), server_cpu(stack)
-                time.sleep(max(1.0, stop - time.monotonic()))
-                window["end"], window["after"] = time.monotonic(), server_cpu(stack)
+                window["start"], window["before"] = (
+                    time.monotonic(),
+                    server_cpu(stack, FRONT),
+                )
+                # The load falls off once readers start finishing the study.
+                while time.monotonic() < stop and not run.finished:
+                    time.sleep(0.1)
+                window["end"], window["after"] = (
+                    time.monotonic(),
+                    server_cpu(stack, FRONT),
+                )
 
             sampler = threading.Thread(target=sample)
             sampler.start()
