@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 
@@ -24,26 +25,62 @@ def cpu_seconds(pid: int) -> float:
 def server_cpu(stack, *fronts: subprocess.Popen | None) -> dict[int, float]:
     """CPU seconds of every process serving the app: gunicorn's master and
     workers (its process group), those of each front server given (nginx),
-    and the PostgreSQL backends connected to the app's database (keyed by
-    negative pid). Redis, shared with the rest of the machine, is left out."""
+    and the PostgreSQL backends connected to the app's database, found by
+    their process titles (keyed by negative pid). Redis, shared with the rest
+    of the machine, is left out."""
     groups = {stack.server.pid} | {front.pid for front in fronts if front}
+    backend = f" {stack.pg_name} ".encode() if stack.pg_admin_url else None
     pids = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getpgid(int(entry.name)) in groups:
-                    pids.append(int(entry.name))
-            except ProcessLookupError:
-                pass
-    if stack.pg_admin_url:
-        pids += [
-            -pid
-            for (pid,) in stack.query(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid()"
-            )
-        ]
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            if os.getpgid(pid) in groups:
+                pids.append(pid)
+            elif backend and backend in (entry / "cmdline").read_bytes().replace(
+                b"\0", b" "
+            ):
+                pids.append(-pid)
+        except (ProcessLookupError, FileNotFoundError, PermissionError):
+            pass
     return {pid: cpu_seconds(abs(pid)) for pid in pids}
+
+
+class CpuMeter:
+    """``server_cpu`` over a window, sampled every ``every`` seconds.
+
+    A process that ends inside the window (a PostgreSQL backend closed when
+    its connection reaches CONN_MAX_AGE, a recycled worker) keeps the CPU of
+    its last sample, where two samples alone would lose all of it.
+    ``start()`` and ``stop()`` return samples for :func:`cpu_used`.
+    """
+
+    def __init__(self, stack, *fronts: subprocess.Popen | None, every: float = 0.5):
+        self.stack, self.fronts, self.every = stack, fronts, every
+        self.seen: dict[int, float] = {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _sample(self) -> dict[int, float]:
+        sample = server_cpu(self.stack, *self.fronts)
+        self.seen.update(sample)
+        return sample
+
+    def _watch(self) -> None:
+        while not self.done.wait(self.every):
+            self._sample()
+
+    def start(self) -> dict[int, float]:
+        first = self._sample()
+        self.thread.start()
+        return first
+
+    def stop(self) -> dict[int, float]:
+        self.done.set()
+        self.thread.join()
+        self._sample()
+        return dict(self.seen)
 
 
 def cpu_used(

@@ -10,12 +10,14 @@ manifest static files, secure cookies behind a TLS proxy that the client
 plays by sending X-Forwarded-Proto) on PostgreSQL, in a fresh database this
 script creates and drops, and Redis (cache and broker), all on loopback. The
 URL configuration is the app's plus one bare authenticated JSON view
-(``bench/bare_urls.py``). It seeds a 60-case study (6 real and 6 synthetic
-procedural phantoms per KL grade, 4 practice cases, grading then detection)
-per scenario, with the readers signed up through invitations.
+(``bench/bare_urls.py``). It seeds a study per scenario (real and synthetic
+procedural phantoms per KL grade, 4 practice cases, grading then detection),
+with the readers signed up through invitations: 60 cases at human pace, 120
+at saturation, so that every fast reader is still clicking when the run
+stops.
 
 Each simulated reader signs in through the login form (the password hashed
-with Django's PBKDF2 at its default strength), consents, opens the reading
+with Argon2 at Django's strength), consents, opens the reading
 page and answers the practice round and both phases through the JSON API,
 fetching each image once as a browser with a cache would (the current one
 and the preloaded next). They misbehave:
@@ -76,7 +78,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.proc_cpu import cpu_used, server_cpu  # noqa: E402
+from bench.proc_cpu import CpuMeter, cpu_used  # noqa: E402
 from tests.live import (  # noqa: E402
     HttpReader,
     LiveStack,
@@ -694,9 +696,10 @@ def bare_view(stack: LiveStack, info: dict, seconds: float, clients: int) -> dic
     reader.login(info["readers"][0])
     headers = reader.headers({"Accept": "application/json"})
     hammer(stack.port, ["/bench/bare"], headers, 1, 2)  # warm up
-    before = server_cpu(stack, FRONT)
+    meter = CpuMeter(stack, FRONT)
+    before = meter.start()
     result = hammer(stack.port, ["/bench/bare"], headers, seconds, clients)
-    result["cpu"] = cpu_used(before, server_cpu(stack, FRONT))
+    result["cpu"] = cpu_used(before, meter.stop())
     result["requests"] = result["per_s"] * seconds
     return result
 
@@ -827,7 +830,7 @@ def main() -> None:
             )  # fmt: skip
         if scenarios & {"saturation", "images"}:
             studies["fast"] = stack.seed(
-                slug="fast", readers=args.fast_readers, per_grade=6, practice=4,
+                slug="fast", readers=args.fast_readers, per_grade=12, practice=4,
                 size=224,
             )  # fmt: skip
         print(
@@ -882,17 +885,12 @@ def main() -> None:
                     and time.monotonic() < stop - 5
                 ):
                     time.sleep(0.1)
-                window["start"], window["before"] = (
-                    time.monotonic(),
-                    server_cpu(stack, FRONT),
-                )
+                meter = CpuMeter(stack, FRONT)
+                window["start"], window["before"] = time.monotonic(), meter.start()
                 # The load falls off once readers start finishing the study.
                 while time.monotonic() < stop and not run.finished:
                     time.sleep(0.1)
-                window["end"], window["after"] = (
-                    time.monotonic(),
-                    server_cpu(stack, FRONT),
-                )
+                window["end"], window["after"] = time.monotonic(), meter.stop()
 
             sampler = threading.Thread(target=sample)
             sampler.start()

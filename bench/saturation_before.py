@@ -13,20 +13,25 @@ did at ``--before``, by default the reader path as its own
 started.
 
 ``--before`` is checked out into a temporary git worktree. Each round runs
-the same load against it, then against this checkout, each a child process
-using that tree's own ``bench/readers_load.py`` and ``LiveStack``: gunicorn
-(3 gthread workers x 4 threads, the tree's production settings, its image
-view serving the files) on a fresh PostgreSQL database seeded by the tree's
-own code (12 real and 12 synthetic phantoms per KL grade, 4 practice cases,
-grading then detection), Redis on loopback; 50 readers signing in through
-the login form, then clicking every 0-0.3 s with the same misbehaviour (double submits,
-reloads, aborted answers and downloads, two tabs). Requests and server CPU
-(gunicorn's processes and the app's PostgreSQL backends, from /proc) are
-counted in a window that opens once every reader has signed in, so password
-hashing (PBKDF2 before, Argon2 now) is left out of both, and closes 2 s
-before the run stops or when the first reader finishes the study, whichever
-comes first, so every reader is still clicking. Each tree's database audit
-runs after its run, as ``readers_load.py`` prints it.
+the same load against it and against this checkout, in turns (which goes
+first alternates by round), each in a child process using that tree's own
+``bench/readers_load.py`` and ``LiveStack``: gunicorn (3 gthread workers x 4
+threads, the tree's production settings, its image view serving the files)
+on a fresh PostgreSQL database seeded by the tree's own code (12 real and 12
+synthetic phantoms per KL grade, 4 practice cases, grading then detection),
+Redis on loopback with its database emptied first; 50 readers arriving over
+5 s, signing in through the login form, then clicking every 0-0.3 s with the
+same misbehaviour (double submits, reloads, aborted answers and downloads,
+two tabs). Both trees run on this checkout's virtual environment, so the
+earlier code also gets the Redis client's C reply parser (hiredis), which it
+did not list. Requests and server CPU (gunicorn's processes and the app's
+PostgreSQL backends, from /proc, sampled every 0.5 s so that a backend
+closed inside the window still counts) are counted in a window that opens
+once every reader has signed in, so password hashing (PBKDF2 before,
+Argon2 now) is left out of both, and closes 2 s before the run stops or
+when the first reader finishes the study, whichever comes first. Each
+tree's database audit runs after its run, as its ``readers_load.py`` prints
+it.
 
 Prints each run's requests per server CPU-second and, per round, the ratio
 now / before; the median of the rounds is the figure.
@@ -48,8 +53,10 @@ import threading
 import time
 from pathlib import Path
 
+import redis
+
 # This script's own folder, whichever tree a child run measures.
-from proc_cpu import cpu_used, server_cpu
+from proc_cpu import CpuMeter, cpu_used
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,7 +81,6 @@ def child(
 
     done_at: list[float] = []
     signed_in = threading.Event()
-    signins = [0]
     runs: list = []  # the run, once it records its first reply
     record = rl.Run.record
 
@@ -82,18 +88,18 @@ def child(
         if not runs:
             runs.append(self)
         done_at.append(time.monotonic())
-        if kind == "sign-in":
-            signins[0] += 1
-            if signins[0] >= readers:
-                signed_in.set()
         record(self, kind, reply)
+        if kind == "sign-in" and len(self.latencies["sign-in"]) >= readers:
+            signed_in.set()
 
     rl.Run.record = counted
 
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/11")
+    # Neither tree finds the other's cached sessions, users or maps.
+    redis.Redis.from_url(redis_url).flushdb()
     base = Path(tempfile.mkdtemp(prefix="turingtest-before-"))
     stack = rl.LiveStack(
-        base, name="bench_before", production=True,
-        redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/11"),
+        base, name="bench_before", production=True, redis_url=redis_url,
         database_url=os.environ.get(
             "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"
         ),
@@ -109,20 +115,25 @@ def child(
         def sample() -> None:
             stop = time.monotonic() + seconds - 2
             signed_in.wait(timeout=max(1.0, stop - 5 - time.monotonic()))
-            window["start"], window["before"] = time.monotonic(), server_cpu(stack)
+            meter = CpuMeter(stack)
+            window["start"], window["before"] = time.monotonic(), meter.start()
             # The load falls off once readers start finishing the study.
             while time.monotonic() < stop and not (runs and runs[0].finished):
                 time.sleep(0.1)
-            window["end"], window["after"] = time.monotonic(), server_cpu(stack)
+            window["end"], window["after"] = time.monotonic(), meter.stop()
 
-        sampler = threading.Thread(target=sample)
+        sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        # Readers arrive as the earlier bench had them arrive: over 5 s for 50.
+        arrive = min(30.0, 0.1 * readers)
         options = {}
         if "think" in inspect.signature(rl.reading_run).parameters:
-            options = {"think": (0.0, 0.3), "arrive_over": min(10.0, seconds / 6)}
+            options = {"think": (0.0, 0.3), "arrive_over": arrive}
         run, elapsed = rl.reading_run(stack, info, seconds, 2, **options)
-        sampler.join()
+        sampler.join(timeout=30)
         summary = rl.report_run(stack, info, run, elapsed)
+        if "after" not in window:
+            raise SystemExit("the CPU window was not measured (see above)")
         requests = sum(window["start"] <= t < window["end"] for t in done_at)
         cpu = cpu_used(window["before"], window["after"])
         result = {
@@ -132,11 +143,30 @@ def child(
             "errors": len(run.errors),
             "problems": bool(summary.get("problems") or summary.get("duplicates")),
             "signed_in": signed_in.is_set(),
+            "finished": len(run.finished),
         }
         result_path.write_text(json.dumps(result))
     finally:
         stack.close()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def run_child(tree: Path, result_path: Path, args: argparse.Namespace) -> int:
+    """The child for ``tree``; on Ctrl-C it is let finish its clean-up
+    (gunicorn stopped, its database dropped) before this stops."""
+    child_process = subprocess.Popen(
+        [
+            sys.executable, __file__, "--child", str(tree),
+            "--result", str(result_path), "--seconds", str(args.seconds),
+            "--readers", str(args.readers), "--per-grade", str(args.per_grade),
+        ],
+        cwd=tree,
+    )  # fmt: skip
+    try:
+        return child_process.wait()
+    except KeyboardInterrupt:
+        child_process.wait(timeout=120)
+        raise
 
 
 def main() -> None:
@@ -159,39 +189,38 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="turingtest-worktree-"))
     earlier = work / "before"
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(earlier), args.before],
-        check=True,
-    )  # fmt: skip
-    described = subprocess.run(
-        ["git", "-C", str(earlier), "log", "-1", "--format=%h %ad %s", "--date=short"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    print(f"before: {described}\nnow:    this checkout ({ROOT})")
-    print(
-        f"{args.readers} readers clicking every 0-0.3 s for {args.seconds:.0f} s "
-        f"through {args.per_grade * 10} cases; "
-        f"gunicorn 3 gthread workers x 4 threads on {os.cpu_count()} CPUs"
-    )
     rows = []
     failed = False
     try:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(earlier), args.before],
+            check=True,
+        )  # fmt: skip
+        described = subprocess.run(
+            ["git", "-C", str(earlier), "log", "-1", "--format=%h %ad %s", "--date=short"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        now = subprocess.run(
+            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        print(f"before: {described}\nnow:    {now} ({ROOT})")
+        print(
+            f"{args.readers} readers clicking every 0-0.3 s for {args.seconds:.0f} s "
+            f"through {args.per_grade * 10} cases; gunicorn 3 gthread workers x 4 "
+            f"threads on {os.cpu_count()} CPUs"
+        )
         for n in range(args.rounds):
             row = {}
-            for label, tree in (("before", earlier), ("now", ROOT)):
+            # Turns alternate, so neither tree always runs on a machine that
+            # the other has just warmed or heated.
+            turns = [("before", earlier), ("now", ROOT)]
+            for label, tree in turns if n % 2 == 0 else turns[::-1]:
                 print(f"\n== round {n + 1}, {label}", flush=True)
                 result_path = work / f"{label}-{n}.json"
-                done = subprocess.run(
-                    [
-                        sys.executable, __file__, "--child", str(tree),
-                        "--result", str(result_path), "--seconds", str(args.seconds),
-                        "--readers", str(args.readers),
-                        "--per-grade", str(args.per_grade),
-                    ],
-                    cwd=tree,
-                )  # fmt: skip
-                if done.returncode or not result_path.exists():
-                    print(f"   the {label} run failed (exit {done.returncode})")
+                code = run_child(tree, result_path, args)
+                if code or not result_path.exists():
+                    print(f"   the {label} run failed (exit {code})")
                     failed = True
                     continue
                 result = json.loads(result_path.read_text())
@@ -201,8 +230,9 @@ def main() -> None:
     finally:
         subprocess.run(
             ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(earlier)],
-            check=False,
+            check=False, capture_output=True,
         )  # fmt: skip
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "prune"], check=False)
         shutil.rmtree(work, ignore_errors=True)
 
     print("\nround  tree     requests  window s  server CPU s  per CPU-second  errors")
@@ -217,6 +247,7 @@ def main() -> None:
             print(
                 f"{n:>5}  {label:<7}{r['requests']:>9}{r['span']:>10.0f}"
                 f"{r['cpu']:>14.1f}{rates[label]:>16.0f}{r['errors']:>8}"
+                + ("  (not every reader signed in)" if not r["signed_in"] else "")
             )
         if len(rates) == 2:
             ratios.append(rates["now"] / rates["before"])
