@@ -143,7 +143,6 @@ def child(
             "errors": len(run.errors),
             "problems": bool(summary.get("problems") or summary.get("duplicates")),
             "signed_in": signed_in.is_set(),
-            "finished": len(run.finished),
         }
         result_path.write_text(json.dumps(result))
     finally:
