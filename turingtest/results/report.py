@@ -553,13 +553,21 @@ def _png_text(png: bytes) -> str:
     return base64.b64encode(png).decode("ascii")
 
 
-def study_report_save(*, study: Study, with_plots: bool = True) -> StudyReport:
+def study_report_save(
+    *,
+    study: Study,
+    with_plots: bool = True,
+    fingerprint: AnswersFingerprint | None = None,
+) -> StudyReport:
     """Build the study's report now and store it in place of the last one.
 
-    The fingerprint is read before the answers, so an answer arriving during
-    the build leaves the stored report marked stale rather than current.
+    The fingerprint is read before the answers (here, or by the caller that
+    has just read it to find the stored report stale), so an answer arriving
+    during the build leaves the stored report marked stale rather than
+    current.
     """
-    fingerprint = answers_fingerprint(study)
+    if fingerprint is None:
+        fingerprint = answers_fingerprint(study)
     start = time.perf_counter()
     data = study_report(study)
     plots = (
@@ -599,8 +607,9 @@ def study_report_refresh(*, study_id: int) -> tuple[StudyReport | None, bool]:
     if study is None:
         return None, False
     stored = StudyReport.objects.filter(study=study).defer("data").first()
-    if not _is_current(stored, answers_fingerprint(study)):
-        return study_report_save(study=study), True
+    fingerprint = answers_fingerprint(study)
+    if not _is_current(stored, fingerprint):
+        return study_report_save(study=study, fingerprint=fingerprint), True
     for name in PLOTS:
         if name not in stored.plots:
             study_report_plot(study=study, name=name)
@@ -617,8 +626,9 @@ def _queue(study_id: int) -> None:
 
 def study_report_rebuild(*, study: Study) -> str:
     """Rebuild now where that is quick ("built"), else queue the task ("queued")."""
-    if answers_fingerprint(study).answers_count < SYNC_BUILD_MAX_ANSWERS:
-        study_report_save(study=study, with_plots=False)
+    fingerprint = answers_fingerprint(study)
+    if fingerprint.answers_count < SYNC_BUILD_MAX_ANSWERS:
+        study_report_save(study=study, with_plots=False, fingerprint=fingerprint)
         return "built"
     transaction.on_commit(lambda: _queue(study.pk))
     return "queued"
@@ -639,7 +649,9 @@ def study_report_for_page(*, study: Study) -> PageReport:
     stored = StudyReport.objects.filter(study=study).defer("plots").first()
     current = _is_current(stored, fingerprint)
     if not current and fingerprint.answers_count < SYNC_BUILD_MAX_ANSWERS:
-        stored = study_report_save(study=study, with_plots=False)
+        stored = study_report_save(
+            study=study, with_plots=False, fingerprint=fingerprint
+        )
         current = True
     return PageReport(stored, not current, fingerprint.answers_count)
 
@@ -672,8 +684,11 @@ def study_report_plot(*, study: Study, name: str) -> bytes | None:
 def study_report_current(study: Study) -> Report:
     """The report of the answers as they are now: the stored one if current."""
     stored = StudyReport.objects.filter(study=study).defer("plots").first()
-    if not _is_current(stored, answers_fingerprint(study)):
-        stored = study_report_save(study=study, with_plots=False)
+    fingerprint = answers_fingerprint(study)
+    if not _is_current(stored, fingerprint):
+        stored = study_report_save(
+            study=study, with_plots=False, fingerprint=fingerprint
+        )
     return Report.from_json(stored.data)
 
 
