@@ -13,8 +13,8 @@ URL configuration is the app's plus one bare authenticated JSON view
 (``bench/bare_urls.py``). It seeds a study per scenario (real and synthetic
 procedural phantoms per KL grade, 4 practice cases, grading then detection),
 with the readers signed up through invitations: 60 cases at human pace, 120
-at saturation, so that every fast reader is still clicking when the run
-stops.
+at saturation, so that the fast readers keep clicking through most of the
+run (its count stops when the first of them finishes).
 
 Each simulated reader signs in through the login form (the password hashed
 with Argon2 at Django's strength), consents, opens the reading
